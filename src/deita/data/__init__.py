@@ -1,0 +1,1 @@
+"""Data layer: record formats and turn rules, streaming reading, atomic writing, validation."""

@@ -1,0 +1,260 @@
+"""Record formats (ShareGPT, Alpaca, chat ``messages``) and file types: detection, turn rules, conversion.
+
+Turns are formed by role (DEITA.md §1), never by position, because a third of real ShareGPT records
+start with an assistant message. Problems are raised as ``ValueError(problem sentence)``; the reader
+adds the file and record location. Messages are numbered from 1 in problem sentences.
+"""
+
+# ruff: noqa: TRY004  (problems are ValueError by contract: the reader turns them into RecordError)
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from deita.errors import DeitaError
+
+from .records import Turn
+
+FORMATS = ("sharegpt", "alpaca", "messages")
+FILE_TYPES = ("json", "jsonl", "parquet", "dataset")
+PAIRINGS = ("role", "positional")
+
+_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+_SHAREGPT_ROLES = {
+    "human": "user", "user": "user",
+    "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
+    "system": "system",
+}  # fmt: skip
+_MESSAGES_ROLES = {"user": "user", "assistant": "assistant", "system": "system"}
+
+
+class _Layout(NamedTuple):
+    key: str
+    role_key: str
+    text_key: str
+    roles: dict[str, str]
+    expected: str
+    names: dict[str, str]  # canonical role -> the name this format writes
+
+
+_LAYOUTS = {
+    "sharegpt": _Layout("conversations", "from", "value", _SHAREGPT_ROLES,
+                        "human/user, gpt/assistant/chatgpt/bing/bard, system",
+                        {"user": "human", "assistant": "gpt", "system": "system"}),
+    "messages": _Layout("messages", "role", "content", _MESSAGES_ROLES, "user, assistant, system",
+                        {"user": "user", "assistant": "assistant", "system": "system"}),
+}  # fmt: skip
+
+
+class _Message(NamedTuple):
+    role: str  # canonical: user / assistant / system
+    text: str
+    name: str  # the role as written in the record
+
+
+def json_type(value: Any) -> str:
+    """JSON name of a Python value's type, for problem sentences ("null", "number", "array", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def detect_format(raw: dict) -> str:
+    """The record's format from its keys: ``conversations`` / ``messages`` / ``instruction``."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"the record is {json_type(raw)}, expected an object")
+    for key, fmt in (("conversations", "sharegpt"), ("messages", "messages"), ("instruction", "alpaca")):
+        if key in raw:
+            return fmt
+    keys = ", ".join(map(repr, list(raw)[:8])) or "none"
+    raise ValueError(
+        "cannot tell the record format: it has no 'conversations' (ShareGPT), 'messages' (chat) "
+        f"or 'instruction' (Alpaca) field (its fields: {keys})"
+    )
+
+
+def file_type_of(path: str | Path) -> str:
+    """File type from the suffix; a directory (or a suffix-less new path) is a ``save_to_disk`` dataset."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "dataset_info.json").exists() or (p / "state.json").exists():
+            return "dataset"
+        raise DeitaError(f"{p}: a directory that is not a dataset saved with datasets' save_to_disk")
+    file_type = _SUFFIXES.get(p.suffix.lower())
+    if file_type:
+        return file_type
+    if not p.suffix and not p.exists():
+        return "dataset"
+    raise DeitaError(
+        f"{p}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a dataset directory)"
+    )
+
+
+def _check(name: str, value: Any, default: str | None = None) -> str:
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is {json_type(value)}, expected a string")
+    return value
+
+
+def _messages(raw: dict, fmt: str) -> list[_Message]:
+    """The validated messages of a sharegpt/messages record."""
+    lay = _LAYOUTS[fmt]
+    if lay.key not in raw:
+        raise ValueError(
+            f"missing '{lay.key}' (a {fmt} record holds a list of {{'{lay.role_key}', '{lay.text_key}'}} messages)"
+        )
+    msgs = raw[lay.key]
+    if not isinstance(msgs, list):
+        raise ValueError(f"'{lay.key}' is {json_type(msgs)}, expected an array of messages")
+    out = []
+    for n, m in enumerate(msgs, 1):
+        if not isinstance(m, dict):
+            raise ValueError(
+                f"message {n} is {json_type(m)}, expected an object with '{lay.role_key}' and '{lay.text_key}'"
+            )
+        for k in (lay.role_key, lay.text_key):
+            if k not in m:
+                raise ValueError(f"message {n} has no '{k}'")
+            _check(f"message {n} '{k}'", m[k])
+        name, text = m[lay.role_key], m[lay.text_key]
+        role = lay.roles.get(name.strip().lower())
+        if role is None:
+            raise ValueError(f"message {n} has unknown role {name!r} (expected {lay.expected})")
+        if not text.strip() and role != "system":  # an empty system prompt is harmless: no system
+            raise ValueError(f"message {n} ({name}) is empty (whitespace-only '{lay.text_key}')")
+        out.append(_Message(role, text, name))
+    return out
+
+
+def _pair_by_role(msgs: list[_Message]) -> tuple[list[Turn], str | None, int]:
+    i, system, skipped = 0, None, 0
+    if msgs and msgs[0].role == "system":
+        system, i = msgs[0].text or None, 1
+    while i < len(msgs) and msgs[i].role == "assistant":
+        skipped, i = skipped + 1, i + 1
+    turns = []
+    while i < len(msgs):
+        m = msgs[i]
+        if m.role == "system":
+            raise ValueError(
+                f"message {i + 1} is a system message inside the conversation (only a leading one is allowed)"
+            )
+        if m.role == "assistant":
+            raise ValueError(
+                f"messages {i} and {i + 1} are both from the assistant ({msgs[i - 1].name}, {m.name}): "
+                "roles must alternate user/assistant"
+            )
+        nxt = msgs[i + 1] if i + 1 < len(msgs) else None
+        if nxt is not None and nxt.role == "user":
+            raise ValueError(
+                f"messages {i + 1} and {i + 2} are both from the user ({m.name}, {nxt.name}): "
+                "roles must alternate user/assistant"
+            )
+        if nxt is not None and nxt.role == "assistant":
+            turns.append(Turn(m.text, nxt.text))
+            i += 2
+        else:
+            turns.append(Turn(m.text, ""))
+            i += 1
+    return turns, system, skipped
+
+
+def parse_turns(raw: dict, fmt: str, pairing: str = "role") -> tuple[list[Turn], str | None, int]:
+    """(turns, leading system text, leading assistant messages skipped) of a record in format ``fmt``.
+
+    ``pairing="positional"`` pairs message 0 with 1, 2 with 3, ... ignoring roles, as the reference
+    toolkit did; use it only to reproduce published scores.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"unknown pairing {pairing!r} (expected one of {', '.join(PAIRINGS)})")
+    if fmt == "alpaca":
+        if "instruction" not in raw:
+            raise ValueError(
+                "missing 'instruction' (an Alpaca record holds 'instruction', 'input', 'output')"
+            )
+        instruction = _check("'instruction'", raw["instruction"])
+        extra = _check("'input'", raw.get("input"), "")
+        output = _check("'output'", raw.get("output"), "")
+        if not instruction.strip():
+            raise ValueError("'instruction' is empty (whitespace-only)")
+        return [Turn(instruction + "\n" + extra if extra else instruction, output)], None, 0
+    msgs = _messages(raw, fmt)
+    if pairing == "positional":
+        turns = [
+            Turn(msgs[i].text, msgs[i + 1].text if i + 1 < len(msgs) else "") for i in range(0, len(msgs), 2)
+        ]
+        system, skipped = None, 0
+    else:
+        turns, system, skipped = _pair_by_role(msgs)
+    if not turns:
+        raise ValueError("no turns: the conversation has no user message")
+    return turns, system, skipped
+
+
+def _splice(raw: dict, remove: tuple[str, ...], new: dict) -> dict:
+    """``raw`` without the ``remove`` keys and with ``new`` placed where the first removed key was."""
+    out: dict = {}
+    for k, v in raw.items():
+        if k in remove:
+            if new:
+                out.update(new)
+                new = {}
+        else:
+            out[k] = v
+    out.update(new)
+    return out
+
+
+def convert_record(raw: dict, src: str, dst: str) -> dict:
+    """``raw`` converted from format ``src`` to ``dst``, keeping every other field (and its position)."""
+    for fmt in (src, dst):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if src == dst:
+        return dict(raw)
+    if dst == "alpaca":
+        turns, system, skipped = parse_turns(raw, src)
+        if skipped:
+            raise ValueError(
+                f"record starts with {skipped} assistant message(s) with no instruction; Alpaca cannot hold them"
+            )
+        if len(turns) != 1:
+            raise ValueError(f"record has {len(turns)} turns; Alpaca holds one instruction/response pair")
+        new = {"instruction": turns[0].instruction, "input": "", "output": turns[0].response}
+        if system is not None:
+            new["system"] = system
+        return _splice(
+            raw, (_LAYOUTS[src].key, "system") if system is not None else (_LAYOUTS[src].key,), new
+        )
+    lay = _LAYOUTS[dst]
+    if src == "alpaca":
+        (turn,), _, _ = parse_turns(raw, "alpaca")
+        system = raw.get("system")
+        has_system = isinstance(system, str) and bool(system.strip())  # set by an earlier conversion
+        msgs = [("system", system)] if has_system else []
+        msgs.append(("user", turn.instruction))
+        if turn.response:
+            msgs.append(("assistant", turn.response))
+        conv = [{lay.role_key: lay.names[role], lay.text_key: text} for role, text in msgs]
+        drop = ("instruction", "input", "output") + (("system",) if has_system else ())
+        return _splice(raw, drop, {lay.key: conv})
+    src_lay = _LAYOUTS[src]
+    conv = []
+    for m, original in zip(_messages(raw, src), raw[src_lay.key]):
+        rest = {k: v for k, v in original.items() if k not in (src_lay.role_key, src_lay.text_key)}
+        conv.append({lay.role_key: lay.names[m.role], lay.text_key: m.text, **rest})
+    return _splice(raw, (src_lay.key,), {lay.key: conv})

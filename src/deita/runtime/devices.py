@@ -1,0 +1,27 @@
+"""Device and dtype choice: GPU in bf16 when there is one, else CPU in fp32."""
+
+from __future__ import annotations
+
+import torch
+
+from deita.errors import DeitaError
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' → cuda when available, else cpu; an explicit cuda request without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeitaError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' → bfloat16 on GPU, float32 on CPU (bf16 matmuls on CPU are slow and less exact)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise DeitaError(f"unknown dtype '{dtype}' (choose auto, {', '.join(DTYPES)})")
+    return DTYPES[dtype]

@@ -1,0 +1,57 @@
+"""What every scoring backend answers: log-probs of the six digit tokens after each prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from deita.errors import DeitaError
+from deita.scoring.prompts import Prompt
+from deita.scoring.tokens import DIGITS
+
+
+@dataclass
+class BackendCounters:
+    """Per-run facts a backend reports: turns whose top-k missed some digits (renormalised over the rest)."""
+
+    renormalised: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class ScoringBackend(Protocol):
+    tokenizer: object
+    score_token_ids: list[int]
+    counters: BackendCounters
+
+    def digit_logprobs(self, prompts: Sequence[Prompt]) -> np.ndarray:
+        """(n, 6) log-probabilities of "1".."6" at the next position; -inf where a backend did not see a digit."""
+        ...
+
+
+def digits_from_top_logprobs(top: Mapping[Hashable, float], digit_of: Callable[[Hashable], int | None],
+                             counters: BackendCounters, where: str, strict: bool = False) -> np.ndarray:
+    """The six digit log-probs of one position from a server's top-k (keys: token ids or token strings).
+
+    `digit_of` maps a key to 0..5 (digit 1..6) or None; several keys for one digit keep the largest.
+    A digit outside the top-k is -inf and the row is counted in `counters.renormalised` (the expected
+    score then renormalises over the digits seen), or, with `strict`, an error. No digit at all is an
+    error: there is nothing to score, and a made-up default would silently corrupt the data.
+    """
+    row = np.full(len(DIGITS), -np.inf)
+    for key, logprob in top.items():
+        index = digit_of(key)
+        if index is not None and logprob is not None and float(logprob) > row[index]:
+            row[index] = float(logprob)
+    missing = [digit for digit, value in zip(DIGITS, row) if not np.isfinite(value)]
+    if len(missing) == len(DIGITS):
+        raise DeitaError(f"{where}: none of the digits 1..6 is among the {len(top)} log-probs the backend "
+                         "returned; raise --max-logprobs, or make sure the server applies logit_bias")
+    if missing:
+        if strict:
+            raise DeitaError(f"{where}: the digits {', '.join(missing)} are not among the {len(top)} log-probs "
+                             "the backend returned; raise --max-logprobs (up to the server's cap), or drop "
+                             "--strict to renormalise over the digits returned")
+        counters.renormalised += 1
+    return row

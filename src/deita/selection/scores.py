@@ -1,0 +1,72 @@
+"""Final per-sample scores (DEITA.md §4.1): Σ over turns of the product of the per-turn score lists."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from deita.errors import DeitaError
+
+DEFAULT_SCORE_KEYS: tuple[str, ...] = ("complexity_scores", "quality_scores")
+
+
+def final_scores(
+    per_key_lists: Sequence[Sequence[Sequence[float] | None]],
+    keys: Sequence[str] = DEFAULT_SCORE_KEYS,
+    locations: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Combine per-turn scores into one float64 score per record.
+
+    `per_key_lists[k][i]` is record i's per-turn list for `keys[k]`. `locations[i]` (default "record i")
+    names the record in errors, e.g. a file and line given by the data layer.
+    """
+    n_records = _check_shapes(per_key_lists, keys, locations)
+    out = np.empty(n_records, dtype=np.float64)
+    for i in range(n_records):
+        where = locations[i] if locations is not None else f"record {i}"
+        turns = [_turn_scores(lists[i], key, where) for key, lists in zip(keys, per_key_lists)]
+        _check_turn_counts(turns, keys, where)
+        out[i] = np.prod(np.stack(turns), axis=0).sum()
+    return out
+
+
+def _check_shapes(per_key_lists: Sequence[Sequence[Sequence[float] | None]], keys: Sequence[str],
+                  locations: Sequence[str] | None) -> int:
+    """Return the record count after checking keys, lists and locations line up."""
+    if not keys:
+        raise DeitaError("at least one score key is needed")
+    if len(per_key_lists) != len(keys):
+        raise DeitaError(f"{len(keys)} score keys but {len(per_key_lists)} lists of scores")
+    n_records = len(per_key_lists[0])
+    for key, lists in zip(keys, per_key_lists):
+        if len(lists) != n_records:
+            raise DeitaError(f"'{key}' has {len(lists)} records but '{keys[0]}' has {n_records}")
+    if locations is not None and len(locations) != n_records:
+        raise DeitaError(f"{len(locations)} locations for {n_records} records")
+    return n_records
+
+
+def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> np.ndarray:
+    """One record's list for one key as float64, refusing missing, empty, non-numeric or non-finite."""
+    if values is None:
+        raise DeitaError(f"{where}: missing '{key}'; score the data first")
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+        raise DeitaError(f"{where}: '{key}' must be a list of per-turn scores, got {type(values).__name__}")
+    if len(values) == 0:
+        raise DeitaError(f"{where}: '{key}' is empty")
+    for turn, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise DeitaError(f"{where}: '{key}' turn {turn} is {value!r}, not a number")
+        if not math.isfinite(value):
+            raise DeitaError(f"{where}: '{key}' turn {turn} is {value}; scores must be finite")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _check_turn_counts(turns: list[np.ndarray], keys: Sequence[str], where: str) -> None:
+    """All keys of one record must score the same number of turns."""
+    for key, values in zip(keys[1:], turns[1:]):
+        if len(values) != len(turns[0]):
+            raise DeitaError(f"{where}: '{key}' has {len(values)} turns but '{keys[0]}' has {len(turns[0])}")

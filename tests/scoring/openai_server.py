@@ -1,0 +1,95 @@
+"""A real OpenAI-compatible `/v1/completions` server over a local transformers model, for backend tests.
+
+It behaves like the servers the openai backend meets: a cap on `logprobs` (vLLM's default is 20), a
+`logit_bias` that is honoured before the reported log-probs, ignored, or rejected with a 400, and
+token strings (not ids) as the keys of `top_logprobs`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class ServerOptions:
+    """How the fake server behaves; tests flip these between requests."""
+
+    max_logprobs: int = 20
+    bias: str = "honour"
+    """honour (reported log-probs include the bias), ignore, or reject (400 when a request carries one)."""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def create_app(model_dir: str, options: ServerOptions):
+    """A FastAPI app serving `/v1/completions` with one forward pass per request."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    lock = threading.Lock()
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    def completions(body: dict[str, Any]):
+        options.requests.append(body)
+        k = int(body.get("logprobs") or 0)
+        if k > options.max_logprobs:
+            return JSONResponse({"error": {"message": f"Requested sample logprobs of {k}, which is greater "
+                                           f"than max allowed: {options.max_logprobs}"}}, status_code=400)
+        if body.get("logit_bias") and options.bias == "reject":
+            return JSONResponse({"error": {"message": "logit_bias is not supported"}}, status_code=400)
+        ids = torch.tensor([tokenizer(body["prompt"])["input_ids"]])
+        with lock, torch.no_grad():
+            logits = model(ids).logits[0, -1].float()
+        if options.bias == "honour":
+            for token_id, value in (body.get("logit_bias") or {}).items():
+                logits[int(token_id)] += float(value)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        values, indices = logprobs.topk(k)
+        top: dict[str, float] = {}
+        for value, index in zip(values.tolist(), indices.tolist()):
+            top.setdefault(tokenizer.decode([index]), value)  # like real servers: colliding strings keep one
+        text = tokenizer.decode([int(logits.argmax())])
+        return {"id": "cmpl-test", "object": "text_completion", "model": body.get("model"),
+                "choices": [{"index": 0, "text": text, "finish_reason": "length",
+                             "logprobs": {"tokens": [text], "token_logprobs": [float(values[0])],
+                                          "top_logprobs": [top], "text_offset": [0]}}]}
+
+    return app
+
+
+class BackgroundServer:
+    """uvicorn on 127.0.0.1 at a free port, in a daemon thread; `url` ends in /v1."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self) -> "BackgroundServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
