@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -62,7 +61,7 @@ def _print(lines: list[str]) -> None:
 @app.command()
 def validate(
     input: Path = typer.Argument(..., help="A .json, .jsonl, .parquet file or a saved HF datasets directory."),
-    fmt: Optional[str] = FormatOpt,
+    fmt: str | None = FormatOpt,
     pairing: str = PairingOpt,
 ) -> None:
     """Check a data file: counts records and turns, lists every problem; exits 1 if there is any.
@@ -88,20 +87,25 @@ def convert(
     input: Path = typer.Argument(..., help="Input data file."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.json, .jsonl, .parquet)."),
     to: str = typer.Option(..., "--to", help="Target format: sharegpt, alpaca or messages."),
-    fmt: Optional[str] = FormatOpt,
+    fmt: str | None = FormatOpt,
+    on_error: str = OnErrorOpt,
 ) -> None:
     """Convert between ShareGPT, Alpaca and chat-messages records, keeping every other field.
 
     Example: deita convert alpaca.json -o sharegpt.jsonl --to sharegpt
     """
-    from deita.data.io import RecordWriter, iter_raw_converted
+    from deita.data.io import ReadStats, RejectsWriter, convert_file, rejects_path_for
 
-    count = 0
-    with RecordWriter(output) as writer:
-        for raw in iter_raw_converted(input, to, fmt=fmt):
-            writer.write(raw)
-            count += 1
-    _print([f"converted {count:,} records to {to} → {output}"])
+    stats = ReadStats()
+    rejects = RejectsWriter(rejects_path_for(output)) if on_error == "skip" else None
+    try:
+        count = convert_file(input, output, to, fmt=fmt, on_error=on_error, rejects=rejects, stats=stats)
+    finally:
+        if rejects is not None:
+            rejects.close()
+    _print([f"converted {count:,} of {stats.records:,} records from {stats.format} to {to} → {output}"])
+    if stats.rejected:
+        _print([f"rejected {stats.rejected:,} records → {rejects_path_for(output)}"])
 
 
 @app.command()
@@ -115,15 +119,15 @@ def score(
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16."),
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Token budget of one batch."),
     max_length: int = typer.Option(2048, "--max-length", help="Scorer context; longer prompts are truncated inside the text."),
-    score_token_ids: Optional[str] = typer.Option(None, "--score-token-ids", help="Six comma-separated ids for 1..6."),
+    score_token_ids: str | None = typer.Option(None, "--score-token-ids", help="Six comma-separated ids for 1..6."),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", "--base-url", help="openai backend: server URL."),
-    served_model: Optional[str] = typer.Option(None, "--served-model", help="openai backend: model name on the server."),
+    served_model: str | None = typer.Option(None, "--served-model", help="openai backend: model name on the server."),
     concurrency: int = typer.Option(16, "--concurrency", help="openai backend: requests in flight."),
     max_logprobs: int = typer.Option(20, "--max-logprobs", help="openai/vllm: the server's log-prob cap."),
     strict: bool = typer.Option(False, "--strict", help="openai: a digit missing from the top-k is an error."),
-    fmt: Optional[str] = FormatOpt, pairing: str = PairingOpt, on_error: str = OnErrorOpt,
-    shard_size: int = ShardOpt, cache_dir: Optional[str] = CacheOpt, executor: str = ExecutorOpt,
-    ray_address: Optional[str] = RayAddressOpt, num_workers: Optional[int] = WorkersOpt, quiet: bool = QuietOpt,
+    fmt: str | None = FormatOpt, pairing: str = PairingOpt, on_error: str = OnErrorOpt,
+    shard_size: int = ShardOpt, cache_dir: str | None = CacheOpt, executor: str = ExecutorOpt,
+    ray_address: str | None = RayAddressOpt, num_workers: int | None = WorkersOpt, quiet: bool = QuietOpt,
 ) -> None:
     """Score every turn with a Deita scorer; adds complexity_scores or quality_scores to each record.
 
@@ -156,9 +160,9 @@ def embed(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Token budget of one batch (causal)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Batch size (sentence)."),
-    fmt: Optional[str] = FormatOpt, pairing: str = PairingOpt, on_error: str = OnErrorOpt,
-    shard_size: int = ShardOpt, cache_dir: Optional[str] = CacheOpt, executor: str = ExecutorOpt,
-    ray_address: Optional[str] = RayAddressOpt, num_workers: Optional[int] = WorkersOpt, quiet: bool = QuietOpt,
+    fmt: str | None = FormatOpt, pairing: str = PairingOpt, on_error: str = OnErrorOpt,
+    shard_size: int = ShardOpt, cache_dir: str | None = CacheOpt, executor: str = ExecutorOpt,
+    ray_address: str | None = RayAddressOpt, num_workers: int | None = WorkersOpt, quiet: bool = QuietOpt,
 ) -> None:
     """Embed every conversation into a memory-mappable .npy for the diversity filter. Resumable.
 
@@ -177,7 +181,7 @@ def embed(
 def filter_command(
     input: Path = typer.Argument(..., help="Scored data file (from `deita score`)."),
     output: Path = typer.Option(..., "-o", "--output", help="Selected records, in selection order."),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="EMB.npy from `deita embed` (deita, kcenter)."),
+    embeddings: Path | None = typer.Option(None, "--embeddings", help="EMB.npy from `deita embed` (deita, kcenter)."),
     size: int = typer.Option(6000, "--size", help="Samples to select; -1 walks the whole pool."),
     threshold: float = typer.Option(0.9, "--threshold", help="Reject a candidate whose cosine similarity to an "
                                     "accepted sample is above this."),
@@ -187,8 +191,8 @@ def filter_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     block_size: int = typer.Option(1024, "--block-size", help="Candidates per matrix product (result unchanged)."),
     seed: int = typer.Option(42, "--seed", help="Seed for random and kcenter."),
-    stats: Optional[Path] = typer.Option(None, "--stats", help="Write selection statistics as JSON here."),
-    fmt: Optional[str] = FormatOpt,
+    stats: Path | None = typer.Option(None, "--stats", help="Write selection statistics as JSON here."),
+    fmt: str | None = FormatOpt,
 ) -> None:
     """Select the best diverse samples: score-first, skipping near-duplicates of what was already taken.
 
@@ -205,16 +209,16 @@ def filter_command(
 def select(
     input: Path = typer.Argument(..., help="The pool: a data file in any supported format."),
     output: Path = typer.Option(..., "-o", "--output", help="Selected records (stage outputs go to OUTPUT.work/)."),
-    size: Optional[int] = typer.Option(None, "--size", help="Samples to select (default 6000); -1 for all."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML with sections complexity, quality, "
+    size: int | None = typer.Option(None, "--size", help="Samples to select (default 6000); -1 for all."),
+    config_file: Path | None = typer.Option(None, "--config", help="YAML with sections complexity, quality, "
                                                "embed, filter, run (keys as the flags of each command)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="paper (Deita scorers, Mistral-7B embeddings) or "
+    preset: str | None = typer.Option(None, "--preset", help="paper (Deita scorers, Mistral-7B embeddings) or "
                                          "offline (length scores + packaged MiniLM; no network, no GPU)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Diversity threshold (default 0.9)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda, for every stage."),
-    on_error: Optional[str] = typer.Option(None, "--on-error", help="fail or skip (bad input records)."),
-    executor: Optional[str] = typer.Option(None, "--executor", help="local or ray, for scoring and embedding."),
-    ray_address: Optional[str] = RayAddressOpt, num_workers: Optional[int] = WorkersOpt, quiet: bool = QuietOpt,
+    threshold: float | None = typer.Option(None, "--threshold", help="Diversity threshold (default 0.9)."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda, for every stage."),
+    on_error: str | None = typer.Option(None, "--on-error", help="fail or skip (bad input records)."),
+    executor: str | None = typer.Option(None, "--executor", help="local or ray, for scoring and embedding."),
+    ray_address: str | None = RayAddressOpt, num_workers: int | None = WorkersOpt, quiet: bool = QuietOpt,
 ) -> None:
     """The whole Deita pipeline: complexity and quality scoring, embedding, diversity-aware filtering.
 
@@ -252,7 +256,9 @@ def select(
 def main() -> None:
     """Entry point: people get a one-line error, not a traceback (unless --debug)."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except DeitaError as err:
         if _state["debug"]:
             raise

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from deita.errors import DeitaError
 
@@ -19,6 +20,11 @@ def config_from_mapping(cls: type[C], values: Mapping[str, Any], source: str = "
             near = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else f" (valid keys: {', '.join(names)})"
             raise DeitaError(f"{source}: unknown key '{key}'{hint}")
+    missing = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+               if f.name not in values and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise DeitaError(f"{source}: missing required key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     return cls(**dict(values))
 
 

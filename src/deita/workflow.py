@@ -36,7 +36,7 @@ class SelectConfig:
     run: RunOptions = field(default_factory=RunOptions)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "SelectConfig":
+    def from_yaml(cls, path: str | Path) -> SelectConfig:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
@@ -44,7 +44,7 @@ class SelectConfig:
         return cls.from_mapping(data, str(path))
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "config") -> "SelectConfig":
+    def from_mapping(cls, data: dict[str, Any], source: str = "config") -> SelectConfig:
         sections = {f.name: f for f in dataclasses.fields(cls)}
         config = config_from_mapping(cls, {k: v for k, v in data.items() if k == "preset"} , source)
         unknown = [k for k in data if k not in sections]
@@ -58,7 +58,7 @@ class SelectConfig:
             setattr(config, name, config_from_mapping(type(current), merged, f"{source} [{name}]"))
         return config
 
-    def resolved(self) -> "SelectConfig":
+    def resolved(self) -> SelectConfig:
         """Apply the preset: offline swaps the scorers for length scores and the embedder for MiniLM."""
         if self.preset not in PRESETS:
             raise DeitaError(f"unknown preset '{self.preset}' (choose {', '.join(PRESETS)})")

@@ -41,12 +41,20 @@ def test_file_type_of(tmp_path) -> None:
 
 
 def test_role_pairing_and_aliases() -> None:
-    raw = sg(("user", "q1"), ("chatgpt", "a1"), ("human", "q2"), ("bing", "a2"), ("Human", "q3"), ("bard", "a3"))
+    raw = sg(
+        ("user", "q1"), ("chatgpt", "a1"), ("human", "q2"), ("bing", "a2"), ("Human", "q3"), ("bard", "a3")
+    )
     assert parse_turns(raw, "sharegpt") == ([Turn("q1", "a1"), Turn("q2", "a2"), Turn("q3", "a3")], None, 0)
 
 
 def test_leading_assistant_skipped_and_counted_trailing_human_gets_empty_response() -> None:
-    raw = sg(("gpt", "end of an earlier part"), ("assistant", "more"), ("human", "q1"), ("gpt", "a1"), ("human", "q2"))
+    raw = sg(
+        ("gpt", "end of an earlier part"),
+        ("assistant", "more"),
+        ("human", "q1"),
+        ("gpt", "a1"),
+        ("human", "q2"),
+    )
     assert parse_turns(raw, "sharegpt") == ([Turn("q1", "a1"), Turn("q2", "")], None, 2)
 
 
@@ -64,7 +72,11 @@ def test_positional_pairing_reproduces_reference_toolkit() -> None:
 
 
 def test_alpaca_turn() -> None:
-    assert parse_turns({"instruction": "Sum", "input": "1 2", "output": "3"}, "alpaca") == ([Turn("Sum\n1 2", "3")], None, 0)
+    assert parse_turns({"instruction": "Sum", "input": "1 2", "output": "3"}, "alpaca") == (
+        [Turn("Sum\n1 2", "3")],
+        None,
+        0,
+    )
     assert parse_turns({"instruction": "Hi", "input": ""}, "alpaca") == ([Turn("Hi", "")], None, 0)
 
 
@@ -108,7 +120,11 @@ def test_problems(raw: dict, fmt: str, problem: str) -> None:
 
 
 def test_convert_sharegpt_alpaca_round_trip_is_identical() -> None:
-    raw = {"id": "x1", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "source": "s"}
+    raw = {
+        "id": "x1",
+        "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+        "source": "s",
+    }
     alpaca = convert_record(raw, "sharegpt", "alpaca")
     assert alpaca == {"id": "x1", "instruction": "q", "input": "", "output": "a", "source": "s"}
     assert list(alpaca) == ["id", "instruction", "input", "output", "source"]
@@ -125,20 +141,32 @@ def test_convert_keeps_system_and_unanswered_turn() -> None:
 
 def test_convert_alpaca_input_joined() -> None:
     out = convert_record({"instruction": "Sum", "input": "1 2", "output": "3", "id": 1}, "alpaca", "messages")
-    assert out == {"messages": [{"role": "user", "content": "Sum\n1 2"}, {"role": "assistant", "content": "3"}], "id": 1}
+    assert out == {
+        "messages": [{"role": "user", "content": "Sum\n1 2"}, {"role": "assistant", "content": "3"}],
+        "id": 1,
+    }
 
 
 def test_convert_sharegpt_messages_round_trip_keeps_message_fields() -> None:
-    raw = {"id": 1, "conversations": [{"from": "human", "value": "q", "lang": "en"}, {"from": "gpt", "value": "a"}]}
+    raw = {
+        "id": 1,
+        "conversations": [{"from": "human", "value": "q", "lang": "en"}, {"from": "gpt", "value": "a"}],
+    }
     msgs = convert_record(raw, "sharegpt", "messages")
-    assert msgs == {"id": 1, "messages": [{"role": "user", "content": "q", "lang": "en"}, {"role": "assistant", "content": "a"}]}
+    assert msgs == {
+        "id": 1,
+        "messages": [{"role": "user", "content": "q", "lang": "en"}, {"role": "assistant", "content": "a"}],
+    }
     assert convert_record(msgs, "messages", "sharegpt") == raw
 
 
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        (sg(("human", "q"), ("gpt", "a"), ("human", "q2"), ("gpt", "a2")), "record has 2 turns; Alpaca holds one"),
+        (
+            sg(("human", "q"), ("gpt", "a"), ("human", "q2"), ("gpt", "a2")),
+            "record has 2 turns; Alpaca holds one",
+        ),
         (sg(("gpt", "earlier"), ("human", "q"), ("gpt", "a")), "starts with 1 assistant message"),
     ],
 )

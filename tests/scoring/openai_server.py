@@ -53,7 +53,7 @@ def create_app(model_dir: str, options: ServerOptions):
             for token_id, value in (body.get("logit_bias") or {}).items():
                 logits[int(token_id)] += float(value)
         logprobs = torch.log_softmax(logits, dim=-1)
-        values, indices = logprobs.topk(k)
+        values, indices = logprobs.topk(min(k, logprobs.numel()))
         top: dict[str, float] = {}
         for value, index in zip(values.tolist(), indices.tolist()):
             top.setdefault(tokenizer.decode([index]), value)  # like real servers: colliding strings keep one
@@ -80,7 +80,7 @@ class BackgroundServer:
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self):  # -> BackgroundServer
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:

@@ -87,7 +87,7 @@ def file_type_of(path: str | Path) -> str:
     """File type from the suffix; a directory (or a suffix-less new path) is a ``save_to_disk`` dataset."""
     p = Path(path)
     if p.is_dir():
-        if (p / "dataset_info.json").exists() or (p / "state.json").exists():
+        if any((p / marker).exists() for marker in ("state.json", "dataset_info.json", "dataset_dict.json")):
             return "dataset"
         raise DeitaError(f"{p}: a directory that is not a dataset saved with datasets' save_to_disk")
     file_type = _SUFFIXES.get(p.suffix.lower())
@@ -98,6 +98,11 @@ def file_type_of(path: str | Path) -> str:
     raise DeitaError(
         f"{p}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a dataset directory)"
     )
+
+
+def _blank(text: str) -> bool:
+    """Empty or whitespace-only, without copying long texts as ``strip()`` would."""
+    return not text or text.isspace()
 
 
 def _check(name: str, value: Any, default: str | None = None) -> str:
@@ -129,10 +134,10 @@ def _messages(raw: dict, fmt: str) -> list[_Message]:
                 raise ValueError(f"message {n} has no '{k}'")
             _check(f"message {n} '{k}'", m[k])
         name, text = m[lay.role_key], m[lay.text_key]
-        role = lay.roles.get(name.strip().lower())
+        role = lay.roles.get(name) or lay.roles.get(name.strip().lower())
         if role is None:
             raise ValueError(f"message {n} has unknown role {name!r} (expected {lay.expected})")
-        if not text.strip() and role != "system":  # an empty system prompt is harmless: no system
+        if _blank(text) and role != "system":  # an empty system prompt is harmless: no system
             raise ValueError(f"message {n} ({name}) is empty (whitespace-only '{lay.text_key}')")
         out.append(_Message(role, text, name))
     return out
@@ -141,7 +146,7 @@ def _messages(raw: dict, fmt: str) -> list[_Message]:
 def _pair_by_role(msgs: list[_Message]) -> tuple[list[Turn], str | None, int]:
     i, system, skipped = 0, None, 0
     if msgs and msgs[0].role == "system":
-        system, i = msgs[0].text or None, 1
+        system, i = (None if _blank(msgs[0].text) else msgs[0].text), 1
     while i < len(msgs) and msgs[i].role == "assistant":
         skipped, i = skipped + 1, i + 1
     turns = []
@@ -189,7 +194,7 @@ def parse_turns(raw: dict, fmt: str, pairing: str = "role") -> tuple[list[Turn],
         instruction = _check("'instruction'", raw["instruction"])
         extra = _check("'input'", raw.get("input"), "")
         output = _check("'output'", raw.get("output"), "")
-        if not instruction.strip():
+        if _blank(instruction):
             raise ValueError("'instruction' is empty (whitespace-only)")
         return [Turn(instruction + "\n" + extra if extra else instruction, output)], None, 0
     msgs = _messages(raw, fmt)
@@ -244,7 +249,7 @@ def convert_record(raw: dict, src: str, dst: str) -> dict:
     if src == "alpaca":
         (turn,), _, _ = parse_turns(raw, "alpaca")
         system = raw.get("system")
-        has_system = isinstance(system, str) and bool(system.strip())  # set by an earlier conversion
+        has_system = isinstance(system, str) and not _blank(system)  # set by an earlier conversion
         msgs = [("system", system)] if has_system else []
         msgs.append(("user", turn.instruction))
         if turn.response:

@@ -43,6 +43,7 @@ ON_ERROR = ("fail", "skip")
 _CHUNK = 1 << 20
 _BATCH_ROWS = 1000
 _WS = re.compile(r"[ \t\n\r]*")
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps with options builds one per call
 _SURROGATE = re.compile("[\udc80-\udcff]")  # invalid UTF-8 bytes decoded with surrogateescape
 
 # (index, location, record or raw text, problem or None)
@@ -111,27 +112,22 @@ def _iter_jsonl(path: Path) -> Iterator[_Item]:
             start, offset = offset, offset + len(line)
             if lineno == 1 and line.startswith(codecs.BOM_UTF8):
                 line, start = line[3:], 3
-            if not line.strip():
+            if line.isspace() or not line:
                 continue
             loc = f"line {lineno}"
             try:
-                text = line.decode("utf-8")
+                text = line.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
-                raw_text = line.decode("utf-8", "replace").rstrip("\r\n")
-                yield (
-                    index,
-                    loc,
-                    raw_text,
-                    (
-                        f"not valid UTF-8: byte 0x{line[e.start]:02x} at column {e.start + 1} "
-                        f"(byte offset {start + e.start} of the file)"
-                    ),
+                problem = (
+                    f"not valid UTF-8: byte 0x{line[e.start]:02x} at column {e.start + 1} "
+                    f"(byte offset {start + e.start} of the file)"
                 )
+                yield index, loc, line.decode("utf-8", "replace").rstrip("\r\n"), problem
             else:
                 try:
                     yield index, loc, json.loads(text), None
                 except json.JSONDecodeError as e:
-                    yield index, loc, text.rstrip("\r\n"), f"invalid JSON: {e.msg} at column {e.colno}"
+                    yield index, loc, text, f"invalid JSON: {e.msg} at column {e.colno}"
             index += 1
 
 
@@ -210,31 +206,22 @@ def _iter_json(path: Path) -> Iterator[_Item]:
             try:
                 value, end = t.decode()
             except json.JSONDecodeError as e:
-                start = t.pos
-                yield (
-                    index,
-                    loc,
-                    t.buf[start : start + 500],
-                    (
-                        f"invalid JSON: {e.msg} at file line {t.line_of(e.pos)}, character {e.pos - start + 1} "
-                        "of the record; the rest of the array cannot be read"
-                    ),
+                problem = (
+                    f"invalid JSON: {e.msg} at file line {t.line_of(e.pos)}, character {e.pos - t.pos + 1} "
+                    "of the record; the rest of the array cannot be read"
                 )
+                yield index, loc, t.buf[t.pos : t.pos + 500], problem
                 return
             start = t.pos
             bad = _SURROGATE.search(t.buf, start, end)
             if bad:
                 text = t.buf[start:end].encode("utf-8", "surrogateescape")
                 offset = len(t.buf[start : bad.start()].encode("utf-8", "surrogateescape"))
-                yield (
-                    index,
-                    loc,
-                    text.decode("utf-8", "replace"),
-                    (
-                        f"not valid UTF-8: byte 0x{ord(bad.group()) - 0xDC00:02x} at byte {offset + 1} of the record "
-                        f"(file line {t.line_of(bad.start())})"
-                    ),
+                problem = (
+                    f"not valid UTF-8: byte 0x{ord(bad.group()) - 0xDC00:02x} at byte {offset + 1} "
+                    f"of the record (file line {t.line_of(bad.start())})"
                 )
+                yield index, loc, text.decode("utf-8", "replace"), problem
             else:
                 yield index, loc, value, None
             t.pos, index = end, index + 1
@@ -243,15 +230,11 @@ def _iter_json(path: Path) -> Iterator[_Item]:
                 break
             if sep != ",":
                 found = repr(sep) if sep else "end of file"
-                yield (
-                    index,
-                    f"index {index}",
-                    t.buf[t.pos : t.pos + 500],
-                    (
-                        f"invalid JSON: expected ',' or ']' after the record at index {index - 1}, found {found} "
-                        f"(file line {t.line_of(t.pos)}); the rest of the array cannot be read"
-                    ),
+                problem = (
+                    f"invalid JSON: expected ',' or ']' after the record at index {index - 1}, found {found} "
+                    f"(file line {t.line_of(t.pos)}); the rest of the array cannot be read"
                 )
+                yield index, f"index {index}", t.buf[t.pos : t.pos + 500], problem
                 return
             t.pos += 1
         t.pos += 1
@@ -381,7 +364,7 @@ def count_records(path: str | Path) -> int:
         return len(_load_dataset(p))
     if file_type == "jsonl":
         with open(p, "rb") as f:
-            return sum(1 for line in f if line.strip())
+            return sum(1 for line in f if line and not line.isspace())
     return sum(1 for _ in _iter_json(p))
 
 
@@ -405,7 +388,10 @@ class _ParquetSink:
 
     def _table(self, schema: pa.Schema | None = None) -> pa.Table:
         try:
-            return pa.Table.from_pylist(self.rows, schema=schema)
+            if schema is not None:
+                return pa.Table.from_pylist(self.rows, schema=schema)
+            keys = dict.fromkeys(k for row in self.rows for k in row)  # from_pylist would see row 0's only
+            return pa.Table.from_pydict({k: [row.get(k) for row in self.rows] for k in keys})
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             first = self.written
             raise DeitaError(
@@ -502,7 +488,7 @@ class RecordWriter:
             self._sink.add(raw)
         else:
             assert self._f is not None
-            text = json.dumps(raw, ensure_ascii=False)
+            text = _ENCODER.encode(raw)
             if self.file_type == "jsonl":
                 self._f.write(text + "\n")
             else:
@@ -531,20 +517,22 @@ class RecordWriter:
 
     def _save_dataset(self) -> None:
         import datasets
-        from datasets.utils import tqdm as hf_tqdm
 
         tmp_dir = self._tmp.with_suffix(".dir")
-        quiet = hf_tqdm.are_progress_bars_disabled()
-        hf_tqdm.disable_progress_bars()
+        quiet = datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()
         try:
-            datasets.Dataset(pq.read_table(self._tmp)).save_to_disk(str(tmp_dir))
+            table = pq.read_table(self._tmp)
+            if not self.count:  # datasets can save no rows only with a field and one shard
+                table = pa.table({"id": pa.array([], pa.string())})
+            datasets.Dataset(table).save_to_disk(str(tmp_dir), num_shards=None if self.count else 1)
             _replace(tmp_dir, self.path)
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
         finally:
             if not quiet:
-                hf_tqdm.enable_progress_bars()
+                datasets.enable_progress_bars()
             self._tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:

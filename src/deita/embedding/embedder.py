@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any
 
 from deita.data.records import Record
+from deita.embedding.templates import render_answers, render_plain, render_vicuna
 from deita.errors import DeitaError
 from deita.runtime.devices import resolve_device
 from deita.runtime.prefill import ModelSpec, PrefillEngine, identity_head, load_causal_lm
 from deita.runtime.shards import file_identity
 from deita.runtime.stage import WorkResult
-from deita.embedding.templates import render_answers, render_plain, render_vicuna
 
 KINDS = ("causal", "sentence")
 OUTPUT_DTYPES = ("float16", "float32")

@@ -7,9 +7,9 @@ scorers, identity for embeddings). The full vocabulary logits are never computed
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

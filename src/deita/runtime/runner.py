@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from deita.data.io import ReadStats, RejectsWriter, count_records, iter_records, rejects_path_for
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.runtime.progress import ProgressBar
-from deita.runtime.shards import (Executor, LocalExecutor, RunSummary, ShardResult, ShardStore, compute_shards,
-                                  file_identity)
+from deita.runtime.shards import (
+    Executor,
+    LocalExecutor,
+    RunSummary,
+    ShardResult,
+    ShardStore,
+    compute_shards,
+    content_digest,
+)
 from deita.runtime.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -102,7 +109,7 @@ def run_stage(stage: Stage, input_path: str | Path, output_path: str | Path, opt
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
-    fingerprint = {"input": file_identity(input_path), "format": options.format, "pairing": options.pairing,
+    fingerprint = {"input": content_digest(input_path), "format": options.format, "pairing": options.pairing,
                    "on_error": options.on_error, "shard_size": options.shard_size, **stage.fingerprint()}
     cache_root = Path(options.cache_dir) if options.cache_dir else output_path.with_name(output_path.name + ".cache")
     store = ShardStore(cache_root / stage.name, fingerprint)

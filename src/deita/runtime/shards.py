@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -51,8 +52,22 @@ def fingerprint_key(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def content_digest(path: str | Path) -> dict[str, Any]:
+    """Identity of an input by its bytes (files, or every file of a dataset folder): a rewrite with the
+    same content keeps its cache, any edit invalidates it."""
+    path = Path(path)
+    digest = hashlib.blake2b(digest_size=16)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return {"path": str(path.resolve()), "blake2b": digest.hexdigest()}
+
+
 def file_identity(path: str | Path) -> dict[str, Any]:
-    """Path, size and modification time of a file, or of the files directly inside a directory."""
+    """Path, size and modification time of a file or of the files in a model directory (cheap for weights)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
@@ -115,7 +130,7 @@ class PendingShard:
 
 
 class Executor(Protocol):
-    def run(self, stage: Stage, pending: Iterator[PendingShard], progress: "ProgressSink") -> Iterator[tuple[int, ShardResult]]:
+    def run(self, stage: Stage, pending: Iterator[PendingShard], progress: ProgressSink) -> Iterator[tuple[int, ShardResult]]:
         """Compute pending shards (in any order) and yield each result as it finishes."""
         ...
 

@@ -6,12 +6,14 @@ executor calls the same worker inside long-lived actors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from deita.data.records import Record
+
 
 @dataclass
 class WorkResult:

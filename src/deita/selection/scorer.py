@@ -33,9 +33,9 @@ class Scorer:
         return self._score("quality", input_text, resp_text)
 
 
-class Llama_Scorer(Scorer):  # noqa: N801 - the seed's public name
+class Llama_Scorer(Scorer):
     """The published LLaMA-based Deita scorers (hkust-nlp/deita-*-scorer)."""
 
 
-class Mistral_Scorer(Scorer):  # noqa: N801 - the seed's public name
+class Mistral_Scorer(Scorer):
     """Mistral-based scorers; the prompt and formula are the same, the digit ids come from the tokenizer."""

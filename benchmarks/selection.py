@@ -1,21 +1,13 @@
 """Benchmark the blocked Repr Filter against the one-at-a-time definition on a memory-mapped fp16 pool.
 
-    python benchmarks/select.py                                   # 30K x 4096 -> 3K on CPU
-    python benchmarks/select.py --pool 1000000 --dim 4096 --size 10000 --device cuda --skip-reference
+    python benchmarks/selection.py                                   # 30K x 4096 -> 3K on CPU
+    python benchmarks/selection.py --pool 1000000 --dim 4096 --size 10000 --device cuda --skip-reference
 
 The pool is clustered unit vectors with near-duplicates (so part of it is rejected) and random scores,
 saved with np.save and opened with np.load(mmap_mode="r"), as real embeddings would be.
 """
 
 from __future__ import annotations
-
-import os
-import sys
-
-# Run as a script, this file's folder comes first on sys.path and "select.py" would shadow the stdlib
-# module of that name (imported by torch), so drop the folder before anything else is imported.
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
 
 import argparse
 import tempfile

@@ -1,0 +1,78 @@
+"""Scoring speed: one prompt at a time through the model's forward pass vs deita's batched prefill engine.
+
+    python benchmarks/score.py                      # GPU: random LLaMA-13B, bf16; CPU: tiny LLaMA
+    python benchmarks/score.py --arch llama-13b --n 4000 --batch-tokens 65536
+
+Prompts are the Deita complexity and quality prompts of real ShareGPT turns (../shared/data), truncated
+to 2048 tokens. Prints samples/s, tokens/s, the ratio, padding share and, on a GPU, achieved TFLOP/s
+against a measured bf16 matmul peak. Both paths' scores are compared on the shared prompts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from _prefill import common_args, load_model, matmul_peak_tflops, prefill_flops, report, sharegpt_turns, timed
+
+from deita.runtime.batching import padding_fraction, plan_batches
+from deita.runtime.prefill import PrefillEngine, token_logprob_head
+from deita.scoring.prompts import build_prompts
+from deita.scoring.scorer import expected_scores
+from deita.scoring.tokens import score_token_ids
+
+
+def main() -> None:
+    args = common_args(__doc__.splitlines()[0], "llama-13b").parse_args()
+    model, tokenizer = load_model(args)
+    turns, _ = sharegpt_turns(args.data, args.n)
+    half = args.n // 2
+    prompts = (build_prompts(tokenizer, "complexity", turns[:half], args.max_length)
+               + build_prompts(tokenizer, "quality", turns[half: args.n], args.max_length))
+    sequences = [p.token_ids for p in prompts]
+    lengths = np.array([len(s) for s in sequences])
+    digit_ids = score_token_ids(tokenizer)
+    head = token_logprob_head(model, digit_ids)
+    engine = PrefillEngine(model, batch_tokens=args.batch_tokens)
+
+    engine.run(sequences[:8], head)  # warm-up
+    batched, batched_seconds = timed(lambda: engine.run(sequences, head))
+
+    single = sequences[: args.n_single]
+
+    @torch.inference_mode()
+    def one_at_a_time():
+        out = []
+        for ids in single:
+            logits = model(torch.tensor([ids], device=model.device)).logits[0, -1].float()
+            out.append(torch.log_softmax(logits, -1)[digit_ids].cpu().numpy())
+        return np.stack(out)
+
+    one_at_a_time_fn = one_at_a_time
+    one_at_a_time_fn()  # warm-up on the first prompts is part of the same path
+    reference, single_seconds = timed(one_at_a_time_fn)
+
+    batched_rate = len(sequences) / batched_seconds
+    single_rate = len(single) / single_seconds
+    peak = matmul_peak_tflops()
+    achieved = prefill_flops(model, lengths) / batched_seconds / 1e12
+    difference = np.abs(expected_scores(batched[: len(single)]) - expected_scores(reference)).max()
+    figures = {
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "arch": args.arch, "prompts": len(sequences), "mean_prompt_tokens": float(lengths.mean()),
+        "max_prompt_tokens": int(lengths.max()), "truncated": int(sum(p.truncated for p in prompts)),
+        "batch_tokens": args.batch_tokens,
+        "padding_share": padding_fraction(lengths, plan_batches(lengths, args.batch_tokens)),
+        "one_at_a_time_samples_per_s": single_rate,
+        "batched_samples_per_s": batched_rate,
+        "batched_tokens_per_s": float(lengths.sum()) / batched_seconds,
+        "speedup": batched_rate / single_rate,
+        "achieved_tflops": achieved,
+        "matmul_peak_tflops": peak,
+        "share_of_peak": achieved / peak if peak else None,
+        "max_score_difference_vs_reference": float(difference),
+    }
+    report("score", figures, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The vllm backend equals the hf backend on the tiny model (runs only where vLLM and a GPU exist)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("vllm")
+
+from deita.data.records import Turn
+from deita.runtime.prefill import ModelSpec
+from deita.scoring.backends.hf import HFBackend
+from deita.scoring.prompts import build_prompts
+from deita.scoring.scorer import ScoreConfig, expected_scores
+
+MAX_LENGTH = 512
+TURNS = [
+    Turn("What is 2+2?", "4"),
+    Turn("Write a poem about the sea. " * 12, "The sea is blue and wide. " * 20),
+    Turn("Explain recursion", ""),
+    Turn("hi", "hello there, how can I help you today?"),
+    Turn("Summarise this text: " + "lorem ipsum dolor sit amet " * 300, "A summary."),  # truncated
+]
+
+
+@pytest.fixture(scope="module")
+def vllm_backend(tiny_llama):
+    """One engine for the module: each vLLM engine reserves most of the GPU's memory."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM needs a GPU")
+    from deita.scoring.backends.vllm import VLLMBackend
+
+    return VLLMBackend(ScoreConfig(backend="vllm", model=str(tiny_llama), max_length=MAX_LENGTH))
+
+
+@pytest.mark.parametrize("score_type", ["complexity", "quality"])
+def test_vllm_scores_equal_hf(tiny_llama, vllm_backend, score_type):
+    hf = HFBackend(ModelSpec(str(tiny_llama), device="cpu"), batch_tokens=4096)  # fp32 reference
+    prompts = build_prompts(hf.tokenizer, score_type, TURNS, MAX_LENGTH)
+    assert prompts[-1].truncated
+    got = vllm_backend.digit_logprobs(prompts)
+    assert np.isfinite(got).all() and vllm_backend.counters.renormalised == 0
+    expected = expected_scores(hf.digit_logprobs(prompts))
+    np.testing.assert_allclose(expected_scores(got), expected, atol=0.1)  # vLLM runs in bf16
+    assert np.corrcoef(expected_scores(got), expected)[0, 1] > 0.9
