@@ -29,8 +29,9 @@ def common_args(description: str, default_arch: str) -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=SHAREGPT, help="ShareGPT JSON for realistic lengths")
     parser.add_argument("--n", type=int, default=2000 if cuda else 400, help="inputs for the batched engine")
     parser.add_argument("--n-single", type=int, default=150 if cuda else 100, help="inputs for the reference")
-    parser.add_argument("--batch-tokens", type=int, default=65536 if cuda else 8192)
+    parser.add_argument("--batch-tokens", type=int, default=16384)
     parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (dynamic shapes)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--tokenizer-json", type=Path, help="tokenizer.json to use where the MiniLM package is absent")
     return parser

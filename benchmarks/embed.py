@@ -26,9 +26,10 @@ def main() -> None:
     texts = [render_vicuna(turns) for turns in conversations[: args.n]]
     sequences = [ids[: args.max_length] for ids in tokenizer(texts)["input_ids"]]
     lengths = np.array([len(s) for s in sequences])
-    engine = PrefillEngine(model, batch_tokens=args.batch_tokens)
+    engine = PrefillEngine(model, batch_tokens=args.batch_tokens, compile=args.compile)
 
-    engine.run(sequences[:8], identity_head)  # warm-up
+    engine.run(sequences[:8], identity_head)  # warm-up (and, with --compile, compilation for two shapes)
+    engine.run(sequences[-8:], identity_head)
     batched, batched_seconds = timed(lambda: engine.run(sequences, identity_head))
 
     single = sequences[: args.n_single]
@@ -52,7 +53,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "arch": args.arch, "conversations": len(sequences), "mean_tokens": float(lengths.mean()),
         "truncated": int(sum(len(ids) >= args.max_length for ids in sequences)),
-        "batch_tokens": args.batch_tokens,
+        "batch_tokens": args.batch_tokens, "compile": args.compile,
         "padding_share": padding_fraction(lengths, plan_batches(lengths, args.batch_tokens)),
         "one_at_a_time_samples_per_s": len(single) / single_seconds,
         "batched_samples_per_s": len(sequences) / batched_seconds,

@@ -125,6 +125,7 @@ def score(
     concurrency: int = typer.Option(16, "--concurrency", help="openai backend: requests in flight."),
     max_logprobs: int = typer.Option(20, "--max-logprobs", help="openai/vllm: the server's log-prob cap."),
     strict: bool = typer.Option(False, "--strict", help="openai: a digit missing from the top-k is an error."),
+    compile: bool = typer.Option(False, "--compile", help="hf: torch.compile the model (faster on GPU after warm-up)."),
     fmt: str | None = FormatOpt, pairing: str = PairingOpt, on_error: str = OnErrorOpt,
     shard_size: int = ShardOpt, cache_dir: str | None = CacheOpt, executor: str = ExecutorOpt,
     ray_address: str | None = RayAddressOpt, num_workers: int | None = WorkersOpt, quiet: bool = QuietOpt,
@@ -142,7 +143,7 @@ def score(
     config = ScoreConfig(type=type, model=model, backend=backend, device=device, dtype=dtype,
                          batch_tokens=batch_tokens, max_length=max_length, score_token_ids=token_ids,
                          base_url=base_url, served_model=served_model, concurrency=concurrency,
-                         max_logprobs=max_logprobs, strict=strict)
+                         max_logprobs=max_logprobs, strict=strict, compile=compile)
     options = _run_options(fmt, pairing, on_error, shard_size, cache_dir, executor, ray_address, num_workers, quiet)
     _print(score_file(input, output, config, options).lines())
 
@@ -160,6 +161,7 @@ def embed(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Token budget of one batch (causal)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Batch size (sentence)."),
+    compile: bool = typer.Option(False, "--compile", help="causal: torch.compile the model (faster on GPU)."),
     fmt: str | None = FormatOpt, pairing: str = PairingOpt, on_error: str = OnErrorOpt,
     shard_size: int = ShardOpt, cache_dir: str | None = CacheOpt, executor: str = ExecutorOpt,
     ray_address: str | None = RayAddressOpt, num_workers: int | None = WorkersOpt, quiet: bool = QuietOpt,
@@ -172,7 +174,8 @@ def embed(
     from deita.embedding.run import embed_file
 
     config = EmbedConfig(kind=kind, model=model, max_length=max_length, only_answer=only_answer, dtype=dtype,
-                         model_dtype=model_dtype, device=device, batch_tokens=batch_tokens, batch_size=batch_size)
+                         model_dtype=model_dtype, device=device, batch_tokens=batch_tokens, batch_size=batch_size,
+                         compile=compile)
     options = _run_options(fmt, pairing, on_error, shard_size, cache_dir, executor, ray_address, num_workers, quiet)
     _print(embed_file(input, output, config, options).lines())
 

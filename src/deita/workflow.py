@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from deita.config import config_from_mapping, config_to_dict
+from deita.data.io import rejects_path_for
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
@@ -91,9 +92,11 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     lines: list[str] = []
     scored = work / "scored.jsonl"
     if config.preset == "offline":
-        count = add_length_scores(input_path, scored, config.run)
-        lines.append(f"offline preset: scored {count:,} records by instruction and response length "
-                     "(the paper's length baselines), no scorer models used")
+        stats = add_length_scores(input_path, scored, config.run)
+        lines.append(f"offline preset: scored {stats.records - stats.rejected:,} records by instruction and "
+                     "response length (the paper's length baselines), no scorer models used")
+        if stats.rejected:
+            lines.append(f"rejected {stats.rejected:,} records → {rejects_path_for(scored)}")
     else:
         complexity = work / "complexity.jsonl"
         lines += score_file(input_path, complexity, replace(config.complexity, type="complexity"),

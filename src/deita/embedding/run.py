@@ -34,7 +34,7 @@ class EmbedReport:
             f"throughput {rate:,.1f} records/s, {self.tokens / max(self.seconds, 1e-9):,.0f} tokens/s over "
             f"{self.seconds:,.1f} s" + (f" ({self.resumed_shards} of {self.shards} shards resumed from cache)"
                                         if self.resumed_shards else ""),
-            f"truncated to --max-length: {self.truncated:,} records",
+            f"truncated to the model's window (--max-length for causal models): {self.truncated:,} records",
         ]
         if self.rejected:
             lines.append(f"rejected {self.rejected:,} records → {self.rejects}")

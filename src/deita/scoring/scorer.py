@@ -50,6 +50,8 @@ class ScoreConfig:
     """Token budget of one prefill batch (rows × longest prompt)."""
     max_length: int = 2048
     """Scorer context; longer prompts are cut inside the instruction/response text."""
+    compile: bool = False
+    """hf backend: torch.compile the decoder (about +15 % throughput on an H200 after a warm-up)."""
     score_token_ids: tuple[int, ...] | None = None
     """Override the token ids of the digits 1..6."""
     base_url: str = "http://127.0.0.1:8000/v1"
@@ -81,7 +83,7 @@ def load_backend(config: ScoreConfig):
     if config.backend == "hf":
         from deita.scoring.backends.hf import HFBackend
 
-        return HFBackend(spec, config.batch_tokens, config.score_token_ids)
+        return HFBackend(spec, config.batch_tokens, config.score_token_ids, compile=config.compile)
     if config.backend == "vllm":
         from deita.scoring.backends.vllm import VLLMBackend
 
