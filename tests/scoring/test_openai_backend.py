@@ -17,14 +17,9 @@ from deita.errors import DeitaError
 from deita.scoring.backends.openai import OpenAIBackend
 from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreConfig, ScoreWorker, expected_scores
+from deita.testing import example_turns
 
-TURNS = [
-    Turn("What is 2+2?", "4"),
-    Turn("Write a poem about the sea. " * 12, "The sea is blue and wide. " * 20),
-    Turn("Explain recursion", ""),
-    Turn("hi", "hello there, how can I help you today?"),
-    Turn("Summarise this text: " + "lorem ipsum dolor sit amet " * 30, "A summary."),
-]
+TURNS = example_turns()
 
 
 @pytest.fixture(scope="module")

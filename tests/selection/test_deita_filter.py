@@ -179,6 +179,6 @@ def test_bad_embedding_row_is_named(bad: float, problem: str, device: str) -> No
 def test_unavailable_cuda_is_a_deita_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA is available")
-    with pytest.raises(DeitaError, match="CUDA is not available"):
+    with pytest.raises(DeitaError, match="no CUDA GPU is visible"):
         deita_filter(np.ones(2), np.eye(2, dtype=np.float32), -1, device="cuda")
     assert len(deita_filter(np.ones(2), np.eye(2, dtype=np.float32), -1, device="auto").indices) == 2

@@ -10,12 +10,16 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' → cuda when available, else cpu; an explicit cuda request without a GPU is an error."""
+    """Turn "cpu", "cuda", "cuda:N" or "auto" into a torch device, refusing CUDA when it is absent."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeitaError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeitaError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'auto'") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeitaError(f"--device {device} was asked for but no CUDA GPU is visible; use 'cpu' or 'auto'")
+    return resolved
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -1,4 +1,4 @@
-"""Device resolution and exact-float32 matmul settings shared by the selection strategies."""
+"""Exact-float32 matmul settings and row reading shared by the selection strategies."""
 
 from __future__ import annotations
 
@@ -9,19 +9,6 @@ import numpy as np
 import torch
 
 from deita.errors import DeitaError
-
-
-def resolve_device(device: str) -> torch.device:
-    """Turn "cpu", "cuda", "cuda:N" or "auto" into a torch device, refusing CUDA when it is absent."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise DeitaError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'auto'") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeitaError(f"device {device!r} asked for but CUDA is not available; use 'cpu' or 'auto'")
-    return resolved
 
 
 @contextmanager

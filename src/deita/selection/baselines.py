@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from deita.errors import DeitaError
-from deita.selection._torch import check_embeddings, exact_float32, normalized_block, resolve_device
+from deita.runtime.devices import resolve_device
+from deita.selection._torch import check_embeddings, exact_float32, normalized_block
 from deita.selection.deita import validate_size
 
 STRATEGIES: tuple[str, ...] = ("deita", "random", "score", "length", "kcenter")

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from deita.errors import DeitaError
-from deita.selection._torch import check_embeddings, exact_float32, normalized_block, resolve_device
+from deita.runtime.devices import resolve_device
+from deita.selection._torch import check_embeddings, exact_float32, normalized_block
 
 Progress = Callable[[int, int], None]
 """Called after each block with (candidates examined, samples accepted)."""
