@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from deita.config import config_from_mapping, config_to_dict
+from deita.config import check_keys, config_from_mapping, config_to_dict
 from deita.data.io import rejects_path_for
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
@@ -21,6 +21,7 @@ from deita.scoring.scorer import ScoreConfig
 from deita.selection.run import FilterConfig, filter_file
 
 PRESETS = ("paper", "offline")
+SECTIONS = ("complexity", "quality", "embed", "filter", "run")
 
 
 @dataclass
@@ -45,17 +46,13 @@ class SelectConfig:
         return cls.from_mapping(data, str(path))
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "config") -> SelectConfig:
-        sections = {f.name: f for f in dataclasses.fields(cls)}
-        config = config_from_mapping(cls, {k: v for k, v in data.items() if k == "preset"} , source)
-        unknown = [k for k in data if k not in sections]
-        if unknown:
-            config_from_mapping(cls, {unknown[0]: None}, source)  # raises with the nearest valid key
-        for name, value in data.items():
-            if name == "preset":
-                continue
+    def from_mapping(cls, data: dict[str, Any], source: str = "config") -> "SelectConfig":
+        """Each section's keys update that section's defaults; unknown sections or keys are errors."""
+        check_keys(data, [f.name for f in dataclasses.fields(cls)], source)
+        config = cls(preset=data.get("preset", "paper"))
+        for name in SECTIONS:
             current = getattr(config, name)
-            merged = {**config_to_dict(current), **_tuples(value or {})}
+            merged = {**config_to_dict(current), **_tuples(data.get(name) or {})}
             setattr(config, name, config_from_mapping(type(current), merged, f"{source} [{name}]"))
         return config
 
@@ -69,9 +66,8 @@ class SelectConfig:
         return self
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump({"preset": self.preset, **{name: _lists(config_to_dict(getattr(self, name)))
-                                                         for name in ("complexity", "quality", "embed", "filter", "run")}},
-                              sort_keys=False)
+        sections = {name: _lists(config_to_dict(getattr(self, name))) for name in SECTIONS}
+        return yaml.safe_dump({"preset": self.preset, **sections}, sort_keys=False)
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:

@@ -70,7 +70,6 @@ class PrefillEngine:
         self.device = next(model.parameters()).device
         self.batch_tokens = batch_tokens
         self.max_batch_size = max_batch_size
-        self.max_positions = getattr(model.config, "max_position_embeddings", None)
 
     @torch.inference_mode()
     def run(self, sequences: Sequence[Sequence[int]], head: Head) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from deita.data.io import ReadStats, RejectsWriter, count_records, iter_records, rejects_path_for
@@ -79,7 +79,6 @@ class StageRun:
     read: ReadStats
     seconds: float
     rejects: Path | None = None
-    counters: dict[str, int] = field(default_factory=dict)
 
     def records_with_results(self) -> Iterator[tuple[Record, object]]:
         """Pass 2: the good records again, each with its result rows; bad ones go to the rejects file."""

@@ -73,7 +73,9 @@ class ScoreConfig:
             raise DeitaError(f"unknown score type '{self.type}' (choose {', '.join(SCORE_TYPES)})")
         if self.backend not in BACKENDS:
             raise DeitaError(f"unknown backend '{self.backend}' (choose {', '.join(BACKENDS)})")
-        if self.max_length < 16 or self.batch_tokens < self.max_length:
+        if self.max_length < 64:
+            raise DeitaError(f"--max-length {self.max_length} cannot hold the scorer prompt; use at least 64")
+        if self.batch_tokens < self.max_length:
             raise DeitaError(f"--batch-tokens ({self.batch_tokens}) must be at least --max-length ({self.max_length})")
 
 
