@@ -49,6 +49,7 @@ def test_score_error_names_file_record_and_fix(tmp_path, tiny_llama):
     result = deita("score", path, "-o", tmp_path / "out.jsonl", "--model", tiny_llama, "-q", check=False)
     assert result.returncode == 1
     assert "bad.jsonl, line 2" in result.stderr and "--on-error skip" in result.stderr
+    assert "out.jsonl.rejects.jsonl" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
 

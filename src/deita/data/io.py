@@ -334,11 +334,13 @@ def iter_records(
     rejects: RejectsWriter | None = None,
     pairing: str = "role",
     stats: ReadStats | None = None,
+    rejects_hint: str | Path | None = None,
 ) -> Iterator[Record]:
     """Stream the good records of a file (one record in memory at a time).
 
     The format is detected from the first good record unless ``fmt`` is given. ``on_error="fail"``
-    raises ``RecordError`` on the first bad record; ``"skip"`` sends it to ``rejects`` and goes on.
+    raises ``RecordError`` on the first bad record (its hint names ``rejects_hint``, the rejects file a
+    rerun with skip would write); ``"skip"`` sends it to ``rejects`` and goes on.
     Options and the path are checked now, before the first record is asked for.
     """
     _check_options(fmt, on_error, pairing)
@@ -347,7 +349,7 @@ def iter_records(
 
     def on_bad(index: int, location: str, problem: str, record: Any) -> None:
         if on_error == "fail":
-            where = rejects.path if rejects is not None else "<output>.rejects.jsonl"
+            where = rejects.path if rejects is not None else rejects_hint or "<output>.rejects.jsonl"
             raise RecordError(p, location, problem, hint=SKIP_HINT.format(rejects=where))
         if rejects is not None:
             rejects.add(index, location, problem, record)

@@ -114,7 +114,7 @@ def run_stage(stage: Stage, input_path: str | Path, output_path: str | Path, opt
     store = ShardStore(cache_root / stage.name, fingerprint)
     read = ReadStats()
     records = iter_records(input_path, fmt=options.format, on_error=options.on_error, pairing=options.pairing,
-                           stats=read)
+                           stats=read, rejects_hint=rejects_path_for(output_path))
     with ProgressBar(description, total=count_records(input_path), quiet=options.quiet) as bar:
         summary = compute_shards(stage, records, store, options.shard_size, make_executor(options), bar)
     if summary.records == 0:
