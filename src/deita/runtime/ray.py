@@ -5,7 +5,7 @@ How a run flows:
 * The driver reads the input through the data layer as the local executor does (`compute_shards` hands us
   the pending shards lazily). A feeder thread puts each pending shard, serialised as JSON, on a bounded Ray
   queue, so at most a few shards per worker are ever held in memory, whatever the size of the input.
-* One Ray Data pipeline runs for the whole input: a single read task drains the queue (one block per shard)
+* One Ray Data pipeline runs for the whole input: read tasks (no CPU) drain the queue, one block per shard,
   into `map_batches` over a fixed pool of actors (`ActorPoolStrategy(size=num_workers)`). Each actor calls
   `stage.load_worker()` once, then runs the same batched prefill engine on every shard it is given.
 * Results come back in any order; `compute_shards` saves each with `ShardStore.save` the moment it arrives,
@@ -20,7 +20,9 @@ import json
 import logging
 import pickle
 import threading
-from typing import Any, Iterator
+import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -39,12 +41,20 @@ MAX_RESTARTS = 8
 MAX_TASK_RETRIES = 4
 """How often one shard is retried after its worker died (a crash in the shard itself then stops the run)."""
 _END = "__deita_end__"
+_CONTEXT = {
+    "enable_progress_bars": False,  # deita draws its own progress bar
+    "print_on_execution_start": False,
+    "raise_original_map_exception": True,  # a worker's own error, not a generic UserCodeException
+    # Ray Data would otherwise gather the blocks a read task yields into one block of up to 128 MiB: all
+    # shards would reach a single worker, at the end of the input. One shard per block instead.
+    "target_max_block_size": 1,
+}
 
 
 def import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401  (ray without the [data] extra has no ray.data)
+        import ray.data
     except ImportError as err:
         raise DeitaError(INSTALL_HINT) from err
     return ray
@@ -104,8 +114,9 @@ class ShardWorker:
         return out
 
 
-def _queue_datasource(queue: Any):
-    """A datasource with a single read task that yields one block per shard taken from `queue`."""
+def _queue_datasource(queue: Any, readers: int):
+    """A datasource of `readers` read tasks that each yield one block per shard taken from `queue`, until
+    the end marker (which each puts back for the others)."""
     import pyarrow as pa
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
@@ -114,6 +125,7 @@ def _queue_datasource(queue: Any):
         while True:
             item = queue.get(block=True)
             if item == _END:
+                queue.put(_END)
                 return
             index, requests, counts = item
             yield pa.table({"index": pa.array([index], pa.int64()), "requests": pa.array([requests], pa.large_string()),
@@ -126,7 +138,7 @@ def _queue_datasource(queue: Any):
         def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                            data_context: Any = None) -> list[ReadTask]:
             metadata = BlockMetadata(num_rows=None, size_bytes=None, input_files=None, exec_stats=None)
-            return [ReadTask(read, metadata)]
+            return [ReadTask(read, metadata) for _ in range(readers)]
 
         def get_name(self) -> str:
             return "DeitaShards"
@@ -196,14 +208,11 @@ class RayExecutor:
     def _run(self, stage: Stage, first: PendingShard, pending: Iterator[PendingShard],
              progress: ProgressSink) -> Iterator[tuple[int, ShardResult]]:
         ray = self.ray
-        from ray.data import ActorPoolStrategy, DataContext
+        from ray.data import DataContext
         from ray.util.queue import Full, Queue
 
         workers, resources = self.plan()
         log.info("ray executor: %d workers, %s each", workers, resources)
-        context = DataContext.get_current()
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
 
         queue = Queue(maxsize=SHARDS_IN_FLIGHT_PER_WORKER * workers, actor_options={"num_cpus": 0})
         stop = threading.Event()
@@ -225,19 +234,23 @@ class RayExecutor:
                             json.dumps([int(c) for c in shard.counts]))
                     if not put(item):
                         return
-            except BaseException as err:  # reading the input failed: finish what was queued, then re-raise
+            except Exception as err:  # noqa: BLE001 (re-raised in the driver thread once the queue drains)
                 failure.append(err)
             finally:
                 put(_END)
 
         feeder = threading.Thread(target=feed, name="deita-ray-feeder", daemon=True)
+        # The dataset keeps a copy of the context it was built under; the global one is left as it was.
+        context = DataContext.get_current()
+        saved = {key: getattr(context, key) for key in _CONTEXT}
+        for key, value in _CONTEXT.items():
+            setattr(context, key, value)
+        try:
+            dataset = self._dataset(stage, queue, workers, resources)
+        finally:
+            for key, value in saved.items():
+                setattr(context, key, value)
         feeder.start()
-        dataset = ray.data.read_datasource(_queue_datasource(queue), override_num_blocks=1,
-                                           ray_remote_args={"num_cpus": 0, "max_retries": 0})
-        dataset = dataset.map_batches(
-            ShardWorker, fn_constructor_kwargs={"stage": stage}, batch_size=1, batch_format="numpy",
-            compute=ActorPoolStrategy(size=workers), max_restarts=MAX_RESTARTS,
-            max_task_retries=MAX_TASK_RETRIES, **resources)
         try:
             for row in dataset.iter_rows():
                 counts = np.array(json.loads(row["counts"]), dtype=np.int64)
@@ -257,6 +270,26 @@ class RayExecutor:
             ray.kill(queue.actor)
         if failure:
             raise failure[0]
+
+    def _dataset(self, stage: Stage, queue: Any, workers: int, resources: dict[str, Any]):
+        from ray.data import ActorPoolStrategy
+
+        # Readers take no CPU: every core goes to the workers.
+        dataset = self.ray.data.read_datasource(_queue_datasource(queue, workers), override_num_blocks=workers,
+                                                num_cpus=0)
+        map_args = dict(fn_constructor_kwargs={"stage": stage}, batch_size=1, batch_format="numpy",
+                        compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2), **resources)
+        with warnings.catch_warnings():
+            # Ray Data already restarts actors and retries their tasks by default, without limit; we bound both
+            # so that a shard that kills every worker (out of memory, say) ends the run instead of looping.
+            # These are "ray_remote_args", deprecated in Ray 2.60 with no named replacement yet.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                dataset = dataset.map_batches(ShardWorker, max_restarts=MAX_RESTARTS,
+                                              max_task_retries=MAX_TASK_RETRIES, **map_args)
+            except TypeError:  # a Ray that no longer takes them: its defaults restart and retry
+                dataset = dataset.map_batches(ShardWorker, **map_args)
+        return dataset
 
 
 def _chain(first: PendingShard, rest: Iterator[PendingShard]) -> Iterator[PendingShard]:
