@@ -148,3 +148,14 @@ def test_select_config_file_unknown_key(tmp_path):
     (tmp_path / "run.yaml").write_text("filter:\n  treshold: 0.8\n")
     result = deita("select", data, "-o", tmp_path / "o.jsonl", "--config", tmp_path / "run.yaml", check=False)
     assert result.returncode == 1 and "did you mean 'threshold'" in result.stderr
+
+
+def test_embed_skip_writes_rejects_and_one_row_per_good_record(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in pool(4)) + json.dumps(sharegpt(("gpt", "no question"))) + "\n")
+    out = tmp_path / "emb.npy"
+    result = deita("embed", path, "-o", out, "--on-error", "skip", "-q")
+    assert "rejected 1 records" in result.stdout
+    assert np.load(out).shape == (4, 384)
+    rejects = [json.loads(line) for line in Path(str(out) + ".rejects.jsonl").read_text().splitlines()]
+    assert [r["location"] for r in rejects] == ["line 5"] and "no user message" in rejects[0]["reason"]

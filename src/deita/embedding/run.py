@@ -60,11 +60,7 @@ def embed_file(input_path: str | Path, output_path: str | Path, config: EmbedCon
     array.flush()
     del array
     os.replace(temporary, output_path)
-    rejects = None
-    if options.on_error == "skip" and run.read.rejected:
-        for _ in run.records_with_results():  # writes the rejects file beside the output
-            pass
-        rejects = run.rejects
+    rejects = run.write_rejects() if options.on_error == "skip" and run.read.rejected else None
     return EmbedReport(
         records=run.summary.records, dim=dim, dtype=config.output_dtype(), tokens=run.summary.counters.get("tokens", 0),
         truncated=run.summary.counters.get("truncated", 0), rejected=run.read.rejected,

@@ -15,7 +15,6 @@ from deita.runtime.shards import (
     Executor,
     LocalExecutor,
     RunSummary,
-    ShardResult,
     ShardStore,
     compute_shards,
     content_digest,
@@ -80,25 +79,33 @@ class StageRun:
     seconds: float
     rejects: Path | None = None
 
-    def records_with_results(self) -> Iterator[tuple[Record, object]]:
-        """Pass 2: the good records again, each with its result rows; bad ones go to the rejects file."""
+    def _reread(self) -> Iterator[Record]:
+        """The good records again, in order; with --on-error skip the bad ones go to the rejects file."""
         reject_file = rejects_path_for(self.output) if self.options.on_error == "skip" else None
         writer = RejectsWriter(reject_file) if reject_file else None
-        records = iter_records(self.input, fmt=self.options.format, on_error=self.options.on_error,
-                               rejects=writer, pairing=self.options.pairing)
         try:
-            for index in range(self.summary.shards):
-                result: ShardResult = self.store.load(index)
-                for rows in result.per_record():
-                    yield next(records), rows
-            leftover = next(records, None)
-            if leftover is not None:
-                raise DeitaError(f"{self.input} changed during the run (more records than cached results)")
+            yield from iter_records(self.input, fmt=self.options.format, on_error=self.options.on_error,
+                                    rejects=writer, pairing=self.options.pairing)
         finally:
             if writer is not None:
                 writer.close()
         if writer is not None and writer.count:
             self.rejects = reject_file
+
+    def records_with_results(self) -> Iterator[tuple[Record, object]]:
+        """Pass 2: each good record with its result rows (and the rejects file written on the way)."""
+        records = self._reread()
+        for index in range(self.summary.shards):
+            for rows in self.store.load(index).per_record():
+                yield next(records), rows
+        if next(records, None) is not None:
+            raise DeitaError(f"{self.input} changed during the run (more records than cached results)")
+
+    def write_rejects(self) -> Path | None:
+        """Write the rejects file without touching the results (for stages whose output is not records)."""
+        for _ in self._reread():
+            pass
+        return self.rejects
 
 
 def run_stage(stage: Stage, input_path: str | Path, output_path: str | Path, options: RunOptions,
