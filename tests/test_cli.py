@@ -159,3 +159,19 @@ def test_embed_skip_writes_rejects_and_one_row_per_good_record(tmp_path):
     assert np.load(out).shape == (4, 384)
     rejects = [json.loads(line) for line in Path(str(out) + ".rejects.jsonl").read_text().splitlines()]
     assert [r["location"] for r in rejects] == ["line 5"] and "no user message" in rejects[0]["reason"]
+
+
+def test_select_paper_path_with_config_file(tmp_path, tiny_llama):
+    data = write_jsonl(tmp_path / "pool.jsonl", pool(24))
+    (tmp_path / "run.yaml").write_text(
+        f"complexity: {{model: {tiny_llama}, max_length: 256}}\nquality: {{model: {tiny_llama}}}\n"
+        f"embed: {{kind: causal, model: {tiny_llama}, max_length: 128}}\nfilter: {{threshold: 1.0}}\n"
+        "run: {shard_size: 8}\n")
+    out = tmp_path / "sel.jsonl"
+    printed = deita("select", data, "-o", out, "--size", "6", "--config", tmp_path / "run.yaml", "-q").stdout
+    assert "into 'complexity_scores'" in printed and "into 'quality_scores'" in printed and "selected 6 of 24" in printed
+    selected = [json.loads(line) for line in out.read_text().splitlines()]
+    scored = {r["id"]: r for r in map(json.loads, (tmp_path / "sel.jsonl.work" / "scored.jsonl").read_text().splitlines())}
+    finals = {k: sum(c * q for c, q in zip(r["complexity_scores"], r["quality_scores"])) for k, r in scored.items()}
+    assert [r["id"] for r in selected] == sorted(finals, key=finals.get, reverse=True)[:6]
+    assert "max_length: 256" in (tmp_path / "sel.jsonl.config.yaml").read_text()
