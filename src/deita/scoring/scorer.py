@@ -13,6 +13,7 @@ from deita.errors import DeitaError
 from deita.runtime.prefill import ModelSpec
 from deita.runtime.shards import file_identity
 from deita.runtime.stage import WorkResult
+from deita.scoring.backends.base import ScoringBackend
 from deita.scoring.prompts import build_prompts
 from deita.scoring.templates import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, SCORE_TYPES
 
@@ -79,7 +80,7 @@ class ScoreConfig:
             raise DeitaError(f"--batch-tokens ({self.batch_tokens}) must be at least --max-length ({self.max_length})")
 
 
-def load_backend(config: ScoreConfig):
+def load_backend(config: ScoreConfig) -> ScoringBackend:
     """Instantiate the configured backend (heavy imports happen only for the backend in use)."""
     spec = ModelSpec(config.resolved_model(), config.device, config.dtype)
     if config.backend == "hf":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +18,6 @@ class BackendCounters:
     """Per-run facts a backend reports: turns whose top-k missed some digits (renormalised over the rest)."""
 
     renormalised: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class ScoringBackend(Protocol):
