@@ -176,6 +176,8 @@ class RayExecutor:
                              "--head` (and `ray start --address=<head>:6379` on the other nodes), or leave "
                              "--ray-address out to start a local cluster") from err
         self._started_cluster = self.address is None
+        # Ray Data logs every execution at INFO; deita prints its own progress and summary.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     def plan(self) -> tuple[int, dict[str, Any]]:
         """How many workers, and the resources of each: a GPU each when the cluster has GPUs, else CPU cores."""
