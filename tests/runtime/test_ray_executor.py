@@ -122,6 +122,8 @@ def test_requests_round_trip_as_json():
     assert all(isinstance(t, Turn) for t in decode_requests(encode_requests(turns)))
     assert decode_requests(encode_requests(["a text", "b"])) == ["a text", "b"]
     assert json.loads(encode_requests(turns))["kind"] == "turns"
+    with pytest.raises(DeitaError, match="Turn or str requests only, not dict"):
+        encode_requests([{"not": "a request"}])
 
 
 def test_missing_ray_says_how_to_install(monkeypatch):

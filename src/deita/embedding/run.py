@@ -48,13 +48,14 @@ def embed_file(input_path: str | Path, output_path: str | Path, config: EmbedCon
     if output_path.suffix != ".npy":
         raise DeitaError(f"{output_path}: embeddings are written as a .npy array; give a path ending in .npy")
     run = run_stage(EmbedStage(config), input_path, output_path, options, "embedding")
-    first = run.store.load(0).values
-    dim = first.shape[1]
     temporary = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp.npy")
-    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=config.output_dtype(), shape=(run.summary.records, dim))
-    row = 0
+    array, row, dim = None, 0, 0
     for index in range(run.summary.shards):
         values = run.store.load(index).values
+        if array is None:
+            dim = values.shape[1]
+            array = np.lib.format.open_memmap(temporary, mode="w+", dtype=config.output_dtype(),
+                                              shape=(run.summary.records, dim))
         array[row : row + len(values)] = values
         row += len(values)
     array.flush()

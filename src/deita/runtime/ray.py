@@ -16,9 +16,9 @@ How a run flows:
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
-import pickle
 import threading
 import warnings
 from collections.abc import Iterator
@@ -65,22 +65,20 @@ def import_ray():
 
 
 def encode_requests(requests: list[Any]) -> str:
-    """Turns as [instruction, response] pairs, texts as strings; anything else (only ever objects this
-    process built itself from the input) as pickle bytes in hex."""
+    """Turns as [instruction, response] pairs, texts as strings: the only requests stages make."""
     if all(isinstance(q, Turn) for q in requests):
         return json.dumps({"kind": "turns", "items": [[q.instruction, q.response] for q in requests]})
     if all(isinstance(q, str) for q in requests):
         return json.dumps({"kind": "texts", "items": list(requests)})
-    return json.dumps({"kind": "pickle", "items": pickle.dumps(list(requests)).hex()})
+    kinds = sorted({type(q).__name__ for q in requests})
+    raise DeitaError(f"the Ray executor sends Turn or str requests only, not {', '.join(kinds)}")
 
 
 def decode_requests(text: str) -> list[Any]:
     payload = json.loads(text)
     if payload["kind"] == "turns":
         return [Turn(instruction, response) for instruction, response in payload["items"]]
-    if payload["kind"] == "texts":
-        return list(payload["items"])
-    return pickle.loads(bytes.fromhex(payload["items"]))  # produced by our own driver (encode_requests)
+    return list(payload["items"])
 
 
 def array_to_bytes(values: np.ndarray) -> bytes:
@@ -231,7 +229,7 @@ class RayExecutor:
 
         def feed() -> None:
             try:
-                for shard in _chain(first, pending):
+                for shard in itertools.chain([first], pending):
                     item = (shard.index, encode_requests(shard.requests),
                             json.dumps([int(c) for c in shard.counts]))
                     if not put(item):
@@ -292,11 +290,6 @@ class RayExecutor:
             except TypeError:  # a Ray that no longer takes them: its defaults restart and retry
                 dataset = dataset.map_batches(ShardWorker, **map_args)
         return dataset
-
-
-def _chain(first: PendingShard, rest: Iterator[PendingShard]) -> Iterator[PendingShard]:
-    yield first
-    yield from rest
 
 
 def _root_cause(err: BaseException) -> BaseException:
