@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from deita.errors import DeitaError
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 
 app = typer.Typer(
     help="Deita: pick the few thousand best instruction-tuning samples from a large pool "
@@ -117,7 +118,7 @@ def score(
     backend: str = typer.Option("hf", "--backend", help="hf, vllm or openai (OpenAI-compatible server)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16."),
-    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Token budget of one batch."),
+    batch_tokens: int = typer.Option(DEFAULT_BATCH_TOKENS, "--batch-tokens", help="Token budget of one batch."),
     max_length: int = typer.Option(2048, "--max-length", help="Scorer context; longer prompts are truncated inside the text."),
     score_token_ids: str | None = typer.Option(None, "--score-token-ids", help="Six comma-separated ids for 1..6."),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", "--base-url", help="openai backend: server URL."),
@@ -125,7 +126,8 @@ def score(
     concurrency: int = typer.Option(16, "--concurrency", help="openai backend: requests in flight."),
     max_logprobs: int = typer.Option(20, "--max-logprobs", help="openai/vllm: the server's log-prob cap."),
     strict: bool = typer.Option(False, "--strict", help="openai: a digit missing from the top-k is an error."),
-    compile: bool = typer.Option(False, "--compile", help="hf: torch.compile the model (faster on GPU after warm-up)."),
+    compile: bool | None = typer.Option(None, "--compile/--no-compile",
+                                        help="hf: torch.compile the decoder layers (default: on a GPU)."),
     fmt: str | None = FormatOpt, pairing: str = PairingOpt, on_error: str = OnErrorOpt,
     shard_size: int = ShardOpt, cache_dir: str | None = CacheOpt, executor: str = ExecutorOpt,
     ray_address: str | None = RayAddressOpt, num_workers: int | None = WorkersOpt, quiet: bool = QuietOpt,
@@ -159,9 +161,10 @@ def embed(
     dtype: str = typer.Option("", "--dtype", help="Output dtype: float16 (causal default) or float32."),
     model_dtype: str = typer.Option("auto", "--model-dtype", help="Compute dtype: auto, float32, bfloat16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Token budget of one batch (causal)."),
+    batch_tokens: int = typer.Option(DEFAULT_BATCH_TOKENS, "--batch-tokens", help="Token budget of one batch (causal)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Batch size (sentence)."),
-    compile: bool = typer.Option(False, "--compile", help="causal: torch.compile the model (faster on GPU)."),
+    compile: bool | None = typer.Option(None, "--compile/--no-compile",
+                                        help="causal: torch.compile the decoder layers (default: on a GPU)."),
     fmt: str | None = FormatOpt, pairing: str = PairingOpt, on_error: str = OnErrorOpt,
     shard_size: int = ShardOpt, cache_dir: str | None = CacheOpt, executor: str = ExecutorOpt,
     ray_address: str | None = RayAddressOpt, num_workers: int | None = WorkersOpt, quiet: bool = QuietOpt,

@@ -22,6 +22,7 @@ from deita.config import config_from_mapping
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.runtime.runner import RunOptions
 from deita.scoring.run import score_file
 from deita.scoring.scorer import ScoreConfig
@@ -39,7 +40,7 @@ class ScorePipelineOptions:
     scorer: str = "llama"
     """llama or mistral: informational; prompts and digit ids come from the model's tokenizer."""
     is_vllm: bool = False
-    batch_tokens: int = 16384
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
     max_length: int = 2048
     device: str = "auto"
 
@@ -67,7 +68,7 @@ class EmbedPipelineOptions:
     random_shuffle: bool = False
     """Accepted for compatibility; rows always follow the input order."""
     bfloat16: bool = True
-    batch_tokens: int = 16384
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
     device: str = "auto"
 
     def run(self) -> Any:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from openai_server import BackgroundServer, ServerOptions, create_app
 
-from deita.data.records import Turn
 from deita.errors import DeitaError
 from deita.scoring.backends.openai import OpenAIBackend
 from deita.scoring.prompts import build_prompts

@@ -9,6 +9,7 @@ from typing import Any
 from deita.data.records import Record
 from deita.embedding.templates import render_answers, render_plain, render_vicuna
 from deita.errors import DeitaError
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.runtime.devices import resolve_device
 from deita.runtime.prefill import ModelSpec, PrefillEngine, identity_head, load_causal_lm
 from deita.runtime.shards import file_identity
@@ -42,12 +43,12 @@ class EmbedConfig:
     model_dtype: str = "auto"
     """Compute dtype: auto = bf16 on GPU, fp32 on CPU."""
     device: str = "auto"
-    batch_tokens: int = 16384
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
     """Token budget of one prefill batch (causal)."""
     batch_size: int = 64
     """Batch size (sentence)."""
-    compile: bool = False
-    """causal: torch.compile the decoder (faster after a warm-up)."""
+    compile: bool | None = None
+    """causal: torch.compile the decoder layers; default on a GPU (faster after a warm-up of seconds)."""
 
     def resolved_model(self) -> str:
         if self.model:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from deita.errors import DeitaError
-from deita.runtime.batching import plan_batches
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS, plan_batches
 from deita.runtime.devices import resolve_device, resolve_dtype
 
 Head = Callable[[torch.Tensor], torch.Tensor]
@@ -58,16 +58,18 @@ class PrefillEngine:
 
     Batches are right-padded and run without an attention mask: under the causal mask a real token never
     sees the padding after it, so each sequence's last real position is exact, and attention takes the
-    fused causal (flash) path instead of materialising a padded 4-D mask.
+    fused causal (flash) path instead of materialising a padded 4-D mask. `compile` (default: on a GPU)
+    compiles the decoder layers; the first batches of each new shape range pay a warm-up of seconds.
     """
 
-    def __init__(self, model: torch.nn.Module, batch_tokens: int = 16384, max_batch_size: int = 1024,
-                 compile: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, batch_tokens: int = DEFAULT_BATCH_TOKENS, max_batch_size: int = 1024,
+                 compile: bool | None = None) -> None:
         self.model = model
         self.decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
-        if compile:  # fuses the elementwise work between matmuls; costs a warm-up per new shape bucket
-            self.decoder = torch.compile(self.decoder, dynamic=True)
         self.device = next(model.parameters()).device
+        self.compiled = self.device.type == "cuda" if compile is None else compile
+        if self.compiled:
+            compile_layers(self.decoder)
         self.batch_tokens = batch_tokens
         self.max_batch_size = max_batch_size
 
@@ -79,25 +81,42 @@ class PrefillEngine:
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         if lengths.min() == 0:
             raise DeitaError(f"sequence {int(lengths.argmin())} is empty after tokenization")
-        pinned = self.device.type == "cuda"
         order, results = [], []
         for batch in plan_batches(lengths, self.batch_tokens, self.max_batch_size):
             width = int(lengths[batch].max())
-            staged = np.zeros((len(batch), width), dtype=np.int64)
+            staged = np.zeros((len(batch), width + 1), dtype=np.int64)  # last column: last real position
             for row, index in enumerate(batch):
                 staged[row, : lengths[index]] = sequences[index]
-            input_ids = torch.from_numpy(staged)
-            if pinned:
-                input_ids = input_ids.pin_memory()
-            input_ids = input_ids.to(self.device, non_blocking=True)
+            staged[:, width] = lengths[batch] - 1
+            on_device = self._to_device(torch.from_numpy(staged))
+            input_ids, last = on_device[:, :width], on_device[:, width]
             hidden = self.decoder(input_ids=input_ids, use_cache=False).last_hidden_state
-            last = torch.as_tensor(lengths[batch] - 1, device=self.device)
             results.append(head(hidden[torch.arange(len(batch), device=self.device), last]).float())
             order.append(batch)
         stacked = torch.cat(results).cpu().numpy()  # one device→host copy, no sync per batch
         outputs = np.empty_like(stacked)
         outputs[np.concatenate(order)] = stacked
         return outputs
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """One asynchronous copy per batch: from pinned memory the host never waits for the GPU to drain."""
+        if self.device.type != "cuda":
+            return tensor.to(self.device)
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
+
+def compile_layers(decoder: torch.nn.Module) -> None:
+    """torch.compile each decoder layer in place (regional compilation), fusing the elementwise work between matmuls.
+
+    The layers share their code, so one compilation serves all of them, and the causal mask is built outside
+    the compiled region: compiling the whole decoder makes transformers (before torch 2.14) materialise a
+    dense mask, which takes attention off its fused `is_causal` path.
+    """
+    layers = getattr(decoder, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise DeitaError(f"cannot compile {type(decoder).__name__}: it has no `layers` list; run without compile")
+    for layer in layers:
+        layer.compile(dynamic=True)
 
 
 def identity_head(hidden: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,9 @@ class Scorer:
     max_length = 2048
 
     def __init__(self, model_name_or_path: str, is_vllm: bool = False, device: str = "auto") -> None:
-        self.config = ScoreConfig(model=model_name_or_path, backend="vllm" if is_vllm else "hf", device=device)
+        # One text per call: compilation would only add its warm-up to the first call.
+        self.config = ScoreConfig(model=model_name_or_path, backend="vllm" if is_vllm else "hf", device=device,
+                                  compile=False)
         self.backend = load_backend(self.config)
 
     def _score(self, score_type: str, instruction: str, response: str = "") -> float:

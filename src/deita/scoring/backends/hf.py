@@ -16,7 +16,7 @@ class HFBackend:
     """Scores on a local transformers model: bf16 on GPU, fp32 on CPU, batches by token budget."""
 
     def __init__(self, spec: ModelSpec, batch_tokens: int, token_ids: Sequence[int] | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool | None = None) -> None:
         self.model, self.tokenizer = load_causal_lm(spec)
         self.score_token_ids = score_token_ids(self.tokenizer, token_ids)
         self.engine = PrefillEngine(self.model, batch_tokens=batch_tokens, compile=compile)
