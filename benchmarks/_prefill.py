@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from deita.data.io import iter_records
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.testing import ARCHITECTURES, random_causal_lm
 
 SHAREGPT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sharegpt_v3_5k.json"
@@ -29,9 +30,12 @@ def common_args(description: str, default_arch: str) -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=SHAREGPT, help="ShareGPT JSON for realistic lengths")
     parser.add_argument("--n", type=int, default=2000 if cuda else 400, help="inputs for the batched engine")
     parser.add_argument("--n-single", type=int, default=150 if cuda else 100, help="inputs for the reference")
-    parser.add_argument("--batch-tokens", type=int, default=16384)
+    parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
     parser.add_argument("--max-length", type=int, default=2048)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (dynamic shapes)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the decoder layers (default: as deita does, on for a GPU)")
+    parser.add_argument("--peak-seconds", type=float, default=10.0,
+                        help="seconds of the sustained matmul peak (a card at its power cap clocks down)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--tokenizer-json", type=Path, help="tokenizer.json to use where the MiniLM package is absent")
     return parser
@@ -64,16 +68,38 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     return result, time.perf_counter() - start
 
 
-def matmul_peak_tflops(n: int = 8192, repeats: int = 10) -> float | None:
-    """Measured bf16 dense matmul throughput on this GPU (the roof the prefill is compared with)."""
+def matmul_peak_tflops(seconds: float, n: int = 8192) -> dict[str, float] | None:
+    """Measured bf16 dense matmul throughput on this GPU: the roof the prefill is compared with.
+
+    `burst` is the first ten products after a warm-up (what a short test sees, at boost clocks); `sustained`
+    is the median rate of blocks of ten over `seconds`, the regime a long prefill runs in once the card
+    reaches its power cap and lowers its clocks.
+    """
     if not torch.cuda.is_available():
         return None
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
-    _, seconds = timed(lambda: [a @ b for _ in range(repeats)])
-    return 2 * n**3 * repeats / seconds / 1e12
+    rates = []
+    start = time.perf_counter()
+    while not rates or time.perf_counter() - start < seconds:
+        _, block = timed(lambda: [a @ b for _ in range(10)])
+        rates.append(2 * n**3 * 10 / block / 1e12)
+    return {"burst": rates[0], "sustained": float(np.median(rates))}
+
+
+def peak_figures(achieved: float, peak: dict[str, float] | None) -> dict[str, float | None]:
+    """Achieved TFLOP/s and its share of both measured peaks."""
+    if peak is None:
+        return {"achieved_tflops": achieved}
+    return {"achieved_tflops": achieved,
+            "matmul_peak_burst_tflops": peak["burst"], "matmul_peak_sustained_tflops": peak["sustained"],
+            "share_of_burst_peak": achieved / peak["burst"], "share_of_sustained_peak": achieved / peak["sustained"]}
+
+
+def resolved_compile(args: argparse.Namespace) -> bool:
+    return torch.cuda.is_available() if args.compile is None else args.compile
 
 
 def prefill_flops(model, lengths: np.ndarray) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.runtime.runner import RunOptions
 from deita.scoring.run import score_file
 from deita.scoring.scorer import ScoreConfig
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="device inside each worker (auto: its GPU, else CPU)")
     parser.add_argument("--workers", default="1,2", help="worker counts to compare, comma-separated")
     parser.add_argument("--shard-size", type=int, default=64, help="records per shard (unit of work)")
-    parser.add_argument("--batch-tokens", type=int, default=16384)
+    parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
     parser.add_argument("--ray-address", help="join this Ray cluster ('auto': a running one); default: start one")
     args = parser.parse_args()
 
