@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from deita.data.io import iter_records
-from deita.runtime.batching import DEFAULT_BATCH_TOKENS
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS, padding_fraction, plan_batches
+from deita.runtime.prefill import Head, PrefillEngine
+from deita.scoring.prompts import Prompt, build_prompts
 from deita.testing import ARCHITECTURES, random_causal_lm
 
 SHAREGPT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sharegpt_v3_5k.json"
@@ -68,25 +70,29 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     return result, time.perf_counter() - start
 
 
-def matmul_peak_tflops(seconds: float, n: int = 8192) -> dict[str, float] | None:
-    """Measured bf16 dense matmul throughput on this GPU: the roof the prefill is compared with.
+def sustained_rate(fn: Callable[[], object], flops: float, seconds: float) -> dict[str, float]:
+    """TFLOP/s of `fn` in blocks of ten calls after three warm-up calls.
 
-    `burst` is the first ten products after a warm-up (what a short test sees, at boost clocks); `sustained`
-    is the median rate of blocks of ten over `seconds`, the regime a long prefill runs in once the card
-    reaches its power cap and lowers its clocks.
+    `burst` is the first block (what a short test sees, at boost clocks); `sustained` is the median block over
+    `seconds`, the regime a long prefill runs in once the card reaches its power cap and lowers its clocks.
     """
+    for _ in range(3):
+        fn()
+    rates = []
+    start = time.perf_counter()
+    while not rates or time.perf_counter() - start < seconds:
+        _, block = timed(lambda: [fn() for _ in range(10)])
+        rates.append(10 * flops / block / 1e12)
+    return {"burst": rates[0], "sustained": float(np.median(rates))}
+
+
+def matmul_peak_tflops(seconds: float, n: int = 8192) -> dict[str, float] | None:
+    """Measured bf16 dense matmul throughput on this GPU, burst and sustained: the prefill's roof."""
     if not torch.cuda.is_available():
         return None
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    rates = []
-    start = time.perf_counter()
-    while not rates or time.perf_counter() - start < seconds:
-        _, block = timed(lambda: [a @ b for _ in range(10)])
-        rates.append(2 * n**3 * 10 / block / 1e12)
-    return {"burst": rates[0], "sustained": float(np.median(rates))}
+    return sustained_rate(lambda: a @ b, 2 * n**3, seconds)
 
 
 def peak_figures(achieved: float, peak: dict[str, float] | None) -> dict[str, float | None]:
@@ -98,8 +104,35 @@ def peak_figures(achieved: float, peak: dict[str, float] | None) -> dict[str, fl
             "share_of_burst_peak": achieved / peak["burst"], "share_of_sustained_peak": achieved / peak["sustained"]}
 
 
-def resolved_compile(args: argparse.Namespace) -> bool:
-    return torch.cuda.is_available() if args.compile is None else args.compile
+def scoring_prompts(tokenizer, turns: list, kind: str, max_length: int) -> list[Prompt]:
+    """Deita prompts of `turns`: all quality, all complexity, or `mixed` (first half complexity)."""
+    if kind != "mixed":
+        return build_prompts(tokenizer, kind, turns, max_length)
+    half = len(turns) // 2
+    return (build_prompts(tokenizer, "complexity", turns[:half], max_length)
+            + build_prompts(tokenizer, "quality", turns[half:], max_length))
+
+
+def time_engine(model, args: argparse.Namespace, sequences: list[list[int]], head: Head, warmup: int,
+                peak: dict[str, float] | None) -> tuple[np.ndarray, dict]:
+    """Build deita's engine as `deita score/embed` would, warm it on `warmup` inputs, time it over all.
+
+    Compilation is in place, so any eager reference must run before this. Returns the outputs and the
+    engine's figures: rates, padding, warm-up and the share of the matmul peak.
+    """
+    compile = torch.cuda.is_available() if args.compile is None else args.compile
+    engine = PrefillEngine(model, batch_tokens=args.batch_tokens, compile=compile)
+    _, warmup_seconds = timed(lambda: engine.run(sequences[:warmup], head))
+    outputs, seconds = timed(lambda: engine.run(sequences, head))
+    lengths = np.array([len(s) for s in sequences])
+    figures = {
+        "batch_tokens": args.batch_tokens, "compile": compile, "warmup_seconds": warmup_seconds,
+        "padding_share": padding_fraction(lengths, plan_batches(lengths, args.batch_tokens)),
+        "batched_samples_per_s": len(sequences) / seconds,
+        "batched_tokens_per_s": float(lengths.sum()) / seconds,
+        **peak_figures(prefill_flops(model, lengths) / seconds / 1e12, peak),
+    }
+    return outputs, figures
 
 
 def prefill_flops(model, lengths: np.ndarray) -> float:

@@ -13,21 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from _prefill import (
-    common_args,
-    load_model,
-    matmul_peak_tflops,
-    peak_figures,
-    prefill_flops,
-    report,
-    resolved_compile,
-    sharegpt_turns,
-    timed,
-)
+from _prefill import common_args, load_model, matmul_peak_tflops, report, sharegpt_turns, time_engine, timed
 
 from deita.embedding.templates import render_vicuna
-from deita.runtime.batching import padding_fraction, plan_batches
-from deita.runtime.prefill import PrefillEngine, identity_head
+from deita.runtime.prefill import identity_head
 
 
 def main() -> None:
@@ -51,25 +40,17 @@ def main() -> None:
     one_at_a_time()
     reference, single_seconds = timed(one_at_a_time)
 
-    compile = resolved_compile(args)
-    engine = PrefillEngine(model, batch_tokens=args.batch_tokens, compile=compile)
-    _, warmup_seconds = timed(lambda: engine.run(sequences[: min(len(sequences), 200)], identity_head))
-    batched, batched_seconds = timed(lambda: engine.run(sequences, identity_head))
+    batched, engine_figures = time_engine(model, args, sequences, identity_head, warmup=200, peak=peak)
 
     cosines = (batched[: len(single)] * reference).sum(1) / (
         np.linalg.norm(batched[: len(single)], axis=1) * np.linalg.norm(reference, axis=1))
-    achieved = prefill_flops(model, lengths) / batched_seconds / 1e12
     figures = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "arch": args.arch, "conversations": len(sequences), "mean_tokens": float(lengths.mean()),
         "truncated": int(sum(len(ids) >= args.max_length for ids in sequences)),
-        "batch_tokens": args.batch_tokens, "compile": compile, "warmup_seconds": warmup_seconds,
-        "padding_share": padding_fraction(lengths, plan_batches(lengths, args.batch_tokens)),
+        **engine_figures,
         "one_at_a_time_samples_per_s": len(single) / single_seconds,
-        "batched_samples_per_s": len(sequences) / batched_seconds,
-        "batched_tokens_per_s": float(lengths.sum()) / batched_seconds,
-        "speedup": (len(sequences) / batched_seconds) / (len(single) / single_seconds),
-        **peak_figures(achieved, peak),
+        "speedup": engine_figures["batched_samples_per_s"] / (len(single) / single_seconds),
         "min_cosine_vs_reference": float(cosines.min()),
     }
     report("embed", figures, args.json)

@@ -14,37 +14,25 @@ import argparse
 import collections
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _prefill import SHAREGPT, prefill_flops, sharegpt_turns, timed
+from _prefill import (
+    SHAREGPT,
+    matmul_peak_tflops,
+    prefill_flops,
+    scoring_prompts,
+    sharegpt_turns,
+    sustained_rate,
+    timed,
+)
 
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.runtime.prefill import PrefillEngine, token_logprob_head
-from deita.scoring.prompts import build_prompts
 from deita.scoring.tokens import score_token_ids
 from deita.testing import random_causal_lm
-
-
-def sustained_rate(fn, flops: float, seconds: float) -> dict[str, float]:
-    """TFLOP/s of `fn` in blocks of ten calls: the first block (burst) and the median over `seconds`."""
-    for _ in range(3):
-        fn()
-    rates = []
-    start = time.perf_counter()
-    while not rates or time.perf_counter() - start < seconds:
-        _, block = timed(lambda: [fn() for _ in range(10)])
-        rates.append(10 * flops / block / 1e12)
-    return {"burst": rates[0], "sustained": float(np.median(rates))}
-
-
-def matmul_peak(seconds: float, n: int = 8192) -> dict[str, float]:
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    return sustained_rate(lambda: a @ b, 2 * n**3, seconds)
 
 
 def gemm_rate(m: int, k: int, n: int, seconds: float) -> dict[str, float]:
@@ -104,7 +92,7 @@ def main() -> None:
         sys.exit("prefill_profile.py needs a CUDA GPU (benchmarks/score.py and embed.py also run on a CPU)")
 
     figures: dict = {"device": torch.cuda.get_device_name()}
-    figures["matmul_8192"] = matmul_peak(args.peak_seconds)
+    figures["matmul_8192"] = matmul_peak_tflops(args.peak_seconds)
     model, tokenizer = random_causal_lm(args.arch, device="cuda", dtype=torch.bfloat16,
                                         tokenizer_json=args.tokenizer_json)
     c, m = model.config, args.batch_tokens
@@ -115,9 +103,7 @@ def main() -> None:
     print(json.dumps(figures, indent=1))
 
     turns, _ = sharegpt_turns(args.data, args.n)
-    half = args.n // 2
-    prompts = (build_prompts(tokenizer, "complexity", turns[:half], 2048)
-               + build_prompts(tokenizer, "quality", turns[half: args.n], 2048))
+    prompts = scoring_prompts(tokenizer, turns[: args.n], "mixed", 2048)
     sequences = [p.token_ids for p in prompts]
     flops = prefill_flops(model, np.array([len(s) for s in sequences]))
     head = token_logprob_head(model, score_token_ids(tokenizer))

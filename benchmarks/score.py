@@ -18,17 +18,14 @@ from _prefill import (
     common_args,
     load_model,
     matmul_peak_tflops,
-    peak_figures,
-    prefill_flops,
     report,
-    resolved_compile,
+    scoring_prompts,
     sharegpt_turns,
+    time_engine,
     timed,
 )
 
-from deita.runtime.batching import padding_fraction, plan_batches
-from deita.runtime.prefill import PrefillEngine, token_logprob_head
-from deita.scoring.prompts import build_prompts
+from deita.runtime.prefill import token_logprob_head
 from deita.scoring.scorer import expected_scores
 from deita.scoring.tokens import score_token_ids
 
@@ -42,13 +39,7 @@ def main() -> None:
     peak = matmul_peak_tflops(args.peak_seconds)  # first, on a cool card: the burst figure is the boost-clock one
     model, tokenizer = load_model(args)
     turns, _ = sharegpt_turns(args.data, args.n)
-    turns = turns[: args.n]
-    if args.type == "mixed":
-        half = args.n // 2
-        prompts = (build_prompts(tokenizer, "complexity", turns[:half], args.max_length)
-                   + build_prompts(tokenizer, "quality", turns[half:], args.max_length))
-    else:
-        prompts = build_prompts(tokenizer, args.type, turns, args.max_length)
+    prompts = scoring_prompts(tokenizer, turns[: args.n], args.type, args.max_length)
     sequences = [p.token_ids for p in prompts]
     lengths = np.array([len(s) for s in sequences])
     digit_ids = score_token_ids(tokenizer)
@@ -77,28 +68,20 @@ def main() -> None:
 
     toolkit_seconds = timed(toolkit_style)[1] if toolkit else float("nan")
 
-    compile = resolved_compile(args)
-    engine = PrefillEngine(model, batch_tokens=args.batch_tokens, compile=compile)
     head = token_logprob_head(model, digit_ids)
-    _, warmup_seconds = timed(lambda: engine.run(sequences[: min(len(sequences), 400)], head))
-    batched, batched_seconds = timed(lambda: engine.run(sequences, head))
-    batched_rate = len(sequences) / batched_seconds
+    batched, engine_figures = time_engine(model, args, sequences, head, warmup=400, peak=peak)
+    batched_rate = engine_figures["batched_samples_per_s"]
     single_rate = len(single) / single_seconds
-    achieved = prefill_flops(model, lengths) / batched_seconds / 1e12
     difference = np.abs(expected_scores(batched[: len(single)]) - expected_scores(reference)).max()
     figures = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "arch": args.arch, "prompts": len(sequences), "mean_prompt_tokens": float(lengths.mean()),
         "max_prompt_tokens": int(lengths.max()), "truncated": int(sum(p.truncated for p in prompts)),
-        "batch_tokens": args.batch_tokens, "compile": compile, "warmup_seconds": warmup_seconds,
-        "padding_share": padding_fraction(lengths, plan_batches(lengths, args.batch_tokens)),
+        **engine_figures,
         "one_at_a_time_samples_per_s": single_rate,
-        "batched_samples_per_s": batched_rate,
-        "batched_tokens_per_s": float(lengths.sum()) / batched_seconds,
         "speedup": batched_rate / single_rate,
         "toolkit_generate_samples_per_s": len(toolkit) / toolkit_seconds,
         "speedup_vs_toolkit_generate": batched_rate / (len(toolkit) / toolkit_seconds),
-        **peak_figures(achieved, peak),
         "max_score_difference_vs_reference": float(difference),
     }
     report("score", figures, args.json)
