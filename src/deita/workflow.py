@@ -1,111 +1,186 @@
-"""`deita select`: score (complexity, quality), embed, filter — each stage cached so a rerun resumes."""
+"""`deita select`: score (complexity, quality), embed, filter — each stage cached so a rerun resumes.
+
+Settings come in layers: the defaults, then the preset's, then the YAML file's sections, then the flags.
+The whole effective config is checked, and so are the paths and the models, before any stage runs.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from deita.config import check_keys, config_from_mapping, config_to_dict
-from deita.data.io import rejects_path_for
+from deita.config import check_config, check_keys, config_from_mapping, config_to_dict, option
+from deita.data.io import RejectsWriter
+from deita.data.paths import check_paths, check_writable
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
-from deita.runtime.runner import RunOptions
-from deita.scoring.lengths import LENGTH_FIELDS, add_length_scores
+from deita.runtime.models import check_models_reachable
+from deita.runtime.options import RunOptions
+from deita.scoring.config import ScoreConfig
+from deita.scoring.lengths import add_length_scores
 from deita.scoring.run import score_file
-from deita.scoring.scorer import ScoreConfig
-from deita.selection.run import FilterConfig, filter_file
+from deita.selection.run import LENGTH_SCORE_KEYS, FilterConfig, filter_file
 
 PRESETS = ("paper", "offline")
+DEFAULT_PRESET = "paper"
 SECTIONS = ("complexity", "quality", "embed", "filter", "run")
+PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"complexity": {"type": "complexity"}, "quality": {"type": "quality"},
+              "embed": {"kind": "causal"}},
+    "offline": {"embed": {"kind": "sentence"}, "filter": {"sort_key": LENGTH_SCORE_KEYS}},
+}
+"""What each preset changes from the defaults: declared once, here."""
+OFFLINE_WAY_OUT = ("Run without network with `--preset offline` (length scores and the packaged MiniLM), or point "
+                   "the config at local model folders (complexity: {model: DIR}, quality: {model: DIR}, "
+                   "embed: {model: DIR}).")
 
 
 @dataclass
 class SelectConfig:
     """The whole pipeline's settings; a YAML file has one section per field (`complexity:`, `embed:`, …)."""
 
-    preset: str = "paper"
-    """paper: Deita scorers + Mistral-7B embeddings (needs the models; a GPU); offline: length scores +
-    the packaged MiniLM, runs anywhere with no network."""
-    complexity: ScoreConfig = field(default_factory=lambda: ScoreConfig(type="complexity"))
-    quality: ScoreConfig = field(default_factory=lambda: ScoreConfig(type="quality"))
-    embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(kind="causal"))
-    filter: FilterConfig = field(default_factory=FilterConfig)
-    run: RunOptions = field(default_factory=RunOptions)
+    preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
+                         "offline: length scores and the packaged MiniLM (no network, no GPU).", choices=PRESETS)
+    complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
+    quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
+    embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
+    filter: FilterConfig = option(default_factory=FilterConfig)
+    run: RunOptions = option(default_factory=RunOptions)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> SelectConfig:
+    def from_yaml(cls, path: str | Path) -> dict[str, Any]:
+        """The sections of a YAML config file, as a mapping (checked when the config is built)."""
+        path = Path(path)
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise DeitaError(f"{path}: cannot read config ({err})") from err
-        return cls.from_mapping(data, str(path))
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DeitaError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise DeitaError(f"{path}: cannot read the config file ({err})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise DeitaError(f"{path}{where}: not valid YAML ({problem})") from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise DeitaError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}), got {data!r}")
+        return data
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "config") -> "SelectConfig":
-        """Each section's keys update that section's defaults; unknown sections or keys are errors."""
-        check_keys(data, [f.name for f in dataclasses.fields(cls)], source)
-        config = cls(preset=data.get("preset", "paper"))
-        for name in SECTIONS:
-            current = getattr(config, name)
-            merged = {**config_to_dict(current), **_tuples(data.get(name) or {})}
-            setattr(config, name, config_from_mapping(type(current), merged, f"{source} [{name}]"))
+    def build(cls, data: dict[str, Any], source: str = "config") -> SelectConfig:
+        """Defaults ← the preset's defaults ← `data`'s sections; unknown sections, keys or types are errors."""
+        check_keys(data, ["preset", *SECTIONS], source)
+        preset = data.get("preset") or DEFAULT_PRESET
+        if preset not in PRESETS:
+            raise DeitaError(f"{source}: preset '{preset}' is not one of {', '.join(PRESETS)}")
+        config = cls(preset=preset)
+        for layer, layer_source in ((PRESET_DEFAULTS[preset], f"preset {preset}"), (data, source)):
+            for name in SECTIONS:
+                values = layer.get(name)
+                if values is None:
+                    continue
+                if not isinstance(values, dict):
+                    raise DeitaError(f"{layer_source}: section '{name}' must be a mapping of options, got {values!r}")
+                current = getattr(config, name)
+                config = dataclasses.replace(config, **{
+                    name: config_from_mapping(type(current), values, f"{layer_source} [{name}]", base=current)})
+        check_config(config)
         return config
 
-    def resolved(self) -> SelectConfig:
-        """Apply the preset: offline swaps the scorers for length scores and the embedder for MiniLM."""
-        if self.preset not in PRESETS:
-            raise DeitaError(f"unknown preset '{self.preset}' (choose {', '.join(PRESETS)})")
-        if self.preset == "offline":
-            return replace(self, embed=replace(self.embed, kind="sentence", model=""),
-                           filter=replace(self.filter, sort_key=LENGTH_FIELDS))
-        return self
-
     def to_yaml(self) -> str:
-        sections = {name: _lists(config_to_dict(getattr(self, name))) for name in SECTIONS}
-        return yaml.safe_dump({"preset": self.preset, **sections}, sort_keys=False)
+        return yaml.safe_dump(config_to_dict(self), sort_keys=False, allow_unicode=True)
+
+    def models(self) -> list[tuple[str, str]]:
+        """(what, model id or folder) of every model this run loads from the hub or a folder."""
+        if self.preset == "offline":
+            return [("embedding model", self.embed.model)] if self.embed.model else []
+        models = [(f"{c.type} scorer", c.resolved_model()) for c in (self.complexity, self.quality)]
+        if self.embed.kind == "causal" or self.embed.model:
+            models.append(("embedding model", self.embed.resolved_model()))
+        return models
 
 
-def _tuples(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+@dataclass(frozen=True)
+class SelectPaths:
+    """Every file `deita select` writes, from the output path."""
+
+    output: Path
+
+    @property
+    def work(self) -> Path:
+        return self.output.with_name(self.output.name + ".work")
+
+    @property
+    def rejects(self) -> Path:
+        return self.output.with_name(self.output.name + ".rejects.jsonl")
+
+    @property
+    def config(self) -> Path:
+        return self.output.with_name(self.output.name + ".config.yaml")
+
+    @property
+    def stats(self) -> Path:
+        return self.work / "filter_stats.json"
+
+    def outputs(self) -> dict[str, Path]:
+        return {"--output": self.output, "rejects file": self.rejects, "config file": self.config,
+                "work folder": self.work}
 
 
-def _lists(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, check_models: bool = True) -> SelectPaths:
+    """Every check that must pass before work starts: paths (none overwrites the input or another), folders
+    writable, models reachable."""
+    paths = SelectPaths(output_path)
+    if not input_path.exists():
+        raise DeitaError(f"{input_path}: no such file or directory")
+    check_paths({"input": input_path}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
+    for label, path in paths.outputs().items():
+        check_writable(label, path)
+    if check_models:
+        check_models_reachable(config.models(), OFFLINE_WAY_OUT)
+    return paths
 
 
 def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
     """Run every stage into `<output>.work/`, then write the selection and `<output>.config.yaml`."""
-    config = config.resolved()
     input_path, output_path = Path(input_path), Path(output_path)
-    work = output_path.with_name(output_path.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
-    clean = replace(config.run, format=None, on_error="fail")  # later stages read our own clean files
+    paths = prepare_select(input_path, output_path, config)
+    paths.work.mkdir(parents=True, exist_ok=True)
+    run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
+    clean = dataclasses.replace(run, format=None)  # later stages read our own clean files
+    rejects = RejectsWriter(paths.rejects) if config.run.on_error == "skip" else None
     lines: list[str] = []
-    scored = work / "scored.jsonl"
-    if config.preset == "offline":
-        stats = add_length_scores(input_path, scored, config.run)
-        lines.append(f"offline preset: scored {stats.records - stats.rejected:,} records by instruction and "
-                     "response length (the paper's length baselines), no scorer models used")
-        if stats.rejected:
-            lines.append(f"rejected {stats.rejected:,} records → {rejects_path_for(scored)}")
-    else:
-        complexity = work / "complexity.jsonl"
-        lines += score_file(input_path, complexity, replace(config.complexity, type="complexity"),
-                            replace(config.run, cache_dir=str(work / "cache"))).lines()
-        lines += score_file(complexity, scored, replace(config.quality, type="quality"),
-                            replace(clean, cache_dir=str(work / "cache"))).lines()
-    embeddings = work / "embeddings.npy"
-    lines += embed_file(scored, embeddings, config.embed, replace(clean, cache_dir=str(work / "cache"))).lines()
-    if config.preset == "offline":
+    scored = paths.work / "scored.jsonl"
+    try:
+        if config.preset == "offline":
+            summary = add_length_scores(input_path, scored, run, rejects=rejects)
+            lines.append(f"offline preset: scored {summary.records:,} records by instruction and response length "
+                         "(the paper's length baselines), no scorer models used")
+        else:
+            complexity = paths.work / "complexity.jsonl"
+            report = score_file(input_path, complexity, config.complexity, run, rejects=rejects)
+            lines += report.lines()
+            summary = report.summary
+            lines += score_file(complexity, scored, config.quality, clean).lines()
+    finally:
+        if rejects is not None:
+            rejects.close()
+    if summary.rejected:
+        lines.append(f"rejected {summary.rejected:,} of {summary.records + summary.rejected:,} records → {paths.rejects}")
+    lines += embed_file(scored, paths.work / "embeddings.npy", config.embed, clean).lines()
+    if config.preset == "offline" and not config.embed.model:
         lines.append(f"offline preset: embedded with the packaged all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
-    report = filter_file(scored, output_path, config.filter, embeddings, stats_path=work / "filter_stats.json")
+    report = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=paths.stats)
     lines += report.lines()
-    config_path = output_path.with_name(output_path.name + ".config.yaml")
-    config_path.write_text(config.to_yaml())
-    lines.append(f"effective config → {config_path}; stage outputs and caches in {work}")
+    paths.config.write_text(config.to_yaml())
+    lines.append(f"effective config → {paths.config}; stage outputs and caches in {paths.work}")
     return lines

@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deita.config import option
 from deita.data.records import Record
 from deita.embedding.templates import render_answers, render_plain, render_vicuna
 from deita.errors import DeitaError
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS
-from deita.runtime.devices import resolve_device
+from deita.runtime.devices import DEVICE_HELP, DTYPE_CHOICES, resolve_device
 from deita.runtime.prefill import ModelSpec, PrefillEngine, identity_head, load_causal_lm
 from deita.runtime.shards import file_identity
-from deita.runtime.stage import WorkResult
+from deita.runtime.stage import WorkResult, check_text
+from deita.scoring.prompts import clip
 
 KINDS = ("causal", "sentence")
 OUTPUT_DTYPES = ("float16", "float32")
@@ -28,27 +30,23 @@ def default_sentence_model() -> str:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """Options of `deita embed` (CLI flags, YAML keys and keyword arguments share these names)."""
+    """Options of `deita embed` and of the `embed:` YAML section."""
 
-    kind: str = "sentence"
-    """causal (Deita's method: last-token hidden state) or sentence (sentence-transformers, mean pooling)."""
-    model: str = ""
-    """Hub id or local directory; default: packaged all-MiniLM-L6-v2 (sentence), mistralai/Mistral-7B-v0.1 (causal)."""
-    max_length: int = 2048
-    """Tokens kept per conversation (causal); sentence models use their own window."""
-    only_answer: bool = False
-    """Embed only the assistant messages joined by newlines."""
-    dtype: str = ""
-    """Output array dtype: float16 (default for causal) or float32 (default for sentence)."""
-    model_dtype: str = "auto"
-    """Compute dtype: auto = bf16 on GPU, fp32 on CPU."""
-    device: str = "auto"
-    batch_tokens: int = DEFAULT_BATCH_TOKENS
-    """Token budget of one prefill batch (causal)."""
-    batch_size: int = 64
-    """Batch size (sentence)."""
-    compile: bool | None = None
-    """causal: torch.compile the decoder layers; default on a GPU (faster after a warm-up of seconds)."""
+    kind: str = option("sentence", "causal (Deita: LLM last-token state) or sentence (sentence-transformers).",
+                       choices=KINDS)
+    model: str = option("", "Hub id or directory (default: packaged all-MiniLM-L6-v2 for sentence, "
+                        "mistralai/Mistral-7B-v0.1 for causal).")
+    max_length: int = option(2048, "Tokens kept per conversation (causal); sentence models use their own window.",
+                             min=1)
+    only_answer: bool = option(False, "Embed only the assistant messages.")
+    dtype: str = option("", "Output dtype: float16 (causal default) or float32 (sentence default).",
+                        choices=("", *OUTPUT_DTYPES))
+    model_dtype: str = option("auto", "Compute dtype: auto (bf16 on GPU, fp32 on CPU), float32, float16, bfloat16.",
+                              choices=DTYPE_CHOICES)
+    device: str = option("auto", DEVICE_HELP)
+    batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "Token budget of one prefill batch (causal).", min=1)
+    batch_size: int = option(64, "Texts per batch (sentence).", min=1)
+    compile: bool | None = option(None, "causal: torch.compile the decoder layers (default: on a GPU).")
 
     def resolved_model(self) -> str:
         if self.model:
@@ -57,12 +55,6 @@ class EmbedConfig:
 
     def output_dtype(self) -> str:
         return self.dtype or ("float16" if self.kind == "causal" else "float32")
-
-    def validate(self) -> None:
-        if self.kind not in KINDS:
-            raise DeitaError(f"unknown embedding kind '{self.kind}' (choose {', '.join(KINDS)})")
-        if self.output_dtype() not in OUTPUT_DTYPES:
-            raise DeitaError(f"unknown output dtype '{self.dtype}' (choose {', '.join(OUTPUT_DTYPES)})")
 
     def text(self, record: Record) -> str:
         if self.only_answer:
@@ -80,7 +72,7 @@ class CausalEmbedder:
                                     compile=config.compile)
 
     def __call__(self, texts: Sequence[str]) -> WorkResult:
-        full = self.tokenizer(list(texts))["input_ids"]
+        full = self.tokenizer([clip(text, self.config.max_length) for text in texts])["input_ids"]
         truncated = sum(len(ids) > self.config.max_length for ids in full)
         sequences = [ids[: self.config.max_length] for ids in full]
         values = self.engine.run(sequences, identity_head)
@@ -104,8 +96,9 @@ class SentenceEmbedder:
     def __call__(self, texts: Sequence[str]) -> WorkResult:
         tokenizer = self.model.tokenizer
         window = self.model.max_seq_length
-        lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
-        values = self.model.encode(list(texts), batch_size=self.config.batch_size, convert_to_numpy=True,
+        texts = [clip(text, window) for text in texts]
+        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        values = self.model.encode(texts, batch_size=self.config.batch_size, convert_to_numpy=True,
                                    show_progress_bar=False)
         return WorkResult(values.astype(self.config.output_dtype()),
                           {"truncated": sum(n > window for n in lengths), "tokens": sum(min(n, window) for n in lengths)})
@@ -117,7 +110,6 @@ class EmbedStage:
     name = "embed"
 
     def __init__(self, config: EmbedConfig) -> None:
-        config.validate()
         self.config = config
 
     def fingerprint(self) -> dict[str, Any]:
@@ -127,7 +119,9 @@ class EmbedStage:
                 "dtype": config.output_dtype(), "model_dtype": config.model_dtype}
 
     def requests(self, record: Record) -> list[str]:
-        return [self.config.text(record)]
+        text = self.config.text(record)
+        check_text(text, "the conversation")
+        return [text]
 
     def load_worker(self):
         return CausalEmbedder(self.config) if self.config.kind == "causal" else SentenceEmbedder(self.config)

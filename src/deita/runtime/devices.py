@@ -7,6 +7,8 @@ import torch
 from deita.errors import DeitaError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_CHOICES = ("auto", *DTYPES)
+DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N."
 
 
 def resolve_device(device: str) -> torch.device:

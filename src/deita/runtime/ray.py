@@ -2,14 +2,15 @@
 
 How a run flows:
 
-* The driver reads the input through the data layer as the local executor does (`compute_shards` hands us
-  the pending shards lazily). A feeder thread puts each pending shard, serialised as JSON, on a bounded Ray
-  queue, so at most a few shards per worker are ever held in memory, whatever the size of the input.
+* The driver reads the input through the data layer as the local executor does (`run_stage` hands us the
+  shards lazily). A feeder thread puts each shard, serialised as JSON, on a bounded Ray queue, so at most
+  a few shards per worker are ever held in memory, whatever the size of the input. A shard whose result
+  is already stored travels as an empty marker, so that it comes back in turn without being computed.
 * One Ray Data pipeline runs for the whole input: read tasks (no CPU) drain the queue, one block per shard,
   into `map_batches` over a fixed pool of actors (`ActorPoolStrategy(size=num_workers)`). Each actor calls
   `stage.load_worker()` once, then runs the same batched prefill engine on every shard it is given.
-* Results come back in any order; `compute_shards` saves each with `ShardStore.save` the moment it arrives,
-  so a crashed driver resumes from the store. A killed worker is restarted by Ray and its in-flight shard
+* Results come back in any order; `run_stage` saves each the moment it arrives (so a crashed driver
+  resumes from the store) and writes them out in input order. A killed worker is restarted by Ray and its in-flight shard
   is retried (`max_restarts` / `max_task_retries`).
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from deita.data.records import Turn
 from deita.errors import DeitaError
-from deita.runtime.shards import PendingShard, ProgressSink, ShardResult
+from deita.runtime.shards import ShardResult, ShardTask
 from deita.runtime.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,12 @@ class ShardWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         out: dict[str, list] = {"index": [], "values": [], "counts": [], "counters": []}
         for index, requests, counts in zip(batch["index"], batch["requests"], batch["counts"]):
+            if not str(requests):  # a cached shard's marker: nothing to compute
+                out["index"].append(int(index))
+                out["values"].append(b"")
+                out["counts"].append(str(counts))
+                out["counters"].append("{}")
+                continue
             result = self.worker(decode_requests(str(requests)))
             out["index"].append(int(index))
             out["values"].append(array_to_bytes(result.values))
@@ -191,22 +198,24 @@ class RayExecutor:
 
     # -- run -----------------------------------------------------------------------------------------------
 
-    def run(self, stage: Stage, pending: Iterator[PendingShard], progress: ProgressSink) -> Iterator[tuple[int, ShardResult]]:
-        pending = iter(pending)
-        try:
-            first = next(pending)
-        except StopIteration:  # everything resumed from the cache: no cluster needed
+    def run(self, stage: Stage, tasks: Iterator[ShardTask]) -> Iterator[tuple[ShardTask, ShardResult | None]]:
+        tasks = iter(tasks)
+        for first in tasks:  # cached shards before the first one to compute need no cluster
+            if not first.cached:
+                break
+            yield first, None
+        else:
             return
         self.connect()
         try:
-            yield from self._run(stage, first, pending, progress)
+            yield from self._run(stage, first, tasks)
         finally:
             if self._started_cluster:
                 self.ray.shutdown()
                 self._started_cluster = False
 
-    def _run(self, stage: Stage, first: PendingShard, pending: Iterator[PendingShard],
-             progress: ProgressSink) -> Iterator[tuple[int, ShardResult]]:
+    def _run(self, stage: Stage, first: ShardTask, tasks: Iterator[ShardTask]
+             ) -> Iterator[tuple[ShardTask, ShardResult | None]]:
         ray = self.ray
         from ray.data import DataContext
         from ray.util.queue import Full, Queue
@@ -227,11 +236,14 @@ class RayExecutor:
                     continue
             return False
 
+        sent: dict[int, ShardTask] = {}
+
         def feed() -> None:
             try:
-                for shard in itertools.chain([first], pending):
-                    item = (shard.index, encode_requests(shard.requests),
-                            json.dumps([int(c) for c in shard.counts]))
+                for task in itertools.chain([first], tasks):
+                    sent[task.index] = task
+                    requests = "" if task.cached else encode_requests(task.requests)
+                    item = (task.index, requests, json.dumps([int(c) for c in task.counts]))
                     if not put(item):
                         return
             except Exception as err:  # noqa: BLE001 (re-raised in the driver thread once the queue drains)
@@ -253,10 +265,12 @@ class RayExecutor:
         feeder.start()
         try:
             for row in dataset.iter_rows():
-                counts = np.array(json.loads(row["counts"]), dtype=np.int64)
-                result = ShardResult(array_from_bytes(row["values"]), counts, json.loads(row["counters"]))
-                yield int(row["index"]), result
-                progress.advance(len(counts))
+                task = sent.pop(int(row["index"]))
+                if task.cached:
+                    yield task, None
+                    continue
+                result = ShardResult(array_from_bytes(row["values"]), task.counts, json.loads(row["counters"]))
+                yield task, result
         except Exception as err:
             if isinstance(err, DeitaError):
                 raise

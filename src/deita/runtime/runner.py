@@ -1,60 +1,36 @@
-"""Running a stage over a file: pass 1 fills the shard cache (resumable), pass 2 streams results out."""
+"""`run_stage`: one stage over one input file, in a single read, into a sink; resumable, nothing lost.
+
+The input is read once. Each good record's requests are grouped into shards; a shard whose result is in
+the store (same stage fingerprint, same requests) is reused, the others go to the executor. Results are
+handed to the sink in input order together with the very records they were computed from, so the output
+never pairs results with a re-read of a file that may have changed meanwhile. Bad records, from the
+reader, the stage (`RecordProblem`) or the sink (`UnwritableRecord`), go to the rejects writer when there
+is one, and stop the run with a `RecordError` naming the file and record otherwise.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from deita.data.io import ReadStats, RejectsWriter, count_records, iter_records, rejects_path_for
+import numpy as np
+
+from deita.data.io import ReadStats, RejectsWriter, UnwritableRecord, input_size, iter_records
 from deita.data.records import Record
-from deita.errors import DeitaError
+from deita.errors import DeitaError, RecordError
+from deita.runtime.options import RunOptions
 from deita.runtime.progress import ProgressBar
-from deita.runtime.shards import (
-    Executor,
-    LocalExecutor,
-    RunSummary,
-    ShardStore,
-    compute_shards,
-    content_digest,
-)
-from deita.runtime.stage import Stage
+from deita.runtime.shards import Executor, LocalExecutor, ShardResult, ShardStore, ShardTask, shard_key
+from deita.runtime.sinks import Sink
+from deita.runtime.stage import RecordProblem, Stage
 
 log = logging.getLogger(__name__)
-EXECUTORS = ("local", "ray")
-ON_ERROR = ("fail", "skip")
 
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a stage runs, whatever the stage: input reading, sharding, caching, executor."""
-
-    format: str | None = None
-    """Input format (sharegpt, alpaca, messages); detected from the records when not given."""
-    pairing: str = "role"
-    """Turn pairing: role (correct) or positional (only to reproduce the old toolkit's scores)."""
-    on_error: str = "fail"
-    """fail: stop at the first bad record; skip: write bad records to <output>.rejects.jsonl and go on."""
-    shard_size: int = 1024
-    """Records per shard: the unit of persisted progress and of work handed to a worker."""
-    cache_dir: str | None = None
-    """Where finished shards are kept (default: <output>.cache/)."""
-    executor: str = "local"
-    """local (this process) or ray (Ray Data actors across GPUs and nodes)."""
-    ray_address: str | None = None
-    """Ray cluster to join ('auto' for a running one); default starts a local cluster."""
-    num_workers: int | None = None
-    """Ray workers (default: one per GPU, else one per 2 CPU cores)."""
-    quiet: bool = False
-
-    def validate(self) -> None:
-        if self.on_error not in ON_ERROR:
-            raise DeitaError(f"--on-error must be one of {', '.join(ON_ERROR)}, not '{self.on_error}'")
-        if self.executor not in EXECUTORS:
-            raise DeitaError(f"--executor must be one of {', '.join(EXECUTORS)}, not '{self.executor}'")
-        if self.shard_size < 1:
-            raise DeitaError("--shard-size must be at least 1")
+SKIP_HINT = "Use --on-error skip to write bad records to {rejects} and continue"
 
 
 def make_executor(options: RunOptions) -> Executor:
@@ -65,68 +41,142 @@ def make_executor(options: RunOptions) -> Executor:
     return RayExecutor(address=options.ray_address, num_workers=options.num_workers)
 
 
-@dataclass
-class StageRun:
-    """A stage's cached results over one input, ready to be merged into the output."""
+def cache_root(options: RunOptions, output_path: Path) -> Path:
+    """Where a command writing `output_path` keeps finished shards: --cache-dir, else OUTPUT.cache/."""
+    return Path(options.cache_dir) if options.cache_dir else output_path.with_name(output_path.name + ".cache")
 
-    stage: Stage
-    input: Path
-    output: Path
-    options: RunOptions
-    store: ShardStore
-    summary: RunSummary
-    read: ReadStats
-    seconds: float
+
+@dataclass
+class StageSummary:
+    """What one run of a stage did: counts add up as records read = written + rejected."""
+
+    records: int = 0
+    """Good records written to the sink."""
+    rejected: int = 0
+    requests: int = 0
+    shards: int = 0
+    resumed_shards: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    read: ReadStats = field(default_factory=ReadStats)
     rejects: Path | None = None
 
-    def _reread(self) -> Iterator[Record]:
-        """The good records again, in order; with --on-error skip the bad ones go to the rejects file."""
-        reject_file = rejects_path_for(self.output) if self.options.on_error == "skip" else None
-        writer = RejectsWriter(reject_file) if reject_file else None
-        try:
-            yield from iter_records(self.input, fmt=self.options.format, on_error=self.options.on_error,
-                                    rejects=writer, pairing=self.options.pairing)
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is not None and writer.count:
-            self.rejects = reject_file
 
-    def records_with_results(self) -> Iterator[tuple[Record, object]]:
-        """Pass 2: each good record with its result rows (and the rejects file written on the way)."""
-        records = self._reread()
-        for index in range(self.summary.shards):
-            for rows in self.store.load(index).per_record():
-                yield next(records), rows
-        if next(records, None) is not None:
-            raise DeitaError(f"{self.input} changed during the run (more records than cached results)")
+class _Rejects:
+    """Routes one bad record: to the rejects writer, or (without one) a RecordError that stops the run."""
 
-    def write_rejects(self) -> Path | None:
-        """Write the rejects file without touching the results (for stages whose output is not records)."""
-        for _ in self._reread():
-            pass
-        return self.rejects
+    def __init__(self, input_path: Path, writer: RejectsWriter | None, hint_path: Path | None,
+                 summary: StageSummary) -> None:
+        self.input_path, self.writer, self.hint_path, self.summary = input_path, writer, hint_path, summary
+        self.lock = threading.Lock()  # the Ray executor reads the input in a feeder thread
+
+    def add(self, record: Record, problem: str) -> None:
+        if self.writer is None:
+            hint = SKIP_HINT.format(rejects=self.hint_path) if self.hint_path else ""
+            raise RecordError(self.input_path, record.location, problem, hint=hint)
+        with self.lock:
+            self.writer.add(record.index, record.location, problem, record.raw)
+            self.summary.rejected += 1
 
 
-def run_stage(stage: Stage, input_path: str | Path, output_path: str | Path, options: RunOptions,
-              description: str) -> StageRun:
-    """Pass 1: compute every missing shard of the input; resumes from the cache of an interrupted run."""
-    options.validate()
-    input_path, output_path = Path(input_path), Path(output_path)
+def run_stage(stage: Stage, input_path: str | Path, sink: Sink, options: RunOptions, cache_root: str | Path,
+              rejects: RejectsWriter | None = None, description: str = "", rejects_hint: Path | None = None,
+              executor: Executor | None = None) -> StageSummary:
+    """Run `stage` over every record of `input_path` into `sink`; returns the counts.
+
+    `rejects`: where bad records go (None: the first one stops the run, its message naming
+    `rejects_hint`, the file a rerun with --on-error skip would write).
+    """
+    input_path = Path(input_path)
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
-    fingerprint = {"input": content_digest(input_path), "format": options.format, "pairing": options.pairing,
-                   "on_error": options.on_error, "shard_size": options.shard_size, **stage.fingerprint()}
-    cache_root = Path(options.cache_dir) if options.cache_dir else output_path.with_name(output_path.name + ".cache")
-    store = ShardStore(cache_root / stage.name, fingerprint)
-    read = ReadStats()
-    records = iter_records(input_path, fmt=options.format, on_error=options.on_error, pairing=options.pairing,
-                           stats=read, rejects_hint=rejects_path_for(output_path))
-    with ProgressBar(description, total=count_records(input_path), quiet=options.quiet) as bar:
-        summary = compute_shards(stage, records, store, options.shard_size, make_executor(options), bar)
+    summary = StageSummary()
+    bad = _Rejects(input_path, rejects, rejects_hint, summary)
+    store = ShardStore(Path(cache_root) / stage.name,
+                       {"format": options.format, "pairing": options.pairing, **stage.fingerprint()})
+    records = iter_records(input_path, fmt=options.format, on_error="skip" if rejects is not None else "fail",
+                           rejects=rejects, pairing=options.pairing, stats=summary.read,
+                           rejects_hint=rejects_hint)
+    held: dict[int, list[Record]] = {}  # records of shards handed out, until their result is written
+
+    def tasks() -> Iterator[ShardTask]:
+        batch: list[tuple[Record, list[Any]]] = []
+        index = 0
+        for record in records:
+            try:
+                batch.append((record, stage.requests(record)))
+            except RecordProblem as problem:
+                bad.add(record, str(problem))
+                continue
+            if len(batch) == options.shard_size:
+                yield _task(index, batch, store, held)
+                index, batch = index + 1, []
+        if batch:
+            yield _task(index, batch, store, held)
+
+    total, unit = input_size(input_path)
+    executor = executor or make_executor(options)
+    written = 0
+    ready: dict[int, ShardResult] = {}
+    with ProgressBar(description or stage.name, total, quiet=options.quiet, interval=options.progress_interval,
+                     total_unit=unit) as bar:
+        try:
+            for task, result in executor.run(stage, tasks()):
+                if result is None:
+                    result = task.result
+                    summary.resumed_shards += 1
+                else:
+                    if int(result.counts.sum()) != len(result.values):
+                        raise DeitaError(f"shard {task.index}: {len(result.values)} results for "
+                                         f"{int(result.counts.sum())} requests")
+                    store.save(task.key, result)
+                ready[task.index] = result
+                while written in ready:
+                    shard = ready.pop(written)
+                    _emit(held.pop(written), shard, sink, bad, summary)
+                    bar.advance(len(shard.counts), summary.read.bytes_read)
+                    written += 1
+        except BaseException:
+            sink.abort()
+            raise
+        if ready:
+            sink.abort()
+            raise DeitaError(f"internal error: shards {sorted(ready)} finished but shard {written} never did")
+        sink.close()
+    summary.shards = written
+    summary.seconds = bar.seconds
+    summary.rejects = rejects.path if rejects is not None and summary.rejected + summary.read.rejected else None
+    summary.rejected += summary.read.rejected
     if summary.records == 0:
-        raise DeitaError(f"{input_path}: no usable records ({read.rejected} rejected)")
+        raise DeitaError(f"{input_path}: no usable records ({summary.rejected} rejected)")
     if summary.resumed_shards:
         log.info("resumed: %d of %d shards were already done in %s", summary.resumed_shards, summary.shards,
                  store.directory)
-    return StageRun(stage, input_path, output_path, options, store, summary, read, bar.seconds)
+    return summary
+
+
+def _task(index: int, batch: list[tuple[Record, list[Any]]], store: ShardStore,
+          held: dict[int, list[Record]]) -> ShardTask:
+    """A shard's task; its stored result is attached (read and checked now) when there is a good one."""
+    requests = [q for _, qs in batch for q in qs]
+    counts = np.array([len(qs) for _, qs in batch], dtype=np.int64)
+    key = shard_key(requests, counts)
+    held[index] = [record for record, _ in batch]
+    cached = store.load(key) if store.has(key) else None
+    if cached is not None and not np.array_equal(cached.counts, counts):
+        cached = None
+    return ShardTask(index, key, [] if cached is not None else requests, counts, result=cached)
+
+
+
+def _emit(records: list[Record], result: ShardResult, sink: Sink, bad: _Rejects, summary: StageSummary) -> None:
+    summary.requests += len(result.values)
+    for key, value in result.counters.items():
+        summary.counters[key] = summary.counters.get(key, 0) + int(value)
+    for record, rows in zip(records, result.per_record()):
+        try:
+            sink.write(record, rows)
+        except UnwritableRecord as problem:
+            bad.add(record, str(problem))
+            continue
+        summary.records += 1

@@ -1,26 +1,32 @@
-"""Sharded, resumable execution: results of each shard of records are persisted the moment they finish.
+"""Resumable shard results: each shard of records is persisted the moment it finishes, keyed by content.
 
-A shard is a run of consecutive records. Its result (one row per request, and how many requests each
-record had) is written atomically as `.npz` (no pickle) under a directory named by the fingerprint of
-everything that determines it, so a rerun after a crash (even `kill -9`) skips finished shards, and a
-changed model, template or input never reuses stale ones.
+A shard is a run of consecutive good records. Its result (one row per request, and how many requests
+each record had) is written atomically as `.npz` (no pickle) in a directory named by the stage's
+fingerprint (model, template, options), under a name taken from the shard's own requests. So a moved or
+renamed input reuses its finished shards, a pool with records appended reuses the unchanged ones, and a
+changed model or option never reuses stale ones. An index of checksums catches empty, truncated or
+corrupt shard files, which are reported in one line and recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from deita.data.records import Record
-from deita.errors import DeitaError
+from deita.data.records import Turn
 from deita.runtime.stage import Stage
+
+log = logging.getLogger(__name__)
+INDEX = "index.jsonl"
 
 
 @dataclass
@@ -38,48 +44,55 @@ class ShardResult:
 
 
 @dataclass
-class Shard:
-    index: int
-    records: list[Record]
+class ShardTask:
+    """A shard as the executors see it: plain requests (picklable), or, when its result is already stored,
+    that result (kept on the driver; executors pass such a task through without computing it)."""
 
-    def requests(self, stage: Stage) -> tuple[list[Any], np.ndarray]:
-        per_record = [stage.requests(r) for r in self.records]
-        flat = [q for qs in per_record for q in qs]
-        return flat, np.array([len(qs) for qs in per_record], dtype=np.int64)
+    index: int
+    key: str
+    requests: list[Any]
+    counts: np.ndarray
+    result: ShardResult | None = None
+
+    @property
+    def cached(self) -> bool:
+        return self.result is not None
 
 
 def fingerprint_key(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def content_digest(path: str | Path) -> dict[str, Any]:
-    """Identity of an input by its bytes (files, or every file of a dataset folder): a rewrite with the
-    same content keeps its cache, any edit invalidates it."""
-    path = Path(path)
+def shard_key(requests: Sequence[Any], counts: np.ndarray) -> str:
+    """A shard's name from the requests themselves (texts and turns): equal content, equal key."""
     digest = hashlib.blake2b(digest_size=16)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with open(file, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return {"path": str(path.resolve()), "blake2b": digest.hexdigest()}
+    digest.update(np.asarray(counts, dtype=np.int64).tobytes())
+    for request in requests:
+        parts = (request.instruction, request.response) if isinstance(request, Turn) else (request,)
+        for part in parts:
+            data = part.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    return digest.hexdigest()
 
 
 def file_identity(path: str | Path) -> dict[str, Any]:
-    """Path, size and modification time of a file or of the files in a model directory (cheap for weights)."""
+    """Name, size and modification time of a model file or of the files in a model directory.
+
+    Only names, sizes and times: a moved model folder with the same files keeps its caches.
+    """
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
-        return {"path": str(path.resolve()), "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
+        return {"files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
     if path.exists():
         stat = path.stat()
-        return {"path": str(path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+        return {"name": path.name, "size": stat.st_size, "mtime": stat.st_mtime_ns}
     return {"id": str(path)}  # a hub id
 
 
 class ShardStore:
-    """Finished shard results of one fingerprint, under `root/<key>/shard-NNNNNN.npz`."""
+    """Finished shard results of one stage fingerprint, under `root/<fingerprint key>/<shard key>.npz`."""
 
     def __init__(self, root: str | Path, fingerprint: dict[str, Any]) -> None:
         self.directory = Path(root) / fingerprint_key(fingerprint)
@@ -87,108 +100,83 @@ class ShardStore:
         manifest = self.directory / "fingerprint.json"
         if not manifest.exists():
             manifest.write_text(json.dumps(fingerprint, indent=2, sort_keys=True, default=str))
+        self.index = self._read_index()
 
-    def path(self, index: int) -> Path:
-        return self.directory / f"shard-{index:06d}.npz"
+    def _read_index(self) -> dict[str, dict[str, Any]]:
+        entries: dict[str, dict[str, Any]] = {}
+        path = self.directory / INDEX
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                    entries[entry["key"]] = entry
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut off by a crash: that shard is simply not done
+        return entries
 
-    def done(self, index: int) -> bool:
-        return self.path(index).exists()
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.npz"
 
-    def save(self, index: int, result: ShardResult) -> None:
-        temporary = self.directory / f".shard-{index:06d}.{os.getpid()}.tmp.npz"
-        np.savez(temporary, values=result.values, counts=result.counts,
-                 counters=np.array(json.dumps(result.counters)))
-        os.replace(temporary, self.path(index))
+    def has(self, key: str) -> bool:
+        return key in self.index and self.path(key).exists()
 
-    def load(self, index: int) -> ShardResult:
+    def save(self, key: str, result: ShardResult) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, values=result.values, counts=result.counts, counters=np.array(json.dumps(result.counters)))
+        data = buffer.getvalue()
+        temporary = self.directory / f".{key}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path(key))
+        entry = {"key": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        with open(self.directory / INDEX, "a", encoding="utf-8") as index:
+            index.write(json.dumps(entry) + "\n")
+            index.flush()
+            os.fsync(index.fileno())
+        self.index[key] = entry
+
+    def load(self, key: str) -> ShardResult | None:
+        """The stored result, or None (after one warning line) when the file is missing or damaged."""
+        path = self.path(key)
+        entry = self.index.get(key)
         try:
-            with np.load(self.path(index), allow_pickle=False) as data:
-                return ShardResult(data["values"], data["counts"], json.loads(str(data["counters"])))
-        except (OSError, ValueError, KeyError) as err:
-            raise DeitaError(f"cache file {self.path(index)} is unreadable ({err}); delete it and rerun") from err
-
-
-def iter_shards(records: Iterable[Record], shard_size: int) -> Iterator[Shard]:
-    batch: list[Record] = []
-    index = 0
-    for record in records:
-        batch.append(record)
-        if len(batch) == shard_size:
-            yield Shard(index, batch)
-            index, batch = index + 1, []
-    if batch:
-        yield Shard(index, batch)
-
-
-@dataclass
-class PendingShard:
-    """A shard still to compute, reduced to what a worker needs (picklable for Ray)."""
-
-    index: int
-    requests: list[Any]
-    counts: np.ndarray
-
-
-class Executor(Protocol):
-    def run(self, stage: Stage, pending: Iterator[PendingShard], progress: ProgressSink) -> Iterator[tuple[int, ShardResult]]:
-        """Compute pending shards (in any order) and yield each result as it finishes."""
-        ...
+            data = path.read_bytes()
+            if entry is None:
+                raise ValueError("not in the shard index")
+            if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise ValueError(f"{len(data)} bytes, checksum mismatch" if data else "empty file")
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                return ShardResult(arrays["values"], arrays["counts"], json.loads(str(arrays["counters"])))
+        except Exception as err:  # noqa: BLE001 (any damage means: recompute this shard)
+            log.warning("cache shard %s is damaged (%s); recomputing it", path, err)
+            self.index.pop(key, None)
+            path.unlink(missing_ok=True)
+            return None
 
 
 class ProgressSink(Protocol):
     def advance(self, records: int) -> None: ...
 
 
-class LocalExecutor:
-    """Runs the stage's worker in this process, shard after shard."""
+class Executor(Protocol):
+    def run(self, stage: Stage, tasks: Iterator[ShardTask]) -> Iterator[tuple[ShardTask, ShardResult | None]]:
+        """Compute the tasks that are not cached (in any order); yield every task with its result (None
+        for a cached one) as it finishes."""
+        ...
 
-    def run(self, stage: Stage, pending: Iterator[PendingShard], progress: ProgressSink) -> Iterator[tuple[int, ShardResult]]:
+
+class LocalExecutor:
+    """Runs the stage's worker in this process, shard after shard; the model loads on the first real shard."""
+
+    def run(self, stage: Stage, tasks: Iterator[ShardTask]) -> Iterator[tuple[ShardTask, ShardResult | None]]:
         worker = None
-        for shard in pending:
+        for task in tasks:
+            if task.cached:
+                yield task, None
+                continue
             if worker is None:
                 worker = stage.load_worker()
-            result = worker(shard.requests)
-            yield shard.index, ShardResult(result.values, shard.counts, result.counters)
-            progress.advance(len(shard.counts))
-
-
-@dataclass
-class RunSummary:
-    records: int = 0
-    requests: int = 0
-    shards: int = 0
-    resumed_shards: int = 0
-    counters: dict[str, int] = field(default_factory=dict)
-
-
-def compute_shards(stage: Stage, records: Iterable[Record], store: ShardStore, shard_size: int,
-                   executor: Executor, progress: ProgressSink) -> RunSummary:
-    """Make sure every shard of `records` has a persisted result; returns what was done."""
-    summary = RunSummary()
-
-    def pending() -> Iterator[PendingShard]:
-        for shard in iter_shards(records, shard_size):
-            summary.shards += 1
-            summary.records += len(shard.records)
-            if store.done(shard.index):
-                summary.resumed_shards += 1
-                progress.advance(len(shard.records))
-                continue
-            requests, counts = shard.requests(stage)
-            yield PendingShard(shard.index, requests, counts)
-
-    for index, result in executor.run(stage, pending(), progress):
-        if int(result.counts.sum()) != len(result.values):
-            raise DeitaError(f"shard {index}: {len(result.values)} results for {int(result.counts.sum())} requests")
-        store.save(index, result)
-    for index in range(summary.shards):
-        result = store.load(index)
-        summary.requests += len(result.values)
-        for key, value in result.counters.items():
-            summary.counters[key] = summary.counters.get(key, 0) + int(value)
-    return summary
-
-
-def iter_results(store: ShardStore, n_shards: int) -> Iterator[ShardResult]:
-    for index in range(n_shards):
-        yield store.load(index)
+            result = worker(task.requests)
+            yield task, ShardResult(result.values, task.counts, result.counters)

@@ -1,27 +1,57 @@
-"""The paper's length baselines as per-turn scores: no model, no network (the `offline` preset)."""
+"""The paper's length baselines as per-turn scores: no model, no network (the `offline` preset).
+
+A stage like the scorers, so it shards, resumes and rejects the same way.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from deita.data.io import ReadStats, RecordWriter, RejectsWriter, iter_records, rejects_path_for
-from deita.runtime.runner import RunOptions
+import numpy as np
+
+from deita.data.io import RejectsWriter, rejects_path_for
+from deita.data.records import Record, Turn
+from deita.runtime.options import RunOptions
+from deita.runtime.runner import StageSummary, cache_root, run_stage
+from deita.runtime.sinks import RecordSink
+from deita.runtime.stage import WorkResult, check_text
 
 LENGTH_FIELDS = ("instruction_lengths", "response_lengths")
 
 
-def add_length_scores(input_path: str | Path, output_path: str | Path, options: RunOptions) -> ReadStats:
+class LengthStage:
+    """Per turn: characters of the instruction and of the response."""
+
+    name = "lengths"
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"stage": "lengths", "unit": "characters"}
+
+    def requests(self, record: Record) -> list[Turn]:
+        for number, turn in enumerate(record.turns, 1):
+            check_text(turn.instruction, f"turn {number}'s instruction")
+            check_text(turn.response, f"turn {number}'s response")
+        return list(record.turns)
+
+    def load_worker(self):
+        return measure_lengths
+
+
+def measure_lengths(turns: Sequence[Turn]) -> WorkResult:
+    values = np.array([[len(t.instruction), len(t.response)] for t in turns], dtype=np.float64).reshape(-1, 2)
+    return WorkResult(values)
+
+
+def length_fields(rows: np.ndarray) -> dict[str, list[float]]:
+    return {LENGTH_FIELDS[0]: [float(v) for v in rows[:, 0]], LENGTH_FIELDS[1]: [float(v) for v in rows[:, 1]]}
+
+
+def add_length_scores(input_path: str | Path, output_path: str | Path, options: RunOptions = RunOptions(),
+                      rejects: RejectsWriter | None = None) -> StageSummary:
     """Write each record with per-turn instruction and response lengths (characters) added."""
-    stats = ReadStats()
-    rejects = RejectsWriter(rejects_path_for(output_path)) if options.on_error == "skip" else None
-    try:
-        with RecordWriter(output_path) as writer:
-            for record in iter_records(input_path, fmt=options.format, on_error=options.on_error, rejects=rejects,
-                                       pairing=options.pairing, stats=stats):
-                writer.write({**record.raw,
-                              LENGTH_FIELDS[0]: [float(len(t.instruction)) for t in record.turns],
-                              LENGTH_FIELDS[1]: [float(len(t.response)) for t in record.turns]})
-    finally:
-        if rejects is not None:
-            rejects.close()
-    return stats
+    output_path = Path(output_path)
+    return run_stage(LengthStage(), input_path, RecordSink(output_path, length_fields), options,
+                     cache_root(options, output_path), rejects=rejects, description="length scores",
+                     rejects_hint=rejects_path_for(output_path))

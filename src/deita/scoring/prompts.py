@@ -9,6 +9,16 @@ from deita.data.records import Turn
 from deita.errors import DeitaError
 from deita.scoring.templates import render
 
+MAX_CHARS_PER_TOKEN = 32
+"""Text beyond `max_length × this` characters cannot fit the context: it is cut before tokenizing, so a
+10 MB message costs a tokenizer call on 64K characters, not gigabytes of token ids."""
+
+
+def clip(text: str, max_tokens: int) -> str:
+    """`text` cut to the characters that `max_tokens` tokens can possibly cover."""
+    limit = max_tokens * MAX_CHARS_PER_TOKEN
+    return text if len(text) <= limit else text[:limit]
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -22,14 +32,16 @@ class Prompt:
 def build_prompts(tokenizer, score_type: str, turns: Sequence[Turn], max_length: int) -> list[Prompt]:
     """Render and tokenize the prompt of every turn (tokenizer's default special tokens, e.g. LLaMA's BOS).
 
-    All prompts are tokenized in one batched call; only those over `max_length` are shortened.
+    All prompts are tokenized in one batched call; only those over `max_length` are shortened. Texts are
+    clipped first (`clip`), so memory stays bounded whatever the size of a message.
     """
-    texts = [render(score_type, t.instruction, t.response) for t in turns]
+    clipped = [Turn(clip(t.instruction, max_length), clip(t.response, max_length)) for t in turns]
+    texts = [render(score_type, t.instruction, t.response) for t in clipped]
     encoded = tokenizer(texts)["input_ids"] if texts else []
     prompts = []
-    for turn, text, ids in zip(turns, texts, encoded):
+    for original, turn, text, ids in zip(turns, clipped, texts, encoded):
         if len(ids) <= max_length:
-            prompts.append(Prompt(text, list(ids), False))
+            prompts.append(Prompt(text, list(ids), turn != original))
         else:
             prompts.append(_truncate(tokenizer, score_type, turn, max_length, len(ids)))
     return prompts

@@ -5,52 +5,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deita.data.io import RecordWriter
-from deita.runtime.runner import RunOptions, run_stage
+from deita.data.io import RejectsWriter, rejects_path_for
+from deita.runtime.options import RunOptions
+from deita.runtime.runner import StageSummary, cache_root, run_stage
+from deita.runtime.sinks import RecordSink
 from deita.scoring.scorer import ScoreConfig, ScoreStage
 from deita.scoring.templates import SCORE_FIELDS
 
 
 @dataclass
 class ScoreReport:
-    records: int
-    turns: int
-    rejected: int
-    truncated: int
-    renormalised: int
-    resumed_shards: int
-    shards: int
-    seconds: float
+    summary: StageSummary
     output: Path
-    rejects: Path | None
     field: str
 
     def lines(self) -> list[str]:
-        rate = self.turns / self.seconds if self.seconds > 0 else 0.0
+        s = self.summary
+        rate = s.requests / s.seconds if s.seconds > 0 else 0.0
         lines = [
-            f"scored {self.turns:,} turns of {self.records:,} records into '{self.field}' → {self.output}",
-            f"throughput {rate:,.1f} turns/s over {self.seconds:,.1f} s"
-            + (f" ({self.resumed_shards} of {self.shards} shards resumed from cache)" if self.resumed_shards else ""),
-            f"truncated to fit the scorer's context: {self.truncated:,} turns",
+            f"scored {s.requests:,} turns of {s.records:,} records into '{self.field}' → {self.output}",
+            f"throughput {rate:,.1f} turns/s over {s.seconds:,.1f} s"
+            + (f" ({s.resumed_shards} of {s.shards} shards resumed from cache)" if s.resumed_shards else ""),
+            f"truncated to fit the scorer's context: {s.counters.get('truncated', 0):,} turns",
         ]
-        if self.renormalised:
-            lines.append(f"scores renormalised over the digits the server returned: {self.renormalised:,} turns")
-        if self.rejected:
-            lines.append(f"rejected {self.rejected:,} records → {self.rejects}")
+        if s.counters.get("renormalised"):
+            lines.append(f"scores renormalised over the digits the server returned: {s.counters['renormalised']:,} turns")
+        if s.rejected:
+            lines.append(f"rejected {s.rejected:,} records → {s.rejects}")
         return lines
 
 
 def score_file(input_path: str | Path, output_path: str | Path, config: ScoreConfig,
-               options: RunOptions = RunOptions()) -> ScoreReport:
-    """Score every turn of every record; the output keeps each record as it was, plus the score field."""
-    field = SCORE_FIELDS[config.type] if config.type in SCORE_FIELDS else config.type
-    run = run_stage(ScoreStage(config), input_path, output_path, options, f"scoring {config.type}")
-    with RecordWriter(output_path) as writer:
-        for record, scores in run.records_with_results():
-            writer.write({**record.raw, field: [float(s) for s in scores]})
-    return ScoreReport(
-        records=run.summary.records, turns=run.summary.requests, rejected=run.read.rejected,
-        truncated=run.summary.counters.get("truncated", 0), renormalised=run.summary.counters.get("renormalised", 0),
-        resumed_shards=run.summary.resumed_shards, shards=run.summary.shards, seconds=run.seconds,
-        output=Path(output_path), rejects=run.rejects, field=field,
-    )
+               options: RunOptions = RunOptions(), rejects: RejectsWriter | None = None) -> ScoreReport:
+    """Score every turn of every record; the output keeps each record as it was, plus the score field.
+
+    `rejects`: where bad records go; without one the first bad record stops the run.
+    """
+    output_path = Path(output_path)
+    field = SCORE_FIELDS[config.type]
+    sink = RecordSink(output_path, lambda rows: {field: [float(s) for s in rows]})
+    summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
+                        rejects=rejects, description=f"scoring {config.type}",
+                        rejects_hint=rejects_path_for(output_path))
+    return ScoreReport(summary, output_path, field)
+

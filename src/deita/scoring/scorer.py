@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from deita.data.records import Record, Turn
 from deita.errors import DeitaError
-from deita.runtime.batching import DEFAULT_BATCH_TOKENS
-from deita.runtime.prefill import ModelSpec
 from deita.runtime.shards import file_identity
-from deita.runtime.stage import WorkResult
+from deita.runtime.stage import WorkResult, check_text
 from deita.scoring.backends.base import ScoringBackend
+from deita.scoring.config import ScoreConfig
 from deita.scoring.prompts import build_prompts
-from deita.scoring.templates import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, SCORE_TYPES
+from deita.scoring.templates import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
+
+__all__ = ["ScoreConfig", "ScoreStage", "ScoreWorker", "expected_scores", "load_backend"]
 
 DIGIT_VALUES = np.arange(1, 7, dtype=np.float64)
-BACKENDS = ("hf", "vllm", "openai")
 
 
 def expected_scores(logprobs: np.ndarray) -> np.ndarray:
@@ -36,65 +35,26 @@ def expected_scores(logprobs: np.ndarray) -> np.ndarray:
     return (weights @ DIGIT_VALUES) / weights.sum(axis=1)
 
 
-@dataclass(frozen=True)
-class ScoreConfig:
-    """Options of `deita score` (the CLI flags, YAML keys and keyword arguments share these names)."""
+def backend_class(name: str) -> Any:
+    """The backend class for a name (heavy imports happen only for the backend in use)."""
+    if name == "hf":
+        from deita.scoring.backends.hf import HFBackend
 
-    type: str = "complexity"
-    """complexity (instruction only) or quality (instruction + response)."""
-    model: str = ""
-    """Scorer: hub id or local directory (defaults to hkust-nlp/deita-<type>-scorer)."""
-    backend: str = "hf"
-    """hf (transformers), vllm (offline engine) or openai (any OpenAI-compatible completions server)."""
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_tokens: int = DEFAULT_BATCH_TOKENS
-    """Token budget of one prefill batch (rows × longest prompt)."""
-    max_length: int = 2048
-    """Scorer context; longer prompts are cut inside the instruction/response text."""
-    compile: bool | None = None
-    """hf backend: torch.compile the decoder layers; default on a GPU (+25 % on an H100, ~25 s warm-up)."""
-    score_token_ids: tuple[int, ...] | None = None
-    """Override the token ids of the digits 1..6."""
-    base_url: str = "http://127.0.0.1:8000/v1"
-    """openai backend: server address."""
-    served_model: str | None = None
-    """openai backend: model name on the server (defaults to --model)."""
-    concurrency: int = 16
-    """openai backend: requests in flight."""
-    max_logprobs: int = 20
-    """openai/vllm backends: the server's cap on returned log-probs."""
-    strict: bool = False
-    """openai backend: a digit missing from the returned top-k is an error instead of a renormalised score."""
+        return HFBackend
+    if name == "vllm":
+        from deita.scoring.backends.vllm import VLLMBackend
 
-    def resolved_model(self) -> str:
-        return self.model or f"hkust-nlp/deita-{self.type}-scorer"
+        return VLLMBackend
+    if name == "openai":
+        from deita.scoring.backends.openai import OpenAIBackend
 
-    def validate(self) -> None:
-        if self.type not in SCORE_TYPES:
-            raise DeitaError(f"unknown score type '{self.type}' (choose {', '.join(SCORE_TYPES)})")
-        if self.backend not in BACKENDS:
-            raise DeitaError(f"unknown backend '{self.backend}' (choose {', '.join(BACKENDS)})")
-        if self.max_length < 64:
-            raise DeitaError(f"--max-length {self.max_length} cannot hold the scorer prompt; use at least 64")
-        if self.batch_tokens < self.max_length:
-            raise DeitaError(f"--batch-tokens ({self.batch_tokens}) must be at least --max-length ({self.max_length})")
+        return OpenAIBackend
+    raise DeitaError(f"unknown backend '{name}' (choose hf, vllm, openai)")
 
 
 def load_backend(config: ScoreConfig) -> ScoringBackend:
-    """Instantiate the configured backend (heavy imports happen only for the backend in use)."""
-    spec = ModelSpec(config.resolved_model(), config.device, config.dtype)
-    if config.backend == "hf":
-        from deita.scoring.backends.hf import HFBackend
-
-        return HFBackend(spec, config.batch_tokens, config.score_token_ids, compile=config.compile)
-    if config.backend == "vllm":
-        from deita.scoring.backends.vllm import VLLMBackend
-
-        return VLLMBackend(config)
-    from deita.scoring.backends.openai import OpenAIBackend
-
-    return OpenAIBackend(config)
+    """Instantiate the configured backend with its own options."""
+    return backend_class(config.backend)(config.scorer_spec(), config.backend_options())
 
 
 class ScoreWorker:
@@ -122,20 +82,24 @@ class ScoreStage:
     """Scoring as a runtime stage: one request per turn."""
 
     def __init__(self, config: ScoreConfig) -> None:
-        config.validate()
         self.config = config
         self.name = config.type
 
     def fingerprint(self) -> dict[str, Any]:
         config = self.config
+        backend = backend_class(config.backend)
         return {
             "stage": "score", "type": config.type, "model": file_identity(config.resolved_model()),
             "template": COMPLEXITY_TEMPLATE if config.type == "complexity" else QUALITY_TEMPLATE,
             "backend": config.backend, "dtype": config.dtype, "max_length": config.max_length,
-            "score_token_ids": config.score_token_ids, "strict": config.strict,
+            "score_token_ids": config.score_token_ids, "options": backend.fingerprint(config.backend_options()),
         }
 
     def requests(self, record: Record) -> list[Turn]:
+        for number, turn in enumerate(record.turns, 1):
+            check_text(turn.instruction, f"turn {number}'s instruction")
+            if self.config.type == "quality":
+                check_text(turn.response, f"turn {number}'s response")
         return list(record.turns)
 
     def load_worker(self) -> ScoreWorker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from deita.errors import DeitaError
 from deita.scoring.templates import render
@@ -40,3 +41,14 @@ def score_token_ids(tokenizer, override: Sequence[int] | None = None) -> list[in
     if len(set(ids)) != 6:
         raise DeitaError(f"digit tokens are not distinct: {ids}; pass --score-token-ids")
     return ids
+
+
+def load_tokenizer(model: str):
+    """A scorer's tokenizer alone (prompt truncation and digit ids need it), as a DeitaError if it cannot load."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model)
+    except OSError as err:
+        where = "directory" if Path(model).exists() else "model id (no network? pass a local directory)"
+        raise DeitaError(f"cannot load the scorer's tokenizer from {where} '{model}': {err}") from err

@@ -9,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from deita.config import option
 from deita.data.io import RecordWriter, iter_records
+from deita.data.paths import check_paths
 from deita.errors import DeitaError
-from deita.runtime.devices import resolve_device
+from deita.runtime.devices import DEVICE_HELP, resolve_device
 from deita.selection.baselines import STRATEGIES, kcenter_select, length_select, random_select, score_select
 from deita.selection.deita import deita_filter
 from deita.selection.scores import DEFAULT_SCORE_KEYS, final_scores
+
+LENGTH_SCORE_KEYS = ("instruction_lengths", "response_lengths")
 
 NEEDS_EMBEDDINGS = ("deita", "kcenter")
 NEEDS_SCORES = ("deita", "score")
@@ -22,25 +26,19 @@ NEEDS_SCORES = ("deita", "score")
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """Options of `deita filter` (CLI flags, YAML keys and keyword arguments share these names)."""
+    """Options of `deita filter` and of the `filter:` YAML section."""
 
-    size: int = 6000
-    """Samples to select; -1 walks the whole pool."""
-    threshold: float = 0.9
-    """Cosine similarity above which a candidate counts as a near-duplicate of an accepted sample."""
-    sort_key: tuple[str, ...] = DEFAULT_SCORE_KEYS
-    """Per-turn score fields whose product, summed over turns, ranks the pool."""
-    strategy: str = "deita"
-    """deita (score-first diversity filter), random, score, length, kcenter."""
-    device: str = "auto"
-    block_size: int = 1024
-    """Candidates compared with the accepted set per matrix product (does not change the result)."""
-    seed: int = 42
-    """For random and kcenter."""
-
-    def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise DeitaError(f"unknown strategy '{self.strategy}' (choose {', '.join(STRATEGIES)})")
+    size: int = option(6000, "Samples to select; -1 walks the whole pool.", min=1, allow=(-1,))
+    threshold: float = option(0.9, "Skip a candidate whose cosine similarity to an accepted sample is above this.",
+                              min=-1.0, max=1.0)
+    sort_key: tuple[str, ...] | None = option(
+        None, "Comma-separated per-turn score fields; Σ over turns of their product ranks the pool (default: "
+        "complexity_scores,quality_scores, or the length fields an offline run wrote).")
+    strategy: str = option("deita", "deita (score-first diversity filter), random, score, length or kcenter.",
+                           choices=STRATEGIES)
+    device: str = option("auto", DEVICE_HELP)
+    block_size: int = option(1024, "Candidates compared per matrix product (does not change the result).", min=1)
+    seed: int = option(42, "Seed for random and kcenter.", min=0)
 
 
 @dataclass
@@ -54,32 +52,59 @@ class FilterReport:
     sort_key: tuple[str, ...]
     output: Path
 
+    @property
+    def n_near_duplicates(self) -> int:
+        """Candidates skipped as too similar to an accepted one (deita strategy)."""
+        return self.n_examined - self.n_selected if self.strategy == "deita" else 0
+
     def stats(self) -> dict:
         return {"n_pool": self.n_pool, "n_selected": self.n_selected, "n_examined": self.n_examined,
-                "threshold": self.threshold, "strategy": self.strategy, "seconds": self.seconds,
-                "sort_key": list(self.sort_key), "output": str(self.output)}
+                "n_near_duplicates": self.n_near_duplicates, "threshold": self.threshold,
+                "strategy": self.strategy, "seconds": self.seconds, "sort_key": list(self.sort_key),
+                "output": str(self.output)}
 
     def lines(self) -> list[str]:
-        return [f"selected {self.n_selected:,} of {self.n_pool:,} records ({self.strategy}, examined "
-                f"{self.n_examined:,}, threshold {self.threshold}) in {self.seconds:.3f} s → {self.output}"]
+        how = self.strategy
+        if self.strategy == "deita":
+            how += (f": examined {self.n_examined:,}, skipped {self.n_near_duplicates:,} as near-duplicates at "
+                    f"threshold {self.threshold}, ranked by {' × '.join(self.sort_key)}")
+        elif self.strategy == "score":
+            how += f", ranked by {' × '.join(self.sort_key)}"
+        return [f"selected {self.n_selected:,} of {self.n_pool:,} records ({how}) in {self.seconds:.3f} s "
+                f"→ {self.output}"]
 
 
-def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> tuple[int, np.ndarray | None, np.ndarray | None]:
-    """Pool size, final scores (if the strategy uses them) and response lengths (for `length`)."""
-    lists: list[list] = [[] for _ in config.sort_key]
+def resolve_sort_key(config: FilterConfig, first: dict | None) -> tuple[str, ...]:
+    """The configured sort key, or the score fields the records carry: Deita scores, else length scores."""
+    if config.sort_key:
+        return config.sort_key
+    if first is not None and all(key in first for key in LENGTH_SCORE_KEYS) \
+            and not any(key in first for key in DEFAULT_SCORE_KEYS):
+        return LENGTH_SCORE_KEYS
+    return DEFAULT_SCORE_KEYS
+
+
+def _read_pool(path: Path, config: FilterConfig, fmt: str | None
+               ) -> tuple[int, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
+    """Pool size, final scores (if the strategy uses them), response lengths (for `length`), and the sort key."""
+    sort_key: tuple[str, ...] = config.sort_key or ()
+    lists: list[list] = []
     locations: list[str] = []
     lengths: list[int] = []
     count = 0
     for record in iter_records(path, fmt=fmt):
+        if count == 0:
+            sort_key = resolve_sort_key(config, record.raw)
+            lists = [[] for _ in sort_key]
         count += 1
         if config.strategy in NEEDS_SCORES:
-            for key, column in zip(config.sort_key, lists):
+            for key, column in zip(sort_key, lists):
                 column.append(record.raw.get(key))
             locations.append(f"{path}, {record.location}")
         elif config.strategy == "length":
             lengths.append(sum(len(t.response) for t in record.turns))
-    scores = final_scores(lists, config.sort_key, locations) if config.strategy in NEEDS_SCORES else None
-    return count, scores, np.asarray(lengths, dtype=np.float64) if config.strategy == "length" else None
+    scores = final_scores(lists, sort_key, locations) if config.strategy in NEEDS_SCORES and count else None
+    return count, scores, np.asarray(lengths, dtype=np.float64) if config.strategy == "length" else None, sort_key
 
 
 def open_embeddings(path: str | Path, n_pool: int, data_path: Path) -> np.ndarray:
@@ -123,11 +148,14 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
                 embeddings_path: str | Path | None = None, fmt: str | None = None,
                 stats_path: str | Path | None = None) -> FilterReport:
     """Select records; the output holds them in selection order, each exactly as read."""
-    config.validate()
     input_path, output_path = Path(input_path), Path(output_path)
+    check_paths({"input": input_path, "--embeddings": embeddings_path},
+                {"--output": output_path, "--stats": stats_path})
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
-    n_pool, scores, lengths = _read_pool(input_path, config, fmt)
+    n_pool, scores, lengths, sort_key = _read_pool(input_path, config, fmt)
+    if n_pool == 0:
+        raise DeitaError(f"{input_path}: no records to select from")
     embeddings = None
     if config.strategy in NEEDS_EMBEDDINGS:
         if embeddings_path is None:
@@ -140,11 +168,13 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
         rank = position.get(ordinal)
         if rank is not None:
             chosen[rank] = record.raw
+    if any(raw is None for raw in chosen):
+        raise DeitaError(f"{input_path} changed while selecting (fewer records than at the first read)")
     with RecordWriter(output_path) as writer:
         for raw in chosen:
             writer.write(raw)
     report = FilterReport(n_pool, len(indices), examined, config.threshold, config.strategy, seconds,
-                          config.sort_key, output_path)
+                          sort_key, output_path)
     if stats_path:
         Path(stats_path).write_text(json.dumps(report.stats(), indent=2) + "\n")
     return report

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from deita.config import option
 from deita.errors import DeitaError
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.scoring.prompts import Prompt
 from deita.scoring.tokens import DIGITS
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """What every backend is told about the scorer: which model, where, and its digit ids."""
+
+    model: str
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+    max_length: int = 2048
+    score_token_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TopLogprobOptions:
+    """Options of the backends that read the digits from a server's top-k log-probs (vllm, openai)."""
+
+    max_logprobs: int = option(20, "openai/vllm: the server's cap on returned log-probs.", min=1)
+    strict: bool = option(False, "openai/vllm: a digit missing from the returned top-k is an error "
+                          "(default: renormalise over the digits returned, and count it).")
 
 
 @dataclass
@@ -21,12 +44,20 @@ class BackendCounters:
 
 
 class ScoringBackend(Protocol):
+    """A backend is built from a `ScorerSpec` and its own options dataclass, and names what of those
+    options decides its results (`fingerprint`, part of the cache key)."""
+
     tokenizer: object
     score_token_ids: list[int]
     counters: BackendCounters
 
     def digit_logprobs(self, prompts: Sequence[Prompt]) -> np.ndarray:
         """(n, 6) log-probabilities of "1".."6" at the next position; -inf where a backend did not see a digit."""
+        ...
+
+    @staticmethod
+    def fingerprint(options: Any) -> dict[str, Any]:
+        """The options that change this backend's scores."""
         ...
 
 

@@ -13,20 +13,22 @@ The bias keys are the ids of `--model`'s tokenizer, which must be the tokenizer 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import numpy as np
 
+from deita.config import option
 from deita.errors import DeitaError
-from deita.scoring.backends.base import BackendCounters, digits_from_top_logprobs
+from deita.scoring.backends.base import BackendCounters, ScorerSpec, TopLogprobOptions, digits_from_top_logprobs
 from deita.scoring.prompts import Prompt
-from deita.scoring.scorer import ScoreConfig
-from deita.scoring.tokens import DIGITS, score_token_ids
+from deita.scoring.tokens import DIGITS, load_tokenizer, score_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +39,35 @@ RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0
 
 
-def load_tokenizer(model: str):
-    """The scorer's tokenizer (prompt truncation and digit ids need it), as a DeitaError if it cannot load."""
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(model)
-    except OSError as err:
-        where = "directory" if Path(model).exists() else "model id (no network? pass a local directory)"
-        raise DeitaError(f"cannot load the scorer's tokenizer from {where} '{model}': {err}") from err
-
-
 def digit_of_token(token: Any) -> int | None:
     """0..5 when a returned token string is exactly a digit 1..6 up to surrounding spaces ("1", " 1")."""
     text = token.strip() if isinstance(token, str) else ""
     return DIGITS.index(text) if text in DIGITS else None
+
+
+@dataclass(frozen=True)
+class OpenAIOptions(TopLogprobOptions):
+    """Options of the openai backend."""
+
+    base_url: str = option("http://127.0.0.1:8000/v1", "openai: server URL (usually ending in /v1).", redact=True)
+    served_model: str | None = option(None, "openai: model name on the server (default: --model).")
+    api_key_env: str = option("OPENAI_API_KEY", "openai: environment variable holding the API key, sent as a "
+                              "bearer token (never saved or printed).")
+    concurrency: int = option(16, "openai: requests in flight.", min=1)
+    timeout: float = option(300.0, "openai: seconds to wait for one answer.", min=0.1)
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """(`url` without `user:key@`, the key or password from it if any): credentials never travel in the URL."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    secret = parts.password if parts.password is not None else parts.username
+    return clean, unquote(secret) if secret else None
 
 
 class _Stopped(Exception):
@@ -59,24 +75,33 @@ class _Stopped(Exception):
 
 
 class OpenAIBackend:
-    """Scores through an OpenAI-compatible `/completions` endpoint, `config.concurrency` requests at a time."""
+    """Scores through an OpenAI-compatible `/completions` endpoint, `options.concurrency` requests at a time."""
 
-    def __init__(self, config: ScoreConfig, *, timeout: float = 300.0, connect_timeout: float = 10.0,
-                 max_tries: int = 5, backoff: float = 0.5) -> None:
-        self.config = config
-        self.url = config.base_url.rstrip("/") + "/completions"
-        self.served_model = config.served_model or config.resolved_model()
-        self.tokenizer = load_tokenizer(config.resolved_model())
-        self.score_token_ids = score_token_ids(self.tokenizer, config.score_token_ids)
+    def __init__(self, scorer: ScorerSpec, options: OpenAIOptions = OpenAIOptions(), *,
+                 connect_timeout: float = 10.0, max_tries: int = 5, backoff: float = 0.5) -> None:
+        self.options = options
+        base_url, url_key = split_credentials(options.base_url)
+        self.url = base_url.rstrip("/") + "/completions"
+        self.served_model = options.served_model or scorer.model
+        self.tokenizer = load_tokenizer(scorer.model)
+        self.score_token_ids = score_token_ids(self.tokenizer, scorer.score_token_ids)
         self.counters = BackendCounters()
+        api_key = os.environ.get(options.api_key_env) or url_key
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.max_tries = max(1, max_tries)
         self.backoff = backoff
         self.send_bias = True
         """Cleared for good once the server rejects `logit_bias`."""
-        concurrency = max(1, config.concurrency)
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        concurrency = max(1, options.concurrency)
+        self.client = httpx.Client(headers=headers, timeout=httpx.Timeout(options.timeout, connect=connect_timeout),
                                    limits=httpx.Limits(max_connections=concurrency,
                                                        max_keepalive_connections=concurrency))
+
+    @staticmethod
+    def fingerprint(options: OpenAIOptions) -> dict[str, Any]:
+        """The server and the model it serves decide the scores; the key and the URL's credentials do not."""
+        return {"base_url": split_credentials(options.base_url)[0], "served_model": options.served_model,
+                "max_logprobs": options.max_logprobs, "strict": options.strict}
 
     def close(self) -> None:
         self.client.close()
@@ -84,7 +109,7 @@ class OpenAIBackend:
     def digit_logprobs(self, prompts: Sequence[Prompt]) -> np.ndarray:
         """(n, 6) digit log-probs in input order; see `digits_from_top_logprobs` for missing digits."""
         tops = self._fetch_all([p.text for p in prompts])
-        rows = [digits_from_top_logprobs(top, digit_of_token, self.counters, f"prompt {i}", self.config.strict)
+        rows = [digits_from_top_logprobs(top, digit_of_token, self.counters, f"prompt {i}", self.options.strict)
                 for i, top in enumerate(tops)]
         return np.asarray(rows, dtype=np.float64).reshape(len(prompts), len(DIGITS))
 
@@ -93,7 +118,7 @@ class OpenAIBackend:
         if not texts:
             return []
         stop = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=min(max(1, self.config.concurrency), len(texts)),
+        pool = ThreadPoolExecutor(max_workers=min(max(1, self.options.concurrency), len(texts)),
                                   thread_name_prefix="deita-openai")
         try:
             futures = [pool.submit(self._complete, text, stop) for text in texts]
@@ -114,7 +139,7 @@ class OpenAIBackend:
             if self.send_bias:
                 self.send_bias = False
                 log.warning("%s rejects logit_bias; scoring from its plain top-%d log-probs", self.url,
-                            self.config.max_logprobs)
+                            self.options.max_logprobs)
             response = self._post(self._body(text), stop)
         if response.status_code >= 400:
             raise DeitaError(self._http_error(response))
@@ -122,7 +147,7 @@ class OpenAIBackend:
 
     def _body(self, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.served_model, "prompt": text, "max_tokens": 1, "temperature": 0,
-                                "logprobs": self.config.max_logprobs}
+                                "logprobs": self.options.max_logprobs}
         if self.send_bias:
             body["logit_bias"] = {str(token_id): DIGIT_BIAS for token_id in self.score_token_ids}
         return body
@@ -150,10 +175,13 @@ class OpenAIBackend:
 
     def _http_error(self, response: httpx.Response) -> str:
         message = f"{self.url} answered HTTP {response.status_code}: {_server_message(response)}"
+        if response.status_code in (401, 403):
+            return message + (f" (set the API key in ${self.options.api_key_env}, or name another variable "
+                              "with --api-key-env)")
         if response.status_code == 404:
             return message + " (is --base-url right, usually ending in /v1, and --served-model the served name?)"
         if "logprob" in message.lower():
-            return message + f" (lower --max-logprobs, now {self.config.max_logprobs}, to the server's cap)"
+            return message + f" (lower --max-logprobs, now {self.options.max_logprobs}, to the server's cap)"
         return message
 
     def _top_logprobs(self, response: httpx.Response) -> Mapping[str, float]:

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from deita.errors import DeitaError
-from deita.scoring.backends.base import BackendCounters, digits_from_top_logprobs
-from deita.scoring.backends.openai import load_tokenizer
+from deita.scoring.backends.base import BackendCounters, ScorerSpec, TopLogprobOptions, digits_from_top_logprobs
 from deita.scoring.prompts import Prompt
-from deita.scoring.scorer import ScoreConfig
-from deita.scoring.tokens import DIGITS, score_token_ids
+from deita.scoring.tokens import DIGITS, load_tokenizer, score_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +48,22 @@ def _engine_dtype(dtype: str) -> str:
     return "bfloat16" if dtype in ("", "auto") else dtype
 
 
+@dataclass(frozen=True)
+class VLLMOptions(TopLogprobOptions):
+    """Options of the vllm backend."""
+
+
 class VLLMBackend:
     """Scores on a local vLLM engine (GPU); one generate call per batch of prompts, vLLM schedules them."""
 
-    def __init__(self, config: ScoreConfig) -> None:
+    def __init__(self, scorer: ScorerSpec, options: VLLMOptions = VLLMOptions()) -> None:
         vllm = _import_vllm()
-        self.config = config
-        self.tokenizer = load_tokenizer(config.resolved_model())
-        self.score_token_ids = score_token_ids(self.tokenizer, config.score_token_ids)
+        self.scorer, self.options = scorer, options
+        self.tokenizer = load_tokenizer(scorer.model)
+        self.score_token_ids = score_token_ids(self.tokenizer, scorer.score_token_ids)
         self.counters = BackendCounters()
         processed = _supports_processed_logprobs()
-        self.num_logprobs = max(1, min(len(DIGITS), config.max_logprobs) if processed else config.max_logprobs)
+        self.num_logprobs = max(1, min(len(DIGITS), options.max_logprobs) if processed else options.max_logprobs)
         if not processed:
             log.warning("this vLLM has no logprobs_mode (needs ≥ 0.10): reading the digits from the raw "
                         "top-%d; digits outside it are renormalised away", self.num_logprobs)
@@ -67,11 +71,15 @@ class VLLMBackend:
         self.params = vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.num_logprobs,
                                           allowed_token_ids=list(self.score_token_ids), detokenize=False)
 
+    @staticmethod
+    def fingerprint(options: VLLMOptions) -> dict[str, Any]:
+        return {"max_logprobs": options.max_logprobs, "strict": options.strict}
+
     def _engine_args(self, processed: bool) -> dict[str, Any]:
-        config = self.config
+        scorer = self.scorer
         args: dict[str, Any] = {
-            "model": config.resolved_model(), "tokenizer": config.resolved_model(),
-            "dtype": _engine_dtype(config.dtype), "max_model_len": config.max_length,
+            "model": scorer.model, "tokenizer": scorer.model,
+            "dtype": _engine_dtype(scorer.dtype), "max_model_len": scorer.max_length,
             "enable_prefix_caching": False, "max_logprobs": self.num_logprobs,
         }
         if processed:
@@ -88,7 +96,7 @@ class VLLMBackend:
         outputs = self.llm.generate(inputs, self.params, use_tqdm=False)
         digit_index = {token_id: i for i, token_id in enumerate(self.score_token_ids)}
         rows = [digits_from_top_logprobs(_first_step(output, i), digit_index.get, self.counters,
-                                         f"prompt {i}", self.config.strict)
+                                         f"prompt {i}", self.options.strict)
                 for i, output in enumerate(outputs)]
         return np.asarray(rows, dtype=np.float64).reshape(len(prompts), len(DIGITS))
 
