@@ -56,6 +56,8 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # in raw JSON text: the on
 MAX_NESTING = 200
 """Records nested deeper than this many levels of objects/arrays are bad records (a ShareGPT record has 3)."""
 _INT64 = (-(2**63), 2**63 - 1)
+PARQUET_MAX_SCHEMA_DEPTH = 100
+"""pyarrow's parquet reader refuses deeper schemas; a list takes two levels, an object one (root: 1)."""
 
 # (index, location, record or raw text, problem or None)
 _Item = tuple[int, str, Any, str | None]
@@ -123,32 +125,41 @@ def _field(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _value_problem(value: Any, *, surrogates: bool = False, int64: bool = False) -> str | None:
-    """Why ``value`` is not a usable record, or None: nesting deeper than ``MAX_NESTING``, and where asked,
-    a lone surrogate in a string or key, or an integer outside int64 (parquet). Iterative: never recurses."""
-    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+def _value_problem(value: Any, *, surrogates: bool = False, parquet: bool = False) -> str | None:
+    """Why ``value`` is not a usable record, or None: nesting deeper than ``MAX_NESTING``; with
+    ``surrogates`` (or ``parquet``), a lone surrogate in a string or key; with ``parquet``, an integer
+    outside int64 or a schema deeper than parquet readers accept. Iterative: never recurses."""
+    surrogates = surrogates or parquet
+    stack: list[tuple[Any, str, int, int]] = [(value, "", 1, 1)]  # value, path, level, parquet schema depth
     while stack:
-        v, path, level = stack.pop()
+        v, path, level, schema = stack.pop()
         if isinstance(v, (dict, list)):
-            if level > MAX_NESTING:
+            is_dict = isinstance(v, dict)
+            child_schema = schema + (1 if is_dict else 2)  # a parquet list is two schema levels
+            if level > MAX_NESTING or (parquet and child_schema > PARQUET_MAX_SCHEMA_DEPTH):
                 top = path.split(".", 1)[0].split("[", 1)[0]
+                if level > MAX_NESTING:
+                    return (
+                        f"nested deeper than {MAX_NESTING} levels (in field {top!r}); records are limited "
+                        f"to {MAX_NESTING} levels so that every writer can handle them"
+                    )
                 return (
-                    f"nested deeper than {MAX_NESTING} levels (in field {top!r}); records are limited to "
-                    f"{MAX_NESTING} levels so that every writer can handle them"
+                    f"nested too deep for parquet (in field {top!r}: more than {PARQUET_MAX_SCHEMA_DEPTH} "
+                    "schema levels, a list counting two); write .jsonl or .json to keep it"
                 )
-            items = v.items() if isinstance(v, dict) else enumerate(v)
+            items = v.items() if is_dict else enumerate(v)
             children = []
             for k, x in items:
-                if isinstance(k, str) and surrogates and (bad := _LONE_SURROGATE.search(k)):
+                if is_dict and surrogates and isinstance(k, str) and (bad := _LONE_SURROGATE.search(k)):
                     return _surrogate_problem(bad.group(), f"a key of {path}" if path else "a key of the record")
-                child = _field(path, k) if isinstance(v, dict) else f"{path}[{k}]"
-                if isinstance(x, (dict, list)) or (surrogates and isinstance(x, str)) or (int64 and isinstance(x, int)):
-                    children.append((x, child, level + 1))
+                if isinstance(x, (dict, list)) or (surrogates and isinstance(x, str)) or (parquet and isinstance(x, int)):
+                    child = _field(path, k) if is_dict else f"{path}[{k}]"
+                    children.append((x, child, level + 1, child_schema))
             stack.extend(reversed(children))  # first problem in document order
         elif isinstance(v, str):
-            if surrogates and (bad := _LONE_SURROGATE.search(v)):
+            if bad := _LONE_SURROGATE.search(v):
                 return _surrogate_problem(bad.group(), path or "the record")
-        elif int64 and isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
+        elif parquet and isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
             shown = str(v) if v.bit_length() < 256 else f"of about {int(v.bit_length() * 0.30103)} digits"
             return (
                 f"integer {shown} in {path or 'the record'} is outside the 64-bit range parquet can hold "
@@ -738,7 +749,8 @@ class RecordWriter:
 
     ``write`` raises ``UnwritableRecord`` for a record this file type cannot hold, leaving the output as
     it was, so one such record need not fail the whole write: parquet and datasets need integers within
-    int64, valid Unicode text and at most ``MAX_NESTING`` levels; JSON/JSONL take any integer (Python's
+    int64, valid Unicode text and a schema at most ``PARQUET_MAX_SCHEMA_DEPTH`` deep (what pyarrow reads
+    back); JSON/JSONL take any integer (Python's
     json round-trips big ints) and write a lone surrogate as its ``\\ud800`` escape.
     """
 
@@ -764,7 +776,7 @@ class RecordWriter:
     def check(self, raw: dict) -> str | None:
         """Why ``write(raw)`` would raise ``UnwritableRecord``, or None. For JSON outputs only nesting is
         checked here (an encoder failure, e.g. a circular reference, still surfaces in ``write``)."""
-        return _value_problem(raw, surrogates=self._sink is not None, int64=self._sink is not None)
+        return _value_problem(raw, parquet=self._sink is not None)
 
     def write(self, raw: dict) -> None:
         """Add one record; ``UnwritableRecord`` (nothing written) when this file type cannot hold it."""
