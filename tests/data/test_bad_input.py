@@ -40,7 +40,7 @@ def sharegpt(i: int) -> dict:
     """Records shaped like real ShareGPT: role aliases, chats opening with the assistant, a system prompt,
     an unanswered last message, brackets, quotes and backslashes inside the text."""
     kinds = [
-        [("human", f"q{i} [a] {{b}} \"quoted\""), ("gpt", f"a{i} \\ back ]}}")],
+        [("human", f'q{i} [a] {{b}} "quoted"'), ("gpt", f"a{i} \\ back ]}}")],
         [("user", f"q{i}"), ("chatgpt", "a"), ("user", "more ["), ("chatgpt", "b {")],
         [("gpt", "…continued from the split chat"), ("human", f"q{i}"), ("gpt", "a")],
         [("system", "be brief"), ("human", f"q{i}"), ("bard", "a"), ("human", "unanswered")],
@@ -125,13 +125,17 @@ def test_json_array_fail_mode_names_file_index_and_line(tmp_path: Path, pretty: 
     with pytest.raises(RecordError) as e:
         list(iter_records(path))
     assert str(e.value).startswith(f"{path}, index 3: invalid JSON: ")
-    assert "file line " in e.value.problem and "--on-error skip" in str(e.value)
+    first, last = lines[3]
+    assert first <= int(re.search(r"file line (\d+)", e.value.problem).group(1)) <= last + 1
+    assert e.value.location == "index 3" and "--on-error skip" in str(e.value)
 
 
 def test_json_array_cut_off_and_trailing_data_are_one_reject_each(tmp_path: Path) -> None:
     good = [json.dumps(sharegpt(i)) for i in range(3)]
     cut = tmp_path / "cut.json"
-    cut.write_text("[\n" + ",\n".join(good) + ',\n{"id": "r3", "conversations": [{"from": "hu', encoding="utf-8")
+    cut.write_text(
+        "[\n" + ",\n".join(good) + ',\n{"id": "r3", "conversations": [{"from": "hu', encoding="utf-8"
+    )
     stats = ReadStats()
     with RejectsWriter(tmp_path / "r1.jsonl") as rejects:
         assert len(list(iter_records(cut, on_error="skip", rejects=rejects, stats=stats))) == 3
@@ -153,7 +157,9 @@ def test_convert_skip_counts_every_record_of_a_broken_array(tmp_path: Path) -> N
     path, _ = broken_array(tmp_path / "pool.json", pretty=True)
     stats = ReadStats()
     with RejectsWriter(tmp_path / "out.jsonl.rejects.jsonl") as rejects:
-        written = convert_file(path, tmp_path / "out.jsonl", "messages", on_error="skip", rejects=rejects, stats=stats)
+        written = convert_file(
+            path, tmp_path / "out.jsonl", "messages", on_error="skip", rejects=rejects, stats=stats
+        )
     assert written + stats.rejected == stats.records == N
     assert written == N - len(set(BROKEN) | EMPTY | SAME_ROLE)
 
@@ -166,7 +172,10 @@ def deep(levels: int) -> str:
     inner = levels - 1
     return (
         '{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "meta": '
-        + '{"a": ' * inner + "1" + "}" * inner + "}"
+        + '{"a": ' * inner
+        + "1"
+        + "}" * inner
+        + "}"
     )
 
 
@@ -203,12 +212,15 @@ def test_deep_nesting_is_a_reject_not_a_crash(tmp_path: Path, array: bool) -> No
             n = convert_file(path, tmp_path / name, "messages", on_error="skip", rejects=rejects, stats=stats)
         assert stats.records == len(texts) == n + stats.rejected
         back = [r.raw for r in iter_records(tmp_path / name)]
-        if name.endswith("json") or name.endswith("jsonl"):
+        if name.endswith((".json", ".jsonl")):
             assert len(back) == 3 and back[1]["meta"] == json.loads(deep(MAX_NESTING))["meta"]
         else:
             assert len(back) == 2 and rejects.count == len(NESTED) + 1
             last = json.loads((tmp_path / "rc.jsonl").read_text().splitlines()[-1])
-            assert last["index"] == len(NESTED) + 1 and "nested too deep for parquet (in field 'meta'" in last["reason"]
+            assert (
+                last["index"] == len(NESTED) + 1
+                and "nested too deep for parquet (in field 'meta'" in last["reason"]
+            )
     report = validate_file(path)
     assert report.records == len(texts) and len(report.problems) == len(NESTED)
     assert all("nested deeper than" in p for p in report.problems)
@@ -247,7 +259,9 @@ def pq_rows(path: Path) -> list:
 
 def test_lone_surrogate_is_a_reject_and_a_validate_problem(tmp_path: Path) -> None:
     lone_value = json.dumps(sharegpt(0)).replace('"q0 ', '"q0 \\ud800 ', 1)
-    lone_key = '{"conversations": [{"from": "human", "value": "q", "\\uDC00x": 1}, {"from": "gpt", "value": "a"}]}'
+    lone_key = (
+        '{"conversations": [{"from": "human", "value": "q", "\\uDC00x": 1}, {"from": "gpt", "value": "a"}]}'
+    )
     pair = json.dumps(sharegpt(2)).replace('"a"', '"\\ud83d\\ude00 a"', 1)  # a valid pair: an emoji
     for array in (False, True):
         texts = [lone_value, pair, lone_key, json.dumps(sharegpt(5))]
@@ -281,12 +295,19 @@ BIG = [2**64, -(2**63) - 1, 10**5000]
 
 def test_big_ints_are_rejected_for_parquet_only(tmp_path: Path) -> None:
     fine = {**sharegpt(0), "n": 2**63 - 1, "m": -(2**63)}
-    rows = [fine, {**sharegpt(1), "n": 2**64}, {**sharegpt(2), "meta": {"ids": [1, -(2**63) - 1]}}, sharegpt(3)]
+    rows = [
+        fine,
+        {**sharegpt(1), "n": 2**64},
+        {**sharegpt(2), "meta": {"ids": [1, -(2**63) - 1]}},
+        sharegpt(3),
+    ]
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     stats = ReadStats()
     with RejectsWriter(tmp_path / "out.parquet.rejects.jsonl") as rejects:
-        n = convert_file(src, tmp_path / "out.parquet", "sharegpt", on_error="skip", rejects=rejects, stats=stats)
+        n = convert_file(
+            src, tmp_path / "out.parquet", "sharegpt", on_error="skip", rejects=rejects, stats=stats
+        )
     assert n == 2 and stats.rejected == 2 and stats.records == n + stats.rejected
     assert [r.raw["id"] for r in iter_records(tmp_path / "out.parquet")] == ["r0", "r3"]
     back = next(iter_records(tmp_path / "out.parquet")).raw
@@ -298,7 +319,9 @@ def test_big_ints_are_rejected_for_parquet_only(tmp_path: Path) -> None:
     assert reasons[1]["record"]["meta"]["ids"][1] == -(2**63) - 1
     with pytest.raises(RecordError) as e:
         convert_file(src, tmp_path / "fail.parquet", "sharegpt")
-    assert str(e.value).startswith(f"{src}, line 2: cannot write to parquet: integer 18446744073709551616 in n")
+    assert str(e.value).startswith(
+        f"{src}, line 2: cannot write to parquet: integer 18446744073709551616 in n"
+    )
     assert not (tmp_path / "fail.parquet").exists()
     # JSON outputs keep any integer
     assert convert_file(src, tmp_path / "out.jsonl", "sharegpt") == 4
@@ -335,7 +358,9 @@ def test_integer_too_long_for_python_json_is_a_reject(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
-def test_bytes_read_grows_to_the_file_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+def test_bytes_read_grows_to_the_file_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
     monkeypatch.setattr(dio, "_CHUNK", 4096)
     path = tmp_path / f"pool{suffix}"
     texts = [json.dumps({**sharegpt(i), "pad": "é" * 300}, ensure_ascii=False) for i in range(200)]

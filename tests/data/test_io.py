@@ -303,7 +303,10 @@ def test_json_array_cut_off_is_one_reject(tmp_path: Path) -> None:
     with RejectsWriter(tmp_path / "r.jsonl") as rejects:
         assert [r.index for r in iter_records(path, on_error="skip", rejects=rejects, stats=stats)] == [0]
     assert (stats.records, stats.rejected) == (2, 1)
-    assert "the array is not closed (is the file cut off?)" in json.loads((tmp_path / "r.jsonl").read_text())["reason"]
+    assert (
+        "the array is not closed (is the file cut off?)"
+        in json.loads((tmp_path / "r.jsonl").read_text())["reason"]
+    )
 
 
 def test_file_level_problems(tmp_path: Path) -> None:

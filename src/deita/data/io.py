@@ -151,8 +151,14 @@ def _value_problem(value: Any, *, surrogates: bool = False, parquet: bool = Fals
             children = []
             for k, x in items:
                 if is_dict and surrogates and isinstance(k, str) and (bad := _LONE_SURROGATE.search(k)):
-                    return _surrogate_problem(bad.group(), f"a key of {path}" if path else "a key of the record")
-                if isinstance(x, (dict, list)) or (surrogates and isinstance(x, str)) or (parquet and isinstance(x, int)):
+                    return _surrogate_problem(
+                        bad.group(), f"a key of {path}" if path else "a key of the record"
+                    )
+                if (
+                    isinstance(x, (dict, list))
+                    or (surrogates and isinstance(x, str))
+                    or (parquet and isinstance(x, int))
+                ):
                     child = _field(path, k) if is_dict else f"{path}[{k}]"
                     children.append((x, child, level + 1, child_schema))
             stack.extend(reversed(children))  # first problem in document order
@@ -182,9 +188,7 @@ def _text_problem(text: str, value: Any, start: int = 0, end: int | None = None)
     return _value_problem(value, surrogates=surrogates)
 
 
-_TOO_DEEP = (
-    f"nested deeper than the JSON parser allows; records are limited to {MAX_NESTING} levels of objects/arrays"
-)
+_TOO_DEEP = f"nested deeper than the JSON parser allows; records are limited to {MAX_NESTING} levels of objects/arrays"
 
 
 def _msg(e: json.JSONDecodeError) -> str:
@@ -438,9 +442,14 @@ def _iter_json(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
                         t.pos += 1
                         continue
                     if sep == "":
-                        yield index, f"index {index}", "", (
-                            f"invalid JSON: the array is not closed after the record at index {index - 1} "
-                            "(is the file cut off?)"
+                        yield (
+                            index,
+                            f"index {index}",
+                            "",
+                            (
+                                f"invalid JSON: the array is not closed after the record at index {index - 1} "
+                                "(is the file cut off?)"
+                            ),
                         )
                         return
                     loc = f"index {index}"
@@ -457,8 +466,10 @@ def _iter_json(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
                         "and the array is not closed (is the file cut off?)"
                     )
                 else:
-                    lines = f"file line {first_line}" if last <= first_line else (
-                        f"file lines {first_line}-{last}"
+                    lines = (
+                        f"file line {first_line}"
+                        if last <= first_line
+                        else (f"file lines {first_line}-{last}")
                     )
                     problem += f"; skipped its text ({lines}) and read on from the next record"
                     t.pos = nxt
@@ -474,9 +485,14 @@ def _iter_json(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
             line = t.line_of(t.pos)
             preview = t.buf[t.pos : t.pos + _PREVIEW]
             stats.bytes_read = t.bytes_read
-            yield index, f"line {line}", preview, (
-                f"unexpected data after the closing ']' of the array (file line {line}); "
-                "it is not read as records"
+            yield (
+                index,
+                f"line {line}",
+                preview,
+                (
+                    f"unexpected data after the closing ']' of the array (file line {line}); "
+                    "it is not read as records"
+                ),
             )
             return
         stats.bytes_read = t.bytes_read
@@ -898,7 +914,9 @@ def convert_file(
                 try:
                     w.write(out)
                     continue
-                except UnwritableRecord as e:  # only this: a failed batch write must not pass as one bad record
+                except (
+                    UnwritableRecord
+                ) as e:  # only this: a failed batch write must not pass as one bad record
                     cause, problem = e, f"cannot write to {w.file_type}: {e}"
             stats.rejected += 1
             if on_error == "fail":
