@@ -297,13 +297,16 @@ def test_bad_json_array_record(tmp_path: Path, text: str, location: str, problem
     assert str(e.value).startswith(f"{path}, {location}: ") and problem in str(e.value)
 
 
-def test_json_array_skip_mode_stops_at_invalid_json(tmp_path: Path) -> None:
+def test_json_array_cut_off_is_one_reject(tmp_path: Path) -> None:
     path = write_text(tmp_path / "cut.json", "[" + json.dumps(good(0)) + ", " + json.dumps(good(1))[:-9])
     stats = ReadStats()
     with RejectsWriter(tmp_path / "r.jsonl") as rejects:
         assert [r.index for r in iter_records(path, on_error="skip", rejects=rejects, stats=stats)] == [0]
     assert (stats.records, stats.rejected) == (2, 1)
-    assert "the rest of the array cannot be read" in json.loads((tmp_path / "r.jsonl").read_text())["reason"]
+    assert (
+        "the array is not closed (is the file cut off?)"
+        in json.loads((tmp_path / "r.jsonl").read_text())["reason"]
+    )
 
 
 def test_file_level_problems(tmp_path: Path) -> None:

@@ -3,6 +3,12 @@
 Readers hold one record (or one batch) at a time, so a million-record pool needs no more memory than a
 few records; writers go to a temporary file in the output's folder and rename it on success, so a
 crash never leaves a half-written output behind.
+
+Every record a reader counts is either yielded or handed to ``on_bad`` with a reason, never dropped.
+Besides syntax, a JSON record is bad when it is nested deeper than ``MAX_NESTING`` levels (deeper
+records break the recursion limits of JSON encoders and parquet writers later on) or when it holds a
+lone surrogate escape such as ``"\\ud800"`` (valid JSON syntax, but not Unicode text: writing UTF-8 or
+tokenizing it fails later).
 """
 
 from __future__ import annotations
@@ -45,6 +51,13 @@ _BATCH_ROWS = 1000
 _WS = re.compile(r"[ \t\n\r]*")
 _ENCODER = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps with options builds one per call
 _SURROGATE = re.compile("[\udc80-\udcff]")  # invalid UTF-8 bytes decoded with surrogateescape
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in decoded text: json joins valid pairs, so these are lone
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # in raw JSON text: the only way to write one
+MAX_NESTING = 200
+"""Records nested deeper than this many levels of objects/arrays are bad records (a ShareGPT record has 3)."""
+_INT64 = (-(2**63), 2**63 - 1)
+PARQUET_MAX_SCHEMA_DEPTH = 100
+"""pyarrow's parquet reader refuses deeper schemas; a list takes two levels, an object one (root: 1)."""
 
 # (index, location, record or raw text, problem or None)
 _Item = tuple[int, str, Any, str | None]
@@ -61,6 +74,9 @@ class ReadStats:
     skipped_leading_assistant: int = 0
     format: str | None = None
     file_type: str | None = None
+    bytes_read: int = 0
+    """Progress through the input, in ``input_size``'s unit: bytes for JSON/JSONL (approximate for a JSON
+    array: it moves chunk by chunk), rows for parquet and datasets."""
 
 
 def rejects_path_for(output: str | Path) -> Path:
@@ -102,14 +118,101 @@ class RejectsWriter:
         self.close()
 
 
+# ---------------------------------------------------------------- value checks
+
+
+def _field(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _value_problem(value: Any, *, surrogates: bool = False, parquet: bool = False) -> str | None:
+    """Why ``value`` is not a usable record, or None: nesting deeper than ``MAX_NESTING``; with
+    ``surrogates`` (or ``parquet``), a lone surrogate in a string or key; with ``parquet``, an integer
+    outside int64 or a schema deeper than parquet readers accept. Iterative: never recurses."""
+    surrogates = surrogates or parquet
+    stack: list[tuple[Any, str, int, int]] = [(value, "", 1, 1)]  # value, path, level, parquet schema depth
+    while stack:
+        v, path, level, schema = stack.pop()
+        if isinstance(v, (dict, list)):
+            is_dict = isinstance(v, dict)
+            child_schema = schema + (1 if is_dict else 2)  # a parquet list is two schema levels
+            if level > MAX_NESTING or (parquet and child_schema > PARQUET_MAX_SCHEMA_DEPTH):
+                top = path.split(".", 1)[0].split("[", 1)[0]
+                if level > MAX_NESTING:
+                    return (
+                        f"nested deeper than {MAX_NESTING} levels (in field {top!r}); records are limited "
+                        f"to {MAX_NESTING} levels so that every writer can handle them"
+                    )
+                return (
+                    f"nested too deep for parquet (in field {top!r}: more than {PARQUET_MAX_SCHEMA_DEPTH} "
+                    "schema levels, a list counting two); write .jsonl or .json to keep it"
+                )
+            items = v.items() if is_dict else enumerate(v)
+            children = []
+            for k, x in items:
+                if is_dict and surrogates and isinstance(k, str) and (bad := _LONE_SURROGATE.search(k)):
+                    return _surrogate_problem(
+                        bad.group(), f"a key of {path}" if path else "a key of the record"
+                    )
+                if (
+                    isinstance(x, (dict, list))
+                    or (surrogates and isinstance(x, str))
+                    or (parquet and isinstance(x, int))
+                ):
+                    child = _field(path, k) if is_dict else f"{path}[{k}]"
+                    children.append((x, child, level + 1, child_schema))
+            stack.extend(reversed(children))  # first problem in document order
+        elif isinstance(v, str):
+            if bad := _LONE_SURROGATE.search(v):
+                return _surrogate_problem(bad.group(), path or "the record")
+        elif parquet and isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
+            shown = str(v) if v.bit_length() < 256 else f"of about {int(v.bit_length() * 0.30103)} digits"
+            return (
+                f"integer {shown} in {path or 'the record'} is outside the 64-bit range parquet can hold "
+                "(write .jsonl or .json to keep it)"
+            )
+    return None
+
+
+def _surrogate_problem(char: str, where: str) -> str:
+    return f"text is not valid Unicode: lone surrogate \\u{ord(char):04x} in {where}"
+
+
+def _text_problem(text: str, value: Any, start: int = 0, end: int | None = None) -> str | None:
+    """Problems of a record decoded from ``text[start:end]``; walks the value only when the raw text could
+    hold one (a surrogate escape, or more brackets than ``MAX_NESTING``), so typical records cost two counts."""
+    end = len(text) if end is None else end
+    surrogates = _SURROGATE_ESCAPE.search(text, start, end) is not None
+    if not surrogates and text.count("{", start, end) + text.count("[", start, end) <= MAX_NESTING:
+        return None
+    return _value_problem(value, surrogates=surrogates)
+
+
+_TOO_DEEP = f"nested deeper than the JSON parser allows; records are limited to {MAX_NESTING} levels of objects/arrays"
+
+
+def _msg(e: json.JSONDecodeError) -> str:
+    """The error's message without the trailing "at" some have ("Invalid control character at")."""
+    return e.msg.removesuffix(" at")
+
+
+def _decode_problem(e: Exception) -> str:
+    """A problem sentence for an exception of ``json.loads`` other than a syntax error."""
+    if isinstance(e, RecursionError):
+        return _TOO_DEEP
+    return f"invalid JSON: {e}"  # e.g. an integer of more than 4300 digits
+
+
 # ---------------------------------------------------------------- raw readers (one per file type)
 
 
-def _iter_jsonl(path: Path) -> Iterator[_Item]:
+def _iter_jsonl(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
     index, offset = 0, 0
+    stats = stats if stats is not None else ReadStats()
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             start, offset = offset, offset + len(line)
+            stats.bytes_read = offset
             if lineno == 1 and line.startswith(codecs.BOM_UTF8):
                 line, start = line[3:], 3
             if line.isspace() or not line:
@@ -125,9 +228,14 @@ def _iter_jsonl(path: Path) -> Iterator[_Item]:
                 yield index, loc, line.decode("utf-8", "replace").rstrip("\r\n"), problem
             else:
                 try:
-                    yield index, loc, json.loads(text), None
+                    value = json.loads(text)
                 except json.JSONDecodeError as e:
-                    yield index, loc, text, f"invalid JSON: {e.msg} at column {e.colno}"
+                    yield index, loc, text, f"invalid JSON: {_msg(e)} at column {e.colno}"
+                except (RecursionError, ValueError) as e:
+                    yield index, loc, text, _decode_problem(e)
+                else:
+                    problem = _text_problem(text, value)
+                    yield index, loc, (text if problem else value), problem
             index += 1
 
 
@@ -139,17 +247,27 @@ class _TextBuffer:
         self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self.json = json.JSONDecoder()
         self.lines_before = 0  # newlines in the text already dropped from buf
+        self.bytes_read = 0  # bytes of the file read into buf so far
 
     def fill(self) -> bool:
-        """Drop the consumed text and append the next chunk; False at end of file."""
+        """Drop the consumed text (but the start of pos's line, when short: ``indent_at`` needs it) and
+        append the next chunk; False at end of file."""
         if self.eof:
             return False
         data = self.f.read(max(_CHUNK, len(self.buf) - self.pos))  # grow geometrically for huge records
         self.eof = not data
-        self.lines_before += self.buf.count("\n", 0, self.pos)
-        self.buf = self.buf[self.pos :] + self.decoder.decode(data, final=self.eof)
-        self.pos = 0
+        self.bytes_read += len(data)
+        cut = self.buf.rfind("\n", 0, self.pos) + 1
+        if not cut or self.pos - cut > _KEEP_LINE:
+            cut = self.pos
+        self.lines_before += self.buf.count("\n", 0, cut)
+        self.buf = self.buf[cut:] + self.decoder.decode(data, final=self.eof)
+        self.pos -= cut
         return not self.eof
+
+    def consumed(self) -> int:
+        """About how many bytes of the file lie before pos (exact for ASCII text)."""
+        return max(0, self.bytes_read - (len(self.buf) - self.pos))
 
     def peek(self) -> str:
         """The next non-whitespace character ("" at end of file), leaving pos on it."""
@@ -176,9 +294,106 @@ class _TextBuffer:
     def line_of(self, pos: int) -> int:
         return self.lines_before + self.buf.count("\n", 0, pos) + 1
 
+    def indent_at(self, pos: int) -> int:
+        """Leading whitespace of the line holding ``pos`` (as far as the buffer still holds that line)."""
+        line = self.buf[self.buf.rfind("\n", 0, pos) + 1 : pos]
+        return len(line) - len(line.lstrip(" \t"))
 
-def _iter_json(path: Path) -> Iterator[_Item]:
-    """Records of a JSON array, decoded one at a time; a .json file of objects one per line is JSONL."""
+
+_STRUCTURE = re.compile(r'["{}\[\],\n]')
+_IN_STRING = re.compile(r'["\\\n]')
+# a line that starts an array element: "{", ", {" or "}, {" (the previous element's end on the same line)
+_ELEMENT_LINE = re.compile(r"([ \t]*)(?:[}\]][ \t]*,|,)?[ \t]*[{\[]")
+_CLOSE_LINE = re.compile(r"([ \t]*)\][ \t]*(?:\r?\n|$)")
+_OPENER = {"}": "{", "]": "["}
+_LOOKAHEAD = 256  # characters kept after a newline so a line's start can be inspected
+_STACK_WINDOW = 1 << 16  # how far bracket counting may go on after a line that looks like the next element
+_MAX_STACK = 1 << 16  # bracket types remembered; deeper levels are only counted
+_PREVIEW = 500  # characters of a broken span kept in its reject
+_KEEP_LINE = 1024  # consumed characters of the current line the buffer keeps, for its indentation
+
+
+def _skip_broken(t: _TextBuffer, indent: int) -> tuple[int | None, int]:
+    """Skip the broken array element at ``t.pos``; return where the next element starts (or the array's
+    closing ']'), None when the file ends first, and the file line where the broken text ends.
+
+    Bracket counting with string awareness finds the end when the element's brackets balance: a ','
+    or ']' at depth 0; strings end at a newline, which JSON strings never hold. Where counting cannot
+    find the end (an opener too many, a closer of the wrong kind, a quote too few), the first later line
+    that starts an element at the broken element's indentation is taken, unless counting finds the end
+    within ``_STACK_WINDOW`` characters after it. Memory stays bounded: the buffer drops the text it has
+    passed.
+    """
+    stack: list[str] = []
+    overflow = 0  # levels beyond _MAX_STACK
+    in_string = False
+    candidate: int | None = None
+    line = last_line = candidate_line = t.line_of(t.pos)  # lines counted as the scan passes newlines
+    i = t.pos
+    while True:
+        if candidate is not None and i - candidate > _STACK_WINDOW:
+            return candidate, candidate_line
+        m = (_IN_STRING if in_string else _STRUCTURE).search(t.buf, i)
+        if m is None or (not t.eof and m.start() > len(t.buf) - _LOOKAHEAD):
+            if t.eof:
+                return candidate, (last_line if candidate is None else candidate_line)
+            t.pos = candidate if candidate is not None else (m.start() if m else len(t.buf))
+            before = t.pos
+            t.fill()
+            shift = before - t.pos
+            i = max(i - shift, t.pos)
+            candidate = None if candidate is None else candidate - shift
+            continue
+        c, j = m.group(), m.start()
+        i = j + 1
+        if c == "\n":
+            line += 1
+            in_string = False
+            if candidate is None:
+                start = _ELEMENT_LINE.match(t.buf, i)
+                if start and len(start.group(1)) == indent:
+                    if not stack and not overflow:  # the element ended, then a new one without a ','
+                        return start.end() - 1, last_line
+                    candidate, candidate_line = start.end() - 1, last_line
+                else:
+                    close = _CLOSE_LINE.match(t.buf, i)
+                    if close and len(close.group(1)) <= indent:
+                        candidate, candidate_line = close.end(1), last_line
+            continue
+        last_line = line
+        if in_string:
+            if c == '"':
+                in_string = False
+            elif t.buf[i : i + 1] != "\n":  # a backslash escapes the next character
+                i += 1
+        elif c == '"':
+            in_string = True
+        elif c in "{[":
+            if len(stack) < _MAX_STACK:
+                stack.append(c)
+            else:
+                overflow += 1
+        elif c in "}]":
+            if overflow:
+                overflow -= 1
+            elif stack:
+                if stack[-1] == _OPENER[c]:
+                    stack.pop()
+                # else a mismatched closer: ignored, as closing down to its opener would end the element
+                # too early (inside it); counting stays too deep, and the line rule below takes over
+            elif c == "]":
+                return j, last_line  # the array's end
+        elif not stack and not overflow:  # ','
+            return i, last_line
+
+
+def _iter_json(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
+    """Records of a JSON array, decoded one at a time; a .json file of objects one per line is JSONL.
+
+    A broken element (bad syntax, too deep to parse, a missing ',') is one bad item; reading resumes at
+    the next element (see ``_skip_broken``), whose index counts on.
+    """
+    stats = stats if stats is not None else ReadStats()
     with open(path, "rb") as f:
         t = _TextBuffer(f)
         first = t.peek()
@@ -186,7 +401,7 @@ def _iter_json(path: Path) -> Iterator[_Item]:
             t.pos += 1
             first = t.peek()
         if first == "{":
-            yield from _iter_jsonl(path)
+            yield from _iter_jsonl(path, stats)
             return
         if first == "":
             return
@@ -197,54 +412,113 @@ def _iter_json(path: Path) -> Iterator[_Item]:
         t.pos += 1
         index = 0
         if t.peek() == "]":
-            return
-        while True:
-            loc = f"index {index}"
-            if t.peek() == "":
-                yield index, loc, "", "invalid JSON: the array is not closed (is the file cut off?)"
-                return
-            try:
-                value, end = t.decode()
-            except json.JSONDecodeError as e:
-                problem = (
-                    f"invalid JSON: {e.msg} at file line {t.line_of(e.pos)}, character {e.pos - t.pos + 1} "
-                    "of the record; the rest of the array cannot be read"
-                )
-                yield index, loc, t.buf[t.pos : t.pos + 500], problem
-                return
-            start = t.pos
-            bad = _SURROGATE.search(t.buf, start, end)
-            if bad:
-                text = t.buf[start:end].encode("utf-8", "surrogateescape")
-                offset = len(t.buf[start : bad.start()].encode("utf-8", "surrogateescape"))
-                problem = (
-                    f"not valid UTF-8: byte 0x{ord(bad.group()) - 0xDC00:02x} at byte {offset + 1} "
-                    f"of the record (file line {t.line_of(bad.start())})"
-                )
-                yield index, loc, text.decode("utf-8", "replace"), problem
-            else:
-                yield index, loc, value, None
-            t.pos, index = end, index + 1
-            sep = t.peek()
-            if sep == "]":
-                break
-            if sep != ",":
-                found = repr(sep) if sep else "end of file"
-                problem = (
-                    f"invalid JSON: expected ',' or ']' after the record at index {index - 1}, found {found} "
-                    f"(file line {t.line_of(t.pos)}); the rest of the array cannot be read"
-                )
-                yield index, f"index {index}", t.buf[t.pos : t.pos + 500], problem
-                return
             t.pos += 1
+        else:
+            while True:  # at the start of an element
+                loc = f"index {index}"
+                if t.peek() == "":
+                    stats.bytes_read = t.consumed()
+                    yield index, loc, "", "invalid JSON: the array is not closed (is the file cut off?)"
+                    return
+                problem = None
+                try:
+                    value, end = t.decode()
+                except json.JSONDecodeError as e:
+                    problem = (
+                        f"invalid JSON: {_msg(e)} at file line {t.line_of(e.pos)}, "
+                        f"character {e.pos - t.pos + 1} of the record"
+                    )
+                except (RecursionError, ValueError) as e:
+                    problem = f"{_decode_problem(e)} (file line {t.line_of(t.pos)})"
+                if problem is None:
+                    item = _checked_element(t, index, value, end)
+                    t.pos, index = end, index + 1
+                    stats.bytes_read = t.consumed()
+                    yield item
+                    sep = t.peek()
+                    if sep == "]":
+                        break
+                    if sep == ",":
+                        t.pos += 1
+                        continue
+                    if sep == "":
+                        yield (
+                            index,
+                            f"index {index}",
+                            "",
+                            (
+                                f"invalid JSON: the array is not closed after the record at index {index - 1} "
+                                "(is the file cut off?)"
+                            ),
+                        )
+                        return
+                    loc = f"index {index}"
+                    problem = (
+                        f"invalid JSON: expected ',' or ']' after the record at index {index - 1}, "
+                        f"found {sep!r} (file line {t.line_of(t.pos)})"
+                    )
+                # a broken span from t.pos: one bad item, then on with what follows it
+                first_line, preview = t.line_of(t.pos), t.buf[t.pos : t.pos + _PREVIEW]
+                nxt, last = _skip_broken(t, t.indent_at(t.pos))
+                if nxt is None:
+                    problem += (
+                        f"; no record follows it up to the end of the file (line {last}), "
+                        "and the array is not closed (is the file cut off?)"
+                    )
+                else:
+                    lines = (
+                        f"file line {first_line}"
+                        if last <= first_line
+                        else (f"file lines {first_line}-{last}")
+                    )
+                    problem += f"; skipped its text ({lines}) and read on from the next record"
+                    t.pos = nxt
+                stats.bytes_read = t.consumed() if nxt is not None else t.bytes_read
+                yield index, loc, preview, problem
+                index += 1
+                if nxt is None:
+                    return
+                if t.buf[nxt] == "]":
+                    break
         t.pos += 1
         if t.peek():
-            raise RecordError(
-                path, f"line {t.line_of(t.pos)}", "unexpected data after the closing ']' of the array"
+            line = t.line_of(t.pos)
+            preview = t.buf[t.pos : t.pos + _PREVIEW]
+            stats.bytes_read = t.bytes_read
+            yield (
+                index,
+                f"line {line}",
+                preview,
+                (
+                    f"unexpected data after the closing ']' of the array (file line {line}); "
+                    "it is not read as records"
+                ),
             )
+            return
+        stats.bytes_read = t.bytes_read
 
 
-def _iter_parquet(path: Path) -> Iterator[_Item]:
+def _checked_element(t: _TextBuffer, index: int, value: Any, end: int) -> _Item:
+    """The item for a decoded element ``t.buf[t.pos:end]``: bad if its text is not UTF-8 or its value
+    is too deep or holds a lone surrogate."""
+    start, loc = t.pos, f"index {index}"
+    bad = _SURROGATE.search(t.buf, start, end)
+    if bad:
+        text = t.buf[start:end].encode("utf-8", "surrogateescape")
+        offset = len(t.buf[start : bad.start()].encode("utf-8", "surrogateescape"))
+        problem = (
+            f"not valid UTF-8: byte 0x{ord(bad.group()) - 0xDC00:02x} at byte {offset + 1} "
+            f"of the record (file line {t.line_of(bad.start())})"
+        )
+        return index, loc, text.decode("utf-8", "replace"), problem
+    problem = _text_problem(t.buf, value, start, end)
+    if problem:
+        return index, loc, t.buf[start:end], f"{problem} (file line {t.line_of(start)})"
+    return index, loc, value, None
+
+
+def _iter_parquet(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
+    stats = stats if stats is not None else ReadStats()
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
@@ -252,6 +526,7 @@ def _iter_parquet(path: Path) -> Iterator[_Item]:
     index = 0
     for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
         for row in batch.to_pylist():
+            stats.bytes_read = index + 1  # rows, the unit input_size gives for parquet
             yield index, f"index {index}", row, None
             index += 1
 
@@ -268,15 +543,17 @@ def _load_dataset(path: Path) -> Any:
     return ds
 
 
-def _iter_dataset(path: Path) -> Iterator[_Item]:
+def _iter_dataset(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
+    stats = stats if stats is not None else ReadStats()
     index = 0
     for table in _load_dataset(path).with_format("arrow").iter(batch_size=_BATCH_ROWS):
         for row in table.to_pylist():
+            stats.bytes_read = index + 1  # rows, the unit input_size gives for datasets
             yield index, f"index {index}", row, None
             index += 1
 
 
-_READERS: dict[str, Callable[[Path], Iterator[_Item]]] = {
+_READERS: dict[str, Callable[[Path, ReadStats], Iterator[_Item]]] = {
     "json": _iter_json, "jsonl": _iter_jsonl, "parquet": _iter_parquet, "dataset": _iter_dataset,
 }  # fmt: skip
 
@@ -305,7 +582,7 @@ def _records(
 ) -> Iterator[Record]:
     """Parsed good records; each bad one goes to ``on_bad(index, location, problem, record)``."""
     stats.file_type, stats.format = file_type, fmt
-    for index, loc, obj, problem in _READERS[file_type](path):
+    for index, loc, obj, problem in _READERS[file_type](path, stats):
         stats.records += 1
         if problem is None:
             if not isinstance(obj, dict):
@@ -368,6 +645,21 @@ def count_records(path: str | Path) -> int:
         with open(p, "rb") as f:
             return sum(1 for line in f if line and not line.isspace())
     return sum(1 for _ in _iter_json(p))
+
+
+def input_size(path: str | Path) -> tuple[int, str]:
+    """(total, unit) of an input for progress: its size in ``"bytes"`` for JSON/JSONL, its ``"rows"`` for
+    parquet and datasets (from metadata, without reading the data). ``ReadStats.bytes_read`` counts in
+    the same unit, so progress can show an ETA without a counting pass over the file."""
+    p, file_type = _open(path)
+    if file_type == "parquet":
+        try:
+            return pq.ParquetFile(p).metadata.num_rows, "rows"
+        except (pa.ArrowException, OSError) as e:
+            raise DeitaError(f"{p}: cannot read as parquet: {e}") from e
+    if file_type == "dataset":
+        return len(_load_dataset(p)), "rows"  # memory-maps the arrow files; reads no rows
+    return p.stat().st_size, "bytes"
 
 
 # ---------------------------------------------------------------- writing
@@ -448,6 +740,12 @@ class _ParquetSink:
             p.unlink(missing_ok=True)
 
 
+class UnwritableRecord(DeitaError, ValueError):
+    """``RecordWriter.write`` cannot write this record to its file type (e.g. an integer beyond int64 to
+    parquet). Raised before anything of the record is buffered, so the caller can send the record to a
+    rejects writer and go on writing; the message is the reason and names the field."""
+
+
 def _replace(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst``, replacing a file or a dataset folder already there."""
     if dst.is_dir() and not dst.is_symlink():
@@ -464,6 +762,12 @@ class RecordWriter:
 
     JSON is an array written record by record; parquet goes in batches; a ``dataset`` folder is written
     through a temporary parquet file and ``datasets.Dataset.save_to_disk`` at close.
+
+    ``write`` raises ``UnwritableRecord`` for a record this file type cannot hold, leaving the output as
+    it was, so one such record need not fail the whole write: parquet and datasets need integers within
+    int64, valid Unicode text and a schema at most ``PARQUET_MAX_SCHEMA_DEPTH`` deep (what pyarrow reads
+    back); JSON/JSONL take any integer (Python's
+    json round-trips big ints) and write a lone surrogate as its ``\\ud800`` escape.
     """
 
     def __init__(self, path: str | Path, file_type: str | None = None) -> None:
@@ -485,12 +789,26 @@ class RecordWriter:
         else:
             self._sink = _ParquetSink(self._tmp)
 
+    def check(self, raw: dict) -> str | None:
+        """Why ``write(raw)`` would raise ``UnwritableRecord``, or None. For JSON outputs only nesting is
+        checked here (an encoder failure, e.g. a circular reference, still surfaces in ``write``)."""
+        return _value_problem(raw, parquet=self._sink is not None)
+
     def write(self, raw: dict) -> None:
+        """Add one record; ``UnwritableRecord`` (nothing written) when this file type cannot hold it."""
         if self._sink is not None:
+            problem = self.check(raw)
+            if problem is not None:
+                raise UnwritableRecord(problem)
             self._sink.add(raw)
         else:
             assert self._f is not None
-            text = _ENCODER.encode(raw)
+            try:
+                text = _ENCODER.encode(raw)
+            except RecursionError as e:
+                raise UnwritableRecord("nested deeper than the JSON encoder allows") from e
+            except ValueError as e:  # a circular reference, an integer of more than 4300 digits
+                raise UnwritableRecord(f"cannot encode as JSON: {e}") from e
             if self.file_type == "jsonl":
                 self._f.write(text + "\n")
             else:
@@ -578,23 +896,32 @@ def convert_file(
 ) -> int:
     """Convert every record of ``src`` to format ``to_fmt`` into ``dst`` (atomically); returns records written.
 
-    A record that cannot be converted (e.g. a multi-turn chat to Alpaca) is a bad record like any other:
-    named by file and location, and raised or sent to ``rejects`` according to ``on_error``.
+    A record that cannot be converted (e.g. a multi-turn chat to Alpaca) or that ``dst``'s file type
+    cannot hold (``UnwritableRecord``, e.g. an integer beyond int64 for parquet) is a bad record like any
+    other: named by file and location, and raised or sent to ``rejects`` according to ``on_error``.
     """
     if to_fmt not in FORMATS:
         raise DeitaError(f"unknown format {to_fmt!r} (expected one of {', '.join(FORMATS)})")
     stats = stats if stats is not None else ReadStats()
     with RecordWriter(dst, file_type) as w:
         for rec in iter_records(src, fmt=fmt, on_error=on_error, rejects=rejects, stats=stats):
+            cause: Exception
             try:
                 out = convert_record(rec.raw, stats.format or "", to_fmt)
             except ValueError as e:
-                stats.rejected += 1
-                if on_error == "fail":
-                    where = rejects.path if rejects is not None else rejects_path_for(dst)
-                    raise RecordError(src, rec.location, str(e), hint=SKIP_HINT.format(rejects=where)) from e
-                if rejects is not None:
-                    rejects.add(rec.index, rec.location, str(e), rec.raw)
-                continue
-            w.write(out)
+                cause, problem = e, str(e)
+            else:
+                try:
+                    w.write(out)
+                    continue
+                except (
+                    UnwritableRecord
+                ) as e:  # only this: a failed batch write must not pass as one bad record
+                    cause, problem = e, f"cannot write to {w.file_type}: {e}"
+            stats.rejected += 1
+            if on_error == "fail":
+                where = rejects.path if rejects is not None else rejects_path_for(dst)
+                raise RecordError(src, rec.location, problem, hint=SKIP_HINT.format(rejects=where)) from cause
+            if rejects is not None:
+                rejects.add(rec.index, rec.location, problem, rec.raw)
     return w.count
