@@ -7,6 +7,7 @@ import torch
 from deita.data.records import Turn
 from deita.errors import DeitaError
 from deita.runtime.prefill import ModelSpec, load_causal_lm
+from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.backends.hf import HFBackend
 from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreConfig, ScoreWorker, expected_scores
@@ -46,7 +47,7 @@ def test_mistral_architecture_scores(tiny_mistral):
 
 
 def test_truncation_keeps_the_prompt_tail(tiny_llama):
-    backend = HFBackend(ModelSpec(str(tiny_llama), device="cpu"), 4096)
+    backend = HFBackend(ScorerSpec(str(tiny_llama), device="cpu", batch_tokens=4096))
     long_turn = Turn("word " * 3000, "answer " * 3000)
     prompts = build_prompts(backend.tokenizer, "quality", [long_turn, TURNS[0]], max_length=256)
     assert prompts[0].truncated and not prompts[1].truncated

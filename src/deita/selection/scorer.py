@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from deita.data.records import Turn
 from deita.scoring.prompts import build_prompts
+from deita.scoring.backends.hf import HFOptions
 from deita.scoring.scorer import ScoreConfig, expected_scores, load_backend
 
 
@@ -21,7 +22,7 @@ class Scorer:
     def __init__(self, model_name_or_path: str, is_vllm: bool = False, device: str = "auto") -> None:
         # One text per call: compilation would only add its warm-up to the first call.
         self.config = ScoreConfig(model=model_name_or_path, backend="vllm" if is_vllm else "hf", device=device,
-                                  compile=False)
+                                  hf=HFOptions(compile=False))
         self.backend = load_backend(self.config)
 
     def _score(self, score_type: str, instruction: str, response: str = "") -> float:
