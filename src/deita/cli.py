@@ -134,7 +134,8 @@ def _nested(flags: dict[str, Flag], values: dict[str, Any]) -> dict[str, Any]:
 def build_config(cls: type, flags: dict[str, Flag], values: dict[str, Any], base: Any = None) -> Any:
     """The command's config: defaults (or `base`) updated by the flags given, checked before any work."""
     config = config_from_mapping(cls, _nested(flags, values), "options", base=base if base is not None else cls())
-    check_config(config)
+    by_path = {path: flag for flag, spec in flags.items() for path in spec.paths}
+    check_config(config, label=lambda name: by_path.get(name, name))
     return config
 
 

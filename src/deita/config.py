@@ -13,7 +13,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from deita.errors import DeitaError
@@ -153,12 +153,13 @@ def iter_options(config: Any, prefix: str = "") -> Iterator[tuple[str, dataclass
             yield f"{prefix}{f.name}", f, value
 
 
-def check_config(config: Any, source: str = "") -> None:
+def check_config(config: Any, source: str = "", label: Callable[[str], str] | None = None) -> None:
     """Check every option's choices and range, then each config's own `check()` for rules across options.
 
-    The first bad value is a DeitaError naming it; commands call this before any work starts.
+    The first bad value is a DeitaError naming it (`label` turns a dotted field name into what the user
+    typed, e.g. its flag); commands call this before any work starts.
     """
-    _check_fields(config, source)
+    _check_fields(config, source, label or (lambda name: name))
     _check_rules(config, source)
 
 
@@ -175,9 +176,9 @@ def _check_rules(config: Any, source: str) -> None:
             raise DeitaError(f"{source}{err}" if source else str(err)) from None
 
 
-def _check_fields(config: Any, source: str) -> None:
+def _check_fields(config: Any, source: str, label: Callable[[str], str]) -> None:
     for name, f, value in iter_options(config):
-        where = f"{source}{name}"
+        where = f"{source}{label(name)}"
         meta = f.metadata
         if value is None or value in meta.get("allow", ()):
             continue

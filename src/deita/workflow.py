@@ -93,7 +93,7 @@ class SelectConfig:
                 current = getattr(config, name)
                 config = dataclasses.replace(config, **{
                     name: config_from_mapping(type(current), values, f"{layer_source} [{name}]", base=current)})
-        check_config(config)
+        check_config(config, f"{source}: ")
         return config
 
     def to_yaml(self) -> str:
