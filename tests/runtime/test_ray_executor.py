@@ -24,8 +24,10 @@ from deita.data.records import Turn
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
+from deita.runtime.options import RunOptions
 from deita.runtime.ray import RayExecutor, decode_requests, encode_requests, import_ray
-from deita.runtime.runner import RunOptions, run_stage
+from deita.runtime.runner import run_stage
+from deita.runtime.sinks import RecordSink
 from deita.scoring.run import score_file
 from deita.scoring.scorer import ScoreConfig, ScoreStage
 
@@ -104,8 +106,9 @@ def assert_same_scores(local: list[dict], remote: list[dict], field: str = "qual
         np.testing.assert_allclose(b[field], a[field], rtol=0, atol=1e-5)
 
 
-def stage_results(run) -> list[dict]:
-    return [{**record.raw, "quality_scores": [float(s) for s in rows]} for record, rows in run.records_with_results()]
+def run_probe(stage, data: Path, output: Path, options: RunOptions):
+    sink = RecordSink(output, lambda rows: {"quality_scores": [float(s) for s in rows]})
+    return run_stage(stage, data, sink, options, options.cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +139,7 @@ def test_score_matches_local(ray_cluster, tiny_llama, sharegpt_file, local_score
     out = tmp_path / "scored.jsonl"
     report = score_file(sharegpt_file, out, ScoreConfig(type="quality", model=str(tiny_llama), device="cpu"),
                         RunOptions(executor="ray", num_workers=2, shard_size=SHARD_SIZE, quiet=True))
-    assert report.records == N_RECORDS and report.shards == N_RECORDS // SHARD_SIZE
+    assert report.summary.records == N_RECORDS and report.summary.shards == N_RECORDS // SHARD_SIZE
     assert_same_scores(local_scores, read_jsonl(out))
 
 
@@ -158,11 +161,11 @@ def test_killed_worker_is_restarted_and_its_shard_retried(ray_cluster, tiny_llam
     stage = ProbeStage(config, calls, crash_on=13, marker=marker)  # shard 3 kills its worker once
     options = RunOptions(executor="ray", num_workers=2, shard_size=SHARD_SIZE, quiet=True,
                          cache_dir=str(tmp_path / "cache"))
-    run = run_stage(stage, sharegpt_file, tmp_path / "scored.jsonl", options, "probe")
+    summary = run_probe(stage, sharegpt_file, tmp_path / "scored.jsonl", options)
     assert marker.exists(), "the worker was never killed"
-    assert run.summary.resumed_shards == 0 and run.summary.shards == N_RECORDS // SHARD_SIZE
+    assert summary.resumed_shards == 0 and summary.shards == N_RECORDS // SHARD_SIZE
     assert set(computed_shards(calls)) == set(range(N_RECORDS // SHARD_SIZE))
-    assert_same_scores(local_scores, stage_results(run))
+    assert_same_scores(local_scores, read_jsonl(tmp_path / "scored.jsonl"))
 
 
 def test_failed_run_resumes_without_recomputing_finished_shards(ray_cluster, tiny_llama, sharegpt_file,
@@ -174,18 +177,23 @@ def test_failed_run_resumes_without_recomputing_finished_shards(ray_cluster, tin
                          cache_dir=str(tmp_path / "cache"))
     output = tmp_path / "scored.jsonl"
     with pytest.raises(DeitaError, match="probe failure on record 37"):
-        run_stage(ProbeStage(config, calls, fail_on=37), sharegpt_file, output, options, "probe")
-    saved = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "cache").rglob("shard-*.npz"))
-    assert saved and 9 not in saved  # some shards were finished and persisted, the failing one was not
+        run_probe(ProbeStage(config, calls, fail_on=37), sharegpt_file, output, options)
+    saved = len(list((tmp_path / "cache").rglob("*.npz")))
+    assert 0 < saved < N_RECORDS // SHARD_SIZE  # some shards were finished and persisted, the failing one was not
+    assert not output.exists()
     for p in calls.glob("*.json"):
         p.unlink()
 
-    run = run_stage(ProbeStage(config, calls), sharegpt_file, output, options, "probe")
-    assert run.summary.resumed_shards == len(saved)
-    assert computed_shards(calls) == sorted(set(range(N_RECORDS // SHARD_SIZE)) - set(saved))
-    assert_same_scores(local_scores, stage_results(run))
+    summary = run_probe(ProbeStage(config, calls), sharegpt_file, output, options)
+    assert summary.resumed_shards == saved
+    assert len(computed_shards(calls)) == N_RECORDS // SHARD_SIZE - saved
+    assert_same_scores(local_scores, read_jsonl(output))
 
 
 def test_everything_cached_needs_no_cluster():
+    from deita.runtime.shards import ShardResult, ShardTask
+
     executor = RayExecutor(num_workers=1)
-    assert list(executor.run(None, iter([]), None)) == []
+    assert list(executor.run(None, iter([]))) == []
+    done = ShardTask(0, "k", [], np.array([1]), result=ShardResult(np.zeros(1), np.array([1])))
+    assert list(executor.run(None, iter([done]))) == [(done, None)]
