@@ -56,7 +56,7 @@ class Flag:
 def _click_type(tp: Any) -> tuple[Any, bool]:
     """(click type, is_flag) for a config field type."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
         tp = args[0]
     if typing.get_origin(tp) is tuple:
         item = typing.get_args(tp)[0] if typing.get_args(tp) else str
@@ -104,9 +104,7 @@ def config_flags(cls: type, defaults: Any = None, exclude: tuple[str, ...] = (),
             decls.append(f.metadata["short"])
         help_text = f.metadata.get("help", "")
         shown = _default_text(value)
-        if shown and not is_flag:
-            help_text += f"  [default: {shown}]"
-        elif is_flag and value is not None:
+        if shown and not is_flag or is_flag and value is not None:
             help_text += f"  [default: {shown}]"
         param = "opt_" + flag[2:].replace("-", "_")
         option = click.Option([*decls, param], type=None if is_flag else click_type, default=None,
@@ -368,8 +366,84 @@ def select_command() -> click.Command:
                    "run.yaml", [INPUT, OUTPUT, config_file, preset, device], run, (filter_flags, run_flags))
 
 
+def _train_command(kind: str) -> click.Command:
+    from deita.runtime.options import RunOptions
+    from deita.training.config import READ_OPTIONS, DPOConfig, SFTConfig, load_yaml
+
+    cls = SFTConfig if kind == "sft" else DPOConfig
+    train_flags = config_flags(cls)
+    read_flags = config_flags(RunOptions, exclude=tuple(f.name for f in dataclasses.fields(RunOptions)
+                                                        if f.name not in READ_OPTIONS))
+    config_file = click.Option(["--config", "config_file"], type=click.Path(path_type=Path),
+                               help="YAML with the options (keys as the flags, read options under run:); flags "
+                                    "override it. OUTDIR/train_config.yaml has this shape.")
+    outdir = click.Option(["-o", "--output", "output"], type=click.Path(path_type=Path), required=True,
+                          help="Output folder: the trained model and tokenizer, logs, checkpoints while training.")
+
+    def run(input: Path, output: Path, config_file: Path | None, **values: Any) -> None:
+        config, options = cls(), RunOptions()
+        if config_file is not None:
+            config, options = load_yaml(config_file, cls, options)
+        config = build_config(cls, train_flags, values, config)
+        options = build_config(RunOptions, read_flags, values, options)
+        if kind == "sft":
+            from deita.training.sft import run_sft as train
+        else:
+            from deita.training.dpo import run_dpo as train
+        _print(train(input, output, config, options).lines())
+
+    help = {"sft": "Supervised fine-tuning on DATA (any file deita reads, e.g. `deita select`'s output) with the "
+                   "paper's recipe: Vicuna v1.1, loss on the answers only, packed rows, lr 2e-5 cosine, 6 epochs."
+                   "\n\nRerun the same command after an interruption to resume from the last checkpoint. Several "
+                   "GPUs: the same command under `accelerate launch` (see docs/training.md).\n\nExample: deita "
+                   "train sft selected.jsonl -o out/sft --model mistralai/Mistral-7B-v0.1",
+            "dpo": "DPO on PAIRS (prompt, chosen, rejected) after SFT, with the paper's settings: beta 0.1, lr 5e-7 "
+                   "linear, prompts cut to 512 tokens; the reference is a frozen copy of --model.\n\nExample: "
+                   "deita train dpo pairs.jsonl -o out/dpo --model out/sft"}[kind]
+    return command(kind, help, [INPUT, outdir, config_file], run, (train_flags, read_flags))
+
+
+def train_command() -> click.Command:
+    return click.Group("train", commands={kind: _train_command(kind) for kind in ("sft", "dpo")},
+                       context_settings=CONTEXT, help="Train on the selection: `sft`, then `dpo` (needs the "
+                       "train extra: pip install -e '.[train]').")
+
+
+def dpo_data_command() -> click.Command:
+    from deita.runtime.options import RunOptions
+    from deita.training.config import DPODataConfig
+
+    sample_flags, read_flags = config_flags(DPODataConfig), _read_flags(exclude=("format", "pairing"))
+
+    def run(input: Path, output: Path, **values: Any) -> None:
+        from deita.data.io import rejects_path_for
+        from deita.data.paths import check_paths, check_writable
+        from deita.training.data import sample_pairs
+
+        config = build_config(DPODataConfig, sample_flags, values)
+        options = build_config(RunOptions, read_flags, values)
+        if not input.exists():
+            raise DeitaError(f"{input}: no such file or directory")
+        rejects_file = rejects_path_for(output) if options.on_error == "skip" else None
+        check_paths({"input": input}, {"--output": output, "rejects file": rejects_file})
+        check_writable("--output", output)
+        rejects = _rejects(options, output)
+        try:
+            _print(sample_pairs(input, output, config.size, config.seed, options.on_error, rejects,
+                                rejects_hint=rejects_path_for(output)).lines())
+        finally:
+            if rejects is not None:
+                rejects.close()
+
+    return command("dpo-data", "Sample DPO pairs the way the paper did (10K with seed 42) from a local "
+                   "UltraFeedback-binarized style file (prompt, chosen, rejected).\n\nExample: deita dpo-data "
+                   "train_prefs.parquet -o pairs.jsonl --size 10000 --seed 42", [INPUT, OUTPUT], run,
+                   (sample_flags, read_flags))
+
+
 COMMANDS = {"validate": validate_command, "convert": convert_command, "score": score_command,
-            "embed": embed_command, "filter": filter_command, "select": select_command}
+            "embed": embed_command, "filter": filter_command, "select": select_command,
+            "train": train_command, "dpo-data": dpo_data_command}
 
 
 class LazyGroup(click.Group):
@@ -392,6 +466,9 @@ def app(debug: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("deita").setLevel(logging.DEBUG if debug else logging.INFO)
     if not debug:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)  # libraries' deprecation notes are not for users
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
