@@ -14,7 +14,7 @@ training command runs (`require_training`).
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 
 from deita.errors import DeitaError
 
@@ -23,9 +23,11 @@ _REQUIRED = ("trl", "peft", "accelerate", "matplotlib")
 
 
 def require_training() -> None:
-    """Import the training dependencies now, or raise one clear DeitaError naming the missing one."""
+    """Raise one clear DeitaError naming a missing training dependency (found without importing it)."""
     for name in _REQUIRED:
         try:
-            importlib.import_module(name)
-        except ImportError as err:
-            raise DeitaError(f"deita train needs the package '{name}' ({err}); {TRAIN_EXTRA_HINT}") from None
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise DeitaError(f"deita train needs the package '{name}', which is not installed; {TRAIN_EXTRA_HINT}")

@@ -153,7 +153,16 @@ def _answer(raw: dict, name: str) -> tuple[list[dict[str, str]], dict[str, str]]
             raise ValueError(f"'{name}' is empty")
         return [], {"from": "assistant", "value": value}
     messages = _messages(value, name)
-    return messages[:-1], messages[-1]
+    answer = messages[-1]
+    if isinstance(answer["value"], str) and not answer["value"].strip():
+        raise ValueError(f"'{name}' ends with an empty answer")
+    try:  # the last message's role, with every alias the readers accept
+        is_answer = bool(parse_turns({"conversations": [{"from": "user", "value": "?"}, answer]}, "sharegpt")[0][0].response)
+    except ValueError:
+        is_answer = False
+    if not is_answer:
+        raise ValueError(f"'{name}' does not end with the assistant's answer")
+    return messages[:-1], answer
 
 
 def _prompt(raw: dict) -> list[dict[str, str]]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deita.config import field_types
 from deita.data.paths import check_paths, check_writable
 from deita.errors import DeitaError
 from deita.training.config import TrainConfig
@@ -171,7 +172,9 @@ class OutputFolder:
 
 def fingerprint(config: TrainConfig, data_fingerprint: str, launch: Launch) -> dict[str, Any]:
     """What must not change for a rerun to resume: the recipe, the processes and the exact token data."""
-    recipe = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in NOT_IN_FINGERPRINT}
+    hints = field_types(type(config))
+    recipe = {f.name: float(getattr(config, f.name)) if hints[f.name] is float else getattr(config, f.name)
+              for f in dataclasses.fields(config) if f.name not in NOT_IN_FINGERPRINT}  # 2 and 2.0: one recipe
     recipe["processes"] = launch.processes
     recipe["data"] = data_fingerprint
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
