@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from transformers import AutoTokenizer, TrainerCallback
 from train_helpers import conversations
+from transformers import AutoTokenizer, TrainerCallback
 
 from deita.data.io import iter_records
 from deita.runtime.options import RunOptions
