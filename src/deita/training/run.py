@@ -236,6 +236,7 @@ def load_model(path: str, config: TrainConfig, launch: Launch, frozen: bool = Fa
             from peft import AutoPeftModelForCausalLM
 
             model = AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
+            model.requires_grad_(not frozen)  # peft loads an adapter for inference, with every weight frozen
         else:
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:
