@@ -151,6 +151,7 @@ def _print(lines: list[str]) -> None:
 
 
 INPUT = click.Argument(["input"], type=click.Path(path_type=Path))
+SELECTED = click.Argument(["input"], type=click.Path(path_type=Path), metavar="SELECTED")
 OUTPUT = click.Option(["-o", "--output", "output"], type=click.Path(path_type=Path), required=True,
                       help="Output path.")
 
@@ -332,7 +333,10 @@ def select_command() -> click.Command:
     from deita.selection.run import FilterConfig
     from deita.workflow import DEFAULT_PRESET, PRESETS, SECTIONS, SelectConfig
 
+    from deita.report.run import ReportConfig
+
     filter_flags = config_flags(FilterConfig, exclude=("device",))
+    report_flags = config_flags(ReportConfig, exclude=("examples", "text_chars", "seed"))
     run_flags = config_flags(RunOptions)
     preset_field = {f.name: f for f in dataclasses.fields(SelectConfig)}["preset"]
     config_file = click.Option(["--config", "config_file"], type=click.Path(path_type=Path),
@@ -352,6 +356,7 @@ def select_command() -> click.Command:
             data["preset"] = preset
         config = SelectConfig.build(data, source)
         config = dataclasses.replace(config, filter=build_config(FilterConfig, filter_flags, values, config.filter),
+                                     report=build_config(ReportConfig, report_flags, values, config.report),
                                      run=build_config(RunOptions, run_flags, values, config.run))
         if device is not None:
             config = dataclasses.replace(config, **{
@@ -365,11 +370,39 @@ def select_command() -> click.Command:
                    "effective config is saved as OUTPUT.config.yaml and bad records (with --on-error skip) go to "
                    "OUTPUT.rejects.jsonl.\n\nExamples:\n\n  deita select examples/sample.jsonl -o out/selected.jsonl "
                    "--size 20 --preset offline\n\n  deita select pool.json -o deita6k.json --size 6000 --config "
-                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device], run, (filter_flags, run_flags))
+                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device], run, (filter_flags, report_flags, run_flags))
+
+
+def report_command() -> click.Command:
+    from deita.report.run import ReportConfig
+
+    flags = config_flags(ReportConfig, exclude=("write",))
+    pool = click.Option(["--pool"], type=click.Path(path_type=Path), required=True,
+                        help="The scored pool the selection was made from (the filter's input).")
+    embeddings = click.Option(["--embeddings"], type=click.Path(path_type=Path),
+                              help="The pool's embeddings (.npy): adds the threshold curve.")
+    stats = click.Option(["--stats"], type=click.Path(path_type=Path),
+                         help="The filter's statistics JSON (--stats of `deita filter`): funnel and near-duplicate "
+                              "evidence.")
+    rejects = click.Option(["--rejects"], type=click.Path(path_type=Path),
+                           help="A rejects file, to count rejected records by kind.")
+
+    def run(input: Path, output: Path, pool: Path, embeddings: Path | None, stats: Path | None,
+            rejects: Path | None, **values: Any) -> None:
+        from deita.report.run import report_file
+
+        config = build_config(ReportConfig, flags, values)
+        _print([f"report → {report_file(input, pool, output, embeddings, stats, config, rejects)}"])
+
+    return command("report", "Explain a selection: one self-contained HTML page (funnel, pool vs selection, "
+                   "near-duplicate evidence, threshold curve, best and worst picks, per-source breakdown, score "
+                   "health).\n\nExample: deita report selected.jsonl --pool scored.jsonl --embeddings emb.npy "
+                   "--stats stats.json -o report.html", [SELECTED, OUTPUT, pool, embeddings, stats, rejects], run,
+                   (flags,))
 
 
 COMMANDS = {"validate": validate_command, "convert": convert_command, "score": score_command,
-            "embed": embed_command, "filter": filter_command, "select": select_command}
+            "embed": embed_command, "filter": filter_command, "select": select_command, "report": report_command}
 
 
 class LazyGroup(click.Group):

@@ -84,10 +84,10 @@ class FilterReport:
                 f"→ {self.output}"]
 
 
-def resolve_sort_key(config: FilterConfig, first: dict | None) -> tuple[str, ...]:
-    """The configured sort key, or the score fields the records carry: Deita scores, else length scores."""
-    if config.sort_key:
-        return config.sort_key
+def resolve_sort_key(sort_key: tuple[str, ...] | None, first: dict | None) -> tuple[str, ...]:
+    """`sort_key` when given, or the score fields the records carry: Deita scores, else length scores."""
+    if sort_key:
+        return sort_key
     if first is not None and all(key in first for key in LENGTH_SCORE_KEYS) \
             and not any(key in first for key in DEFAULT_SCORE_KEYS):
         return LENGTH_SCORE_KEYS
@@ -104,7 +104,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None
     count = 0
     for record in iter_records(path, fmt=fmt):
         if count == 0:
-            sort_key = resolve_sort_key(config, record.raw)
+            sort_key = resolve_sort_key(config.sort_key, record.raw)
             lists = [[] for _ in sort_key]
         count += 1
         if config.strategy in NEEDS_SCORES:
