@@ -8,11 +8,12 @@ environment problem prints one `error:` line and exits 1; `--debug` shows the tr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +180,10 @@ def _rejects(options: Any, output: Path):
     return RejectsWriter(rejects_path_for(output)) if options.on_error == "skip" else None
 
 
-def _stage_paths(input: Path, output: Path, options: Any) -> None:
-    """Refuse, before any work, outputs that would overwrite the input or each other."""
+@contextlib.contextmanager
+def _checked_stage(input: Path, output: Path, options: Any) -> Iterator[Any]:
+    """Refuse, before any work, outputs that would overwrite the input or each other; then yield the rejects
+    writer of `--on-error skip` (None for fail), closed at the end."""
     from deita.data.io import rejects_path_for
     from deita.data.paths import check_paths, check_writable
     from deita.runtime.runner import cache_root
@@ -191,6 +194,12 @@ def _stage_paths(input: Path, output: Path, options: Any) -> None:
                "cache": cache_root(options, output)}
     check_paths({"input": input}, outputs)
     check_writable("--output", output)
+    rejects = _rejects(options, output)
+    try:
+        yield rejects
+    finally:
+        if rejects is not None:
+            rejects.close()
 
 
 def validate_command() -> click.Command:
@@ -265,13 +274,8 @@ def score_command() -> click.Command:
 
         config = build_config(ScoreConfig, score_flags, values)
         options = build_config(RunOptions, run_flags, values)
-        _stage_paths(input, output, options)
-        rejects = _rejects(options, output)
-        try:
+        with _checked_stage(input, output, options) as rejects:
             _print(score_file(input, output, config, options, rejects=rejects).lines())
-        finally:
-            if rejects is not None:
-                rejects.close()
 
     return command("score", "Score every turn with a Deita scorer; adds complexity_scores or quality_scores to "
                    "each record.\n\nResumable: rerun the same command after an interruption and finished shards "
@@ -292,13 +296,8 @@ def embed_command() -> click.Command:
         options = build_config(RunOptions, run_flags, values)
         if output.suffix != ".npy":
             raise DeitaError(f"{output}: embeddings are written as a .npy array; give a path ending in .npy")
-        _stage_paths(input, output, options)
-        rejects = _rejects(options, output)
-        try:
+        with _checked_stage(input, output, options) as rejects:
             _print(embed_file(input, output, config, options, rejects=rejects).lines())
-        finally:
-            if rejects is not None:
-                rejects.close()
 
     return command("embed", "Embed every conversation into a memory-mappable .npy for the diversity filter. "
                    "Resumable.\n\nExample: deita embed scored.json -o emb.npy --kind causal --model "

@@ -117,17 +117,20 @@ class SelectPaths:
 
     output: Path
 
+    def _beside(self, suffix: str) -> Path:
+        return self.output.with_name(self.output.name + suffix)
+
     @property
     def work(self) -> Path:
-        return self.output.with_name(self.output.name + ".work")
+        return self._beside(".work")
 
     @property
     def rejects(self) -> Path:
-        return self.output.with_name(self.output.name + ".rejects.jsonl")
+        return self._beside(".rejects.jsonl")
 
     @property
     def config(self) -> Path:
-        return self.output.with_name(self.output.name + ".config.yaml")
+        return self._beside(".config.yaml")
 
     @property
     def stats(self) -> Path:
@@ -135,11 +138,11 @@ class SelectPaths:
 
     @property
     def report(self) -> Path:
-        return self.output.with_name(self.output.name + ".report.html")
+        return self._beside(".report.html")
 
     @property
     def manifest(self) -> Path:
-        return self.output.with_name(self.output.name + ".manifest.json")
+        return self._beside(".manifest.json")
 
     def outputs(self) -> dict[str, Path]:
         return {"--output": self.output, "rejects file": self.rejects, "config file": self.config,
