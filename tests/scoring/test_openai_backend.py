@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from openai_server import BackgroundServer, ServerOptions, create_app
+from openai_server import score_config
 
 from deita.errors import DeitaError
 from deita.scoring.backends.base import ScorerSpec
@@ -21,27 +21,8 @@ from deita.testing import example_turns
 TURNS = example_turns()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_llama):
-    options = ServerOptions()
-    with BackgroundServer(create_app(str(tiny_llama), options)) as running:
-        running.options = options
-        yield running
-
-
-@pytest.fixture
-def options(server):
-    """The server's behaviour, reset to an honest vLLM-like server (cap 20, bias honoured) for each test."""
-    server.options.max_logprobs, server.options.bias = 20, "honour"
-    server.options.requests.clear()
-    return server.options
-
-
 def openai_config(tiny_llama, server, type: str = "complexity", **overrides) -> ScoreConfig:
-    """The tiny model served as "tiny"; `overrides` are `OpenAIOptions` fields."""
-    settings = {"base_url": server.url, "served_model": "tiny", "concurrency": 4, "max_logprobs": 20}
-    return ScoreConfig(type=type, model=str(tiny_llama), backend="openai",
-                       openai=OpenAIOptions(**{**settings, **overrides}))
+    return score_config(tiny_llama, server.url, type, **{"concurrency": 4, **overrides})
 
 
 @pytest.fixture(scope="module")
