@@ -78,11 +78,11 @@ def test_score_resumes_after_kill_9_with_identical_output(tmp_path, tiny_llama):
     process = subprocess.Popen([*ENTRY, *map(str, args), "-o", str(out)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(cache.rglob("shard-*.npz"))) < 3:
+    while time.time() < deadline and len(list(cache.rglob("*.npz"))) < 3:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    finished = len(list(cache.rglob("shard-*.npz")))
+    finished = len(list(cache.rglob("*.npz")))
     assert 3 <= finished < 150, "the run must be killed part-way"
     assert not out.exists()
     result = deita(*args, "-o", out)
