@@ -465,7 +465,8 @@ def rank_command() -> click.Command:
 
         config = build_config(RankConfig, rank_flags, values)
         options = build_config(RunOptions, run_flags, values, JOB_RUN_OPTIONS)
-        _print(estimate_rank(input, config) if dry_run else rank_file(input, output, config, options).lines())
+        _print(estimate_rank(input, output, config, options) if dry_run else
+               rank_file(input, output, config, options).lines())
 
     return command("rank", "Score the variants of every EVOLVED row jointly (1..6 for 5 steps) in one call each, "
                    "shown in a seeded random order, into RANKED (JSONL). Invalid scores are asked again, then the row "

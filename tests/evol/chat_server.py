@@ -145,3 +145,18 @@ def create_app(options: ChatServerOptions) -> FastAPI:
         return answer
 
     return app
+
+
+if __name__ == "__main__":  # serve the synthetic task by hand: python tests/evol/chat_server.py --port 8011
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="The fake chat server of the EVOL tests (synthetic task).")
+    parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--latency", type=float, default=0.0, help="Seconds each answer takes.")
+    args = parser.parse_args()
+    served = ChatServerOptions(delay=args.latency)
+    if args.latency:
+        served.fault_when = lambda body: "timeout"  # answered after `delay` seconds, like a generating server
+    uvicorn.run(create_app(served), host="127.0.0.1", port=args.port, log_level="warning")

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from chat_server import seed_records, seeds_in
@@ -62,6 +69,32 @@ def test_after_a_crash_finished_shards_are_not_paid_for_again(chat_server, tmp_p
     assert len(rows) == 8 and not rejects and report.summary.resumed_shards == len(saved) // 2
     _, clean_rows, _ = run_evol(chat_server, seeds, tmp_path / "clean.jsonl", concurrency=2, shard_size=2)
     assert rows == clean_rows
+
+
+def test_a_killed_command_resumes_without_paying_twice(chat_server, tmp_path):
+    """kill -9 mid-run: the rerun asks only for the seeds of unfinished shards and writes the full output."""
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", seed_records(8))
+    output, cache = tmp_path / "evolved.jsonl", tmp_path / "evolved.jsonl.cache"
+    slow = {f"seed-{i:02d}" for i in range(4, 8)}
+    chat_server.options.delay = 3.0
+    chat_server.options.fault_when = lambda body: "timeout" if seeds_in(str(body["messages"])) & slow else None
+    deita = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
+    process = subprocess.Popen([deita, "evol", "complexity", str(seeds), "-o", str(output), "--base-url",
+                                chat_server.url, "--served-model", "fake", "--concurrency", "1", "--timeout", "5",
+                                "--shard-size", "2", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(stored_seeds(cache)) < 4:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = stored_seeds(cache)
+    assert saved == {"seed-00", "seed-01", "seed-02", "seed-03"} and not output.exists()
+    chat_server.options.reset()
+    report, rows, _ = run_evol(chat_server, seeds, output, concurrency=1, shard_size=2)
+    asked = {seed for prompt in chat_server.options.prompts() for seed in seeds_in(prompt)}
+    assert asked == slow and len(chat_server.options.requests) == 20
+    assert report.summary.resumed_shards == 2 and [row["index"] for row in rows] == list(range(8))
 
 
 def test_transient_rejects_are_asked_again_on_a_rerun_and_only_they(chat_server, tmp_path):

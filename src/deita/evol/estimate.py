@@ -47,6 +47,8 @@ def token_counter(model: str) -> tuple[Counter, str]:
 class Estimate:
     counted_with: str
     items: int = 0
+    skipped: int = 0
+    """Input records left out (bad, or without what the job needs) under --on-error skip."""
     evolution_calls: int = 0
     evolution_input: float = 0.0
     evolution_output: float = 0.0
@@ -56,7 +58,8 @@ class Estimate:
     assumptions: list[str] = field(default_factory=list)
 
     def lines(self, what: str) -> list[str]:
-        lines = [f"dry run: {self.items:,} {what}, no calls made; tokens counted with {self.counted_with}"]
+        skipped = f", {self.skipped:,} records skipped" if self.skipped else ""
+        lines = [f"dry run: {self.items:,} {what}{skipped}, no calls made; tokens counted with {self.counted_with}"]
         total_in, total_out = self.evolution_input + self.ranking_input, self.evolution_output + self.ranking_output
         if self.evolution_calls:
             lines.append(f"  evolution (deita evol): {self.evolution_calls:,} calls, ~{self.evolution_input:,.0f} "

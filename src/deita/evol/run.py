@@ -139,13 +139,16 @@ def _run(output: Path, options: RunOptions, description: str, items: Iterator[It
 class _BadInput:
     """Bad input records: a RecordError naming file and record (`--on-error fail`) or a reject (`skip`)."""
 
-    def __init__(self, path: Path, options: RunOptions, rejects: RejectsWriter) -> None:
-        self.path, self.skip, self.rejects, self.count = path, options.on_error == "skip", rejects, 0
+    def __init__(self, path: Path, options: RunOptions, rejects: RejectsWriter | None, hint: Path) -> None:
+        """`rejects`: where skipped records go (None: only counted, for dry runs); `hint`: the rejects file
+        a rerun with `--on-error skip` would write."""
+        self.path, self.skip, self.rejects, self.hint, self.count = path, options.on_error == "skip", rejects, hint, 0
 
     def add(self, index: int, location: str, problem: str, raw: Any) -> None:
         if not self.skip:
-            raise RecordError(self.path, location, problem, hint=SKIP_HINT.format(rejects=self.rejects.path))
-        self.rejects.add(index, location, problem, raw)
+            raise RecordError(self.path, location, problem, hint=SKIP_HINT.format(rejects=self.hint))
+        if self.rejects is not None:
+            self.rejects.add(index, location, problem, raw)
         self.count += 1
 
 
@@ -204,7 +207,7 @@ def evolve_file(input_path: str | Path, output_path: str | Path, config: EvolCon
 
     stats = ReadStats()
     with RejectsWriter(rejects_path_for(output_path)) as rejects:
-        bad = _BadInput(input_path, options, rejects)
+        bad = _BadInput(input_path, options, rejects, rejects.path)
         seeds = _seeds(input_path, config.type, options, stats, bad, rejects, rejects.path)
         summary = _run(output_path, options, f"evolving {config.type}", seeds, store, client, work, rejects,
                        input_size(input_path), lambda: stats.bytes_read)
@@ -223,11 +226,14 @@ def estimate_evol(input_path: str | Path, output_path: str | Path, config: EvolC
     type_prompts = load_prompts(config.prompts).of(config.type)
     count, counted_with = token_counter(config.model)
     estimate = Estimate(counted_with)
-    for item in _seeds(input_path, config.type, options, ReadStats(), None, None, rejects_path_for(output_path)):
+    stats, hint = ReadStats(), rejects_path_for(output_path)
+    bad = _BadInput(input_path, options, None, hint)
+    for item in _seeds(input_path, config.type, options, stats, bad, None, hint):
         instruction, response, _ = item.payload
         evolution_estimate(estimate, type_prompts, config.type, config.steps, instruction, response, count)
         estimate.items += 1
     check_counted(estimate, str(input_path))
+    estimate.skipped = bad.count + stats.rejected
     if config.type == "complexity":
         estimate.assumptions.append(f"each evolution adds ~{COMPLEXITY_GROWTH_TOKENS} tokens to the instruction")
     else:
@@ -266,7 +272,7 @@ def rank_file(input_path: str | Path, output_path: str | Path, config: RankConfi
     position = [0]
     client = ChatClient(config.openai, served, config.retry)
     with RejectsWriter(rejects_path_for(output_path)) as rejects:
-        bad = _BadInput(input_path, options, rejects)
+        bad = _BadInput(input_path, options, rejects, rejects.path)
         items = _evolved(input_path, config.type, bad, position, resolved)
         first = next(items, None)
         if first is None:
@@ -295,14 +301,16 @@ def rank_file(input_path: str | Path, output_path: str | Path, config: RankConfi
     return JobReport(f"ranked ({score_type})", output_path, summary, bad.count, rejects.path)
 
 
-def estimate_rank(input_path: str | Path, config: RankConfig) -> list[str]:
+def estimate_rank(input_path: str | Path, output_path: str | Path, config: RankConfig,
+                  options: RunOptions = RunOptions()) -> list[str]:
     """`deita rank --dry-run`: the ranking prompts counted exactly, the answers estimated; no calls made."""
     input_path = Path(input_path)
     prompts = load_prompts(config.prompts)
     count, counted_with = token_counter(config.model)
     estimate = Estimate(counted_with)
     resolved: list[str] = [config.type] if config.type else []
-    for item in _evolved(input_path, config.type, None, [0], resolved):
+    bad = _BadInput(input_path, options, None, rejects_path_for(output_path))
+    for item in _evolved(input_path, config.type, bad, [0], resolved):
         row = item.payload
         type_prompts = prompts.of(resolved[0])
         instruction = row.get("instruction", "")
@@ -311,5 +319,6 @@ def estimate_rank(input_path: str | Path, config: RankConfig) -> list[str]:
         ranking_estimate(estimate, prompt, type_prompts.system, len(row["variants"]), count)
         estimate.items += 1
     check_counted(estimate, str(input_path))
+    estimate.skipped = bad.count
     estimate.assumptions.append("answers of the form {\"scores\": [...]}; no retries; chat formatting not counted")
     return estimate.lines("EVOLVED rows")
