@@ -72,6 +72,7 @@ def test_answer_cleaning_and_checks():
     assert evolution_problem("I\u2019m sorry, I can\u2019t", "stop", ["a"]).startswith("the model refused")
     assert evolution_problem("do  x", "stop", ["Do X", "b"]) == "same as variant 0 (the seed is variant 0)"
     assert evolution_problem("A reply that says I'm sorry later", "stop", ["a"]) is None
+    assert evolution_problem("bad \ud800 text", "stop", ["a"]) == "answer is not valid Unicode (a lone surrogate)"
 
 
 # ---------------------------------------------------------------- ranking

@@ -60,6 +60,10 @@ def evolution_problem(text: str, finish_reason: str | None, earlier: list[str]) 
         return "answer cut off at --max-tokens"
     if not text:
         return "empty answer"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "answer is not valid Unicode (a lone surrogate)"
     if REFUSAL.match(text.replace("\u2019", "'")):
         return f"the model refused ({text[:80]!r})"
     normal = _normal(text)

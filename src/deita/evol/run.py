@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +57,10 @@ class JobReport:
     summary: JobSummary
     input_rejected: int = 0
     rejects: Path | None = None
-    extra: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         s = self.summary
-        lines = [f"{self.done} {s.rows:,} of {s.items + self.input_rejected:,} records → {self.output}", *self.extra]
+        lines = [f"{self.done} {s.rows:,} of {s.items + self.input_rejected:,} records → {self.output}"]
         if s.rejected or self.input_rejected:
             again = f" ({s.transient:,} of them may succeed on a rerun)" if s.transient else ""
             lines.append(f"rejected {s.rejected + self.input_rejected:,} ({self.input_rejected:,} bad input, "
@@ -109,8 +108,8 @@ class _Output:
             if outcome.row is not None:
                 self.writer.write(outcome.row)
             else:
-                reason = outcome.reject + (" (may succeed on a rerun)" if outcome.transient else "")
-                self.rejects.add(item.index, item.location, reason or "", item.raw)
+                reason = f"{outcome.reject}{' (may succeed on a rerun)' if outcome.transient else ''}"
+                self.rejects.add(item.index, item.location, reason, item.raw)
         self.bar.advance(len(items), self.position())
 
 
