@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from chat_server import PHRASE, phrases, seed_records, seeds_in
-from helpers import read_jsonl, run_evol, run_rank, server_options
+from evol_helpers import read_jsonl, run_evol, run_rank, server_options
 
 from deita.errors import RecordError
 from deita.evol.config import RankConfig

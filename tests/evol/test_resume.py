@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from chat_server import seed_records, seeds_in
-from helpers import read_jsonl, run_evol, run_rank
+from evol_helpers import read_jsonl, run_evol, run_rank
 
 from deita.errors import DeitaError
 from deita.testing import write_jsonl
