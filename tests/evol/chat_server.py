@@ -109,6 +109,9 @@ def create_app(options: ChatServerOptions) -> FastAPI:
         if fault is None and options.fault_when is not None:
             fault = options.fault_when(body)
         retry = {"Retry-After": options.retry_after} if options.retry_after else {}
+        if fault == "401":  # as some servers do: quote what was sent
+            sent = request.headers.get("authorization", "nothing")
+            return JSONResponse({"error": {"message": f"Incorrect API key provided: {sent}"}}, status_code=401)
         if fault is not None and fault.isdigit():
             return JSONResponse({"error": {"message": f"injected {fault}"}}, status_code=int(fault), headers=retry)
         if fault == "timeout":

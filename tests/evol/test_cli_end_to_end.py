@@ -61,7 +61,7 @@ def test_synthetic_task_from_seeds_to_ranked_scores_in_the_true_order(chat_serve
     assert "cost of this run: 60 calls" in evol.stdout and "2 requests retried" in evol.stdout
     rank = deita("rank", tmp_path / "evolved.jsonl", "-o", tmp_path / "ranked.jsonl", *server, env=env)
     assert "ranked (complexity) 12 of 12 records" in rank.stdout and "cost of this run: 12 calls" in rank.stdout
-    assert {h["authorization"] for h in chat_server.options.headers} == {f"Bearer {SECRET}"}
+    assert {h["authorization"] for h in chat_server.options.headers} == {"Bearer sk-url-secret"}, "the URL's key wins"
 
     rows = [json.loads(line) for line in (tmp_path / "ranked.jsonl").read_text().splitlines()]
     assert [row["id"] for row in rows] == [f"s{i}" for i in range(12)]

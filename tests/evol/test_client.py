@@ -116,18 +116,27 @@ def test_structured_output_is_sent_and_dropped_once_the_server_refuses_it(chat_s
     assert sum("does not take response_format" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_key_from_the_environment_or_the_url_is_a_bearer_token_only(chat_server, monkeypatch):
+def test_key_from_the_url_or_the_environment_is_a_bearer_token_masked_in_messages(chat_server, monkeypatch):
     monkeypatch.setenv("MY_KEY", "sk-from-env")
+    chat_server.options.faults[:] = ["ok", "401"]
     ask(client_for(chat_server, api_key_env="MY_KEY"))
     assert chat_server.options.headers[-1]["authorization"] == "Bearer sk-from-env"
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    error, _ = ask(client_for(chat_server, api_key_env="MY_KEY"))
+    assert "sk-from-env" not in str(error) and "Incorrect API key provided: Bearer ***" in str(error)
+    assert "the server refused $MY_KEY" in str(error)
     with_credentials = chat_server.url.replace("http://", "http://user:sk-in-url@")
-    client = client_for(chat_server, url=with_credentials)
+    client = client_for(chat_server, url=with_credentials, api_key_env="MY_KEY")
     assert "sk-in-url" not in client.url
     chat_server.options.faults[:] = ["401"]
     error, _ = ask(client)
-    assert chat_server.options.headers[-1]["authorization"] == "Bearer sk-in-url"
-    assert "sk-in-url" not in str(error) and "user:" not in str(error)
+    assert chat_server.options.headers[-1]["authorization"] == "Bearer sk-in-url", "a key in the URL wins"
+    assert "sk-in-url" not in str(error) and "user:" not in str(error) and "the key in --base-url" in str(error)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    chat_server.options.faults[:] = ["401"]
+    error, _ = ask(client_for(chat_server))
+    assert "authorization" not in chat_server.options.headers[-1] and "no API key was sent" in str(error)
+    with pytest.raises(DeitaError, match="--base-url must be an http"):
+        client_for(chat_server, url="127.0.0.1:8000/v1")
 
 
 def test_answers_without_usage_are_counted_apart(chat_server):

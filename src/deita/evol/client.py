@@ -11,19 +11,20 @@ server that refuses it with 400/422 is asked again without it, and once such a r
 client stops sending schemas (callers then parse strictly).
 
 The server, model name, key variable, concurrency and timeout are the scoring openai backend's
-`OpenAIOptions`; the key comes from `$OPENAI_API_KEY` (or `--api-key-env`) or the URL's `user:key@`
-part, is sent only as a bearer token, and never appears in messages, logs or saved files.
+`OpenAIOptions`, and the key follows its rule (`api_key_for`): the URL's `user:key@` part, else
+`$OPENAI_API_KEY` (or the variable `--api-key-env` names). It is sent only as a bearer token, masked in
+any server message that quotes it, and never appears in messages, logs or saved files.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -34,6 +35,7 @@ from deita.scoring.backends.openai import (
     OpenAIOptions,
     _retry_after,
     _server_message,
+    api_key_for,
     split_credentials,
 )
 
@@ -116,10 +118,15 @@ class ChatClient:
     def __init__(self, server: OpenAIOptions, served_model: str, retry: RetryOptions = RetryOptions(), *,
                  connect_timeout: float = 10.0) -> None:
         base_url, url_key = split_credentials(server.base_url)
+        if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+            raise DeitaError("--base-url must be an http:// or https:// URL with a host, like "
+                             "http://127.0.0.1:8000/v1")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.served_model = served_model
         self.server, self.retry = server, retry
-        api_key = os.environ.get(server.api_key_env) or url_key
+        api_key = api_key_for(server, url_key)  # the scoring backend's rule: a key in the URL wins
+        self._key_source = "the key in --base-url" if url_key else f"${server.api_key_env}" if api_key else None
+        self._secrets = [secret for secret in (api_key, url_key) if secret]
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = httpx.Timeout(server.timeout, connect=connect_timeout)
         self._semaphore = asyncio.Semaphore(max(1, server.concurrency))
@@ -165,11 +172,12 @@ class ChatClient:
                     problem, kind = f"no answer within {self.server.timeout:g} s", "timeout"
                     continue
                 except httpx.TransportError as err:
-                    problem, kind = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__, "connection"
+                    problem = self._scrub(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+                    kind = "connection"
                     continue
             status = response.status_code
             if status in RETRY_STATUS or status >= 500:
-                problem, kind = f"HTTP {status}: {_server_message(response)}", "rate" if status == 429 else "server"
+                problem, kind = f"HTTP {status}: {self._message(response)}", "rate" if status == 429 else "server"
                 delay = max(delay, _retry_after(response))
                 continue
             if status in (400, 422) and "response_format" in body:
@@ -185,7 +193,7 @@ class ChatClient:
             try:
                 answer = _parse(response, usage)
             except ValueError as err:
-                problem, kind = f"malformed answer ({err})", "malformed"
+                problem, kind = self._scrub(f"malformed answer ({err})"), "malformed"
                 continue
             self._refused_in_a_row = 0
             if doubted and not self._warned:
@@ -206,20 +214,33 @@ class ChatClient:
         """A 4xx: the job's configuration is wrong (key, URL, model), or the server refuses this one request
         (e.g. too long for its context). Such a reject is transient: refusals cost nothing, and a rerun
         after fixing the server asks again."""
-        message = f"{self.url} answered HTTP {response.status_code}: {_server_message(response)}"
+        message = f"{self.url} answered HTTP {response.status_code}: {self._message(response)}"
         self._refused_in_a_row += 1
         if self._refused_in_a_row >= REFUSALS_IN_A_ROW:
             return DeitaError(f"{message}; that makes {REFUSALS_IN_A_ROW} requests refused in a row: check the "
                               "options the server takes (--served-model, --max-tokens). Finished shards are kept: "
                               "rerun the same command to resume")
         if response.status_code in (401, 403):
-            return DeitaError(message + f" (set the API key in ${self.server.api_key_env}, or name another "
-                              "variable with --api-key-env)")
+            variable = f"${self.server.api_key_env}"
+            if self._key_source is None:
+                hint = f"no API key was sent: set it in {variable}, or name another variable with --api-key-env"
+            else:
+                hint = f"the server refused {self._key_source}; set the right one"
+            return DeitaError(f"{message} ({hint})")
         if response.status_code == 404:
             return DeitaError(message + " (is --base-url right, usually ending in /v1, and --served-model the "
                               "served name?)")
         return AnswerRejected(f"the server refused the request: HTTP {response.status_code}: "
-                              f"{_server_message(response)}", transient=True)
+                              f"{self._message(response)}", transient=True)
+
+    def _message(self, response: httpx.Response) -> str:
+        """The server's error text with the key masked: servers may quote the header they were sent."""
+        return self._scrub(_server_message(response))
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 def _parse(response: httpx.Response, usage: Usage) -> Answer:
