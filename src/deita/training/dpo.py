@@ -73,7 +73,7 @@ def run_dpo(pairs: str | Path, output: str | Path, config: DPOConfig, options: R
     pairs, folder, run = Path(pairs), OutputFolder(output), launch()
     if not pairs.exists():
         raise DeitaError(f"{pairs}: no such file or directory")
-    folder.check({"input": pairs, "--model": config.model})
+    folder.check({"input": pairs, "--model": config.model}, run.main)
     started = time.perf_counter()
     quiet_datasets()
     tokenizer = load_tokenizer(config.model)

@@ -111,15 +111,17 @@ class OutputFolder:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def check(self, inputs: dict[str, str | Path | None]) -> None:
-        """Before any work: not an input, writable, and either new, empty, or a deita training folder."""
+    def check(self, inputs: dict[str, str | Path | None], main: bool = True) -> None:
+        """Before any work: not an input, writable, and either new, empty, or a deita training folder (checked by
+        the main process only: the others may look while it already writes there; a launcher stops them all when
+        it fails)."""
         check_paths({label: Path(p) for label, p in inputs.items() if p is not None and Path(p).exists()},
                     {"--output": self.path})
         if self.path.exists() and not self.path.is_dir():
             raise DeitaError(f"--output {self.path}: a file is in the way; training writes a model folder")
         check_writable("--output", self.path / "x")
         visible = [p for p in self.path.iterdir() if not p.name.startswith(".")] if self.path.is_dir() else []
-        if visible and not self.file(RUN_FILE).exists():
+        if main and visible and not self.file(RUN_FILE).exists():
             raise DeitaError(f"--output {self.path}: the folder is not empty and holds no deita training run; "
                              "give a new or empty folder")
 

@@ -18,6 +18,7 @@ from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
 from deita.training import require_training
 from deita.training.config import SFTConfig, config_yaml
+from deita.training.data import sft_examples
 from deita.training.run import (
     CONFIG_FILE,
     CURVE_FILE,
@@ -82,13 +83,11 @@ def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: Ru
     data, folder, run = Path(data), OutputFolder(output), launch()
     if not data.exists():
         raise DeitaError(f"{data}: no such file or directory")
-    folder.check({"input": data, "--model": config.model})
+    folder.check({"input": data, "--model": config.model}, run.main)
     started = time.perf_counter()
     quiet_datasets()
     tokenizer = load_tokenizer(config.model)
     rejects = RejectsWriter(folder.file(REJECTS_FILE)) if options.on_error == "skip" and run.main else None
-    from deita.training.data import sft_examples
-
     try:
         examples = sft_examples(data, tokenizer, config.template, config.max_length, options, rejects,
                                 rejects_hint=folder.file(REJECTS_FILE))
