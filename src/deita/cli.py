@@ -477,7 +477,9 @@ def _train_command(kind: str) -> click.Command:
     from deita.runtime.options import RunOptions
     from deita.training.config import READ_OPTIONS, DPOConfig, SFTConfig, load_yaml
 
-    cls = SFTConfig if kind == "sft" else DPOConfig
+    from deita.training.scorer import ScorerTrainConfig
+
+    cls = {"sft": SFTConfig, "dpo": DPOConfig, "scorer": ScorerTrainConfig}[kind]
     train_flags = config_flags(cls)
     read_flags = config_flags(RunOptions, exclude=tuple(f.name for f in dataclasses.fields(RunOptions)
                                                         if f.name not in READ_OPTIONS))
@@ -495,8 +497,10 @@ def _train_command(kind: str) -> click.Command:
         options = build_config(RunOptions, read_flags, values, options)
         if kind == "sft":
             from deita.training.sft import run_sft as train
-        else:
+        elif kind == "dpo":
             from deita.training.dpo import run_dpo as train
+        else:
+            from deita.training.scorer import run_scorer as train
         _print(train(input, output, config, options).lines())
 
     help = {"sft": "Supervised fine-tuning on DATA (any file deita reads, e.g. `deita select`'s output) with the "
@@ -506,14 +510,18 @@ def _train_command(kind: str) -> click.Command:
                    "train sft selected.jsonl -o out/sft --model mistralai/Mistral-7B-v0.1",
             "dpo": "DPO on PAIRS (prompt, chosen, rejected) after SFT, with the paper's settings: beta 0.1, lr 5e-7 "
                    "linear, prompts cut to 512 tokens; the reference is a frozen copy of --model.\n\nExample: "
-                   "deita train dpo pairs.jsonl -o out/dpo --model out/sft"}[kind]
+                   "deita train dpo pairs.jsonl -o out/dpo --model out/sft",
+            "scorer": "Train a Deita scorer on RANKED (from `deita rank`): the scorer prompt exactly as `deita "
+                      "score` builds it, then the score digit; the loss falls on the digit only, the SFT recipe "
+                      "otherwise. Then: deita score --model OUTDIR.\n\nExample: deita train scorer ranked.jsonl "
+                      "-o out/complexity-scorer --model meta-llama/Llama-3.2-1B --type complexity"}[kind]
     return command(kind, help, [INPUT, outdir, config_file], run, (train_flags, read_flags))
 
 
 def train_command() -> click.Command:
-    return click.Group("train", commands={kind: _train_command(kind) for kind in ("sft", "dpo")},
-                       context_settings=CONTEXT, help="Train on the selection: `sft`, then `dpo` (needs the "
-                       "train extra: pip install -e '.[train]').")
+    return click.Group("train", commands={kind: _train_command(kind) for kind in ("sft", "dpo", "scorer")},
+                       context_settings=CONTEXT, help="Train on the selection: `sft`, then `dpo`; or grow your own "
+                       "scorer from EVOL data: `scorer` (needs the train extra: pip install -e '.[train]').")
 
 
 def dpo_data_command() -> click.Command:
@@ -581,6 +589,9 @@ def app(debug: bool) -> None:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()  # "Loading weights" / "Writing model shards" bars: deita prints its own progress
 
 
 def _error(message: str) -> None:

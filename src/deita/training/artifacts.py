@@ -185,12 +185,13 @@ class TrainSummary:
     def lines(self) -> list[str]:
         if not self.main:
             return []
-        what = "conversations" if self.kind == "sft" else "pairs"
+        what = {"sft": "conversations", "dpo": "pairs", "scorer": "ranked variants"}[self.kind]
         if self.already_done:
             return [f"{self.output} already holds this finished run ({self.steps:,} steps on {self.examples:,} "
                     f"{what}); nothing to do. Use --no-resume to train again."]
-        packed = f" packed into {self.rows:,} rows" if self.kind == "sft" and self.rows != self.examples else ""
-        lines = [f"trained {self.model} ({self.kind}, {self.template} template) on {self.examples:,} {what}{packed}: "
+        packed = f" packed into {self.rows:,} rows" if self.kind != "dpo" and self.rows != self.examples else ""
+        recipe = f"{self.kind}, {self.template} template" if self.kind != "scorer" else "scorer: prompt → score digit"
+        lines = [f"trained {self.model} ({recipe}) on {self.examples:,} {what}{packed}: "
                  f"{self.steps:,} optimizer steps, {self.epochs:g} epoch{'' if self.epochs == 1 else 's'}, global batch "
                  f"{self.global_batch}"]
         if self.resolved:
@@ -210,12 +211,17 @@ class TrainSummary:
             lines.append(f"rejected {self.rejected:,} of {self.records:,} records" +
                          (f" → {self.rejects}" if self.rejects else ""))
         if self.truncated:
-            cut = "conversations cut at --max-length" if self.kind == "sft" else "prompts cut at --max-prompt-length"
+            cut = {"sft": "conversations cut at --max-length", "dpo": "prompts cut at --max-prompt-length",
+                   "scorer": "scorer prompts cut at --max-length, as deita score cuts them"}[self.kind]
             lines.append(f"{self.truncated:,} {cut}")
         if self.left_out:
             lines.append(f"left out {self.left_out:,} conversations with no answer token within --max-length")
-        chat = "the Vicuna v1.1 chat template" if self.template == "vicuna" else "the model's chat template"
-        lines.append(f"→ {self.output}: model and tokenizer (with {chat}), {LOG_NAMES}")
+        if self.kind == "scorer":
+            lines.append(f"→ {self.output}: scorer and tokenizer (use it with `deita score --model {self.output}`), "
+                         f"{LOG_NAMES}")
+        else:
+            chat = "the Vicuna v1.1 chat template" if self.template == "vicuna" else "the model's chat template"
+            lines.append(f"→ {self.output}: model and tokenizer (with {chat}), {LOG_NAMES}")
         return lines
 
 

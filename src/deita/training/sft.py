@@ -18,7 +18,7 @@ from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
 from deita.training import require_training
 from deita.training.config import SFTConfig, config_yaml
-from deita.training.data import sft_examples
+from deita.training.data import SFTExamples, sft_examples
 from deita.training.run import (
     CONFIG_FILE,
     CURVE_FILE,
@@ -74,8 +74,6 @@ def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: Ru
     Rerunning the same call after an interruption resumes from the newest checkpoint in `output`.
     `callbacks` are extra transformers TrainerCallbacks (the Python API's hook).
     """
-    from deita.training.artifacts import TrainLog, TrainSummary, use_terminal_progress
-
     require_training()
     options = options or RunOptions()
     check_config(config)
@@ -97,15 +95,27 @@ def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: Ru
     if not examples.input_ids:
         raise DeitaError(f"{data}: no conversation to train on ({examples.records:,} records read, "
                          f"{examples.rejected:,} rejected)")
+    return fit("sft", examples, config, options, folder, run, tokenizer, started, callbacks)
+
+
+def fit(kind: str, examples: SFTExamples, config: SFTConfig, options: RunOptions, folder: OutputFolder, run: Launch,
+        tokenizer: Any, started: float, callbacks: Sequence[Any] = (), extra_tokens: int = 0) -> Any:
+    """Train on tokenized examples (input ids and labels, -100 where no loss falls) with TRL's SFTTrainer:
+    resume or skip a finished run, pack, log, save the model and its artifacts. Shared by `train sft` and
+    `train scorer`; `extra_tokens` lets sequences run that many tokens past `config.max_length`."""
+    from deita.training.artifacts import TrainLog, TrainSummary, use_terminal_progress
+
     record = fingerprint(config, examples.fingerprint, run)
     state, checkpoint = prepare(folder, record, config.resume, run)
     if state == "done":
         summary = TrainSummary.from_dict(folder.finished() or {})
         summary.already_done, summary.main = True, run.main
         return summary
-    say(f"read {examples.records:,} records: {len(examples.input_ids):,} conversations, {examples.tokens:,} tokens "
+    item = "conversations" if kind == "sft" else "examples"
+    unit = "rows" if config.packing else item
+    say(f"read {examples.records:,} records: {len(examples.input_ids):,} {item}, {examples.tokens:,} tokens "
         f"({examples.trained_tokens:,} trained), {examples.rejected:,} rejected; global batch "
-        f"{global_batch_text(config, run, 'rows' if config.packing else 'conversations')}", options, run)
+        f"{global_batch_text(config, run, unit)}", options, run)
 
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
@@ -117,7 +127,9 @@ def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: Ru
     terminal = use_terminal_progress(options.quiet)
     log = TrainLog(folder.file(LOG_FILE), None if terminal or options.quiet else sys.stderr,
                    options.progress_interval)
-    args = TRLSFTConfig(**trainer_arguments(config, folder.path, run, terminal), **trainer_packing(config.packing))
+    arguments = trainer_arguments(config, folder.path, run, terminal)
+    arguments["max_length"] += extra_tokens
+    args = TRLSFTConfig(**arguments, **trainer_packing(config.packing))
     trainer = SFTTrainer(model=load_model(config.model, config, run), args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=lora_config(config), callbacks=[log, *callbacks])
     replace_progress(trainer, terminal)
@@ -126,13 +138,13 @@ def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: Ru
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trainer.save_model(str(folder.path))
     summary = TrainSummary(
-        kind="sft", output=str(folder.path), model=config.model, template=config.template,
+        kind=kind, output=str(folder.path), model=config.model, template=config.template,
         examples=len(examples.input_ids), records=examples.records, rejected=examples.rejected,
         rejects=str(folder.file(REJECTS_FILE)) if examples.rejected and options.on_error == "skip" else None,
         truncated=examples.truncated, left_out=examples.no_answer_within_max_length, rows=rows,
         steps=trainer.state.global_step, epochs=config.epochs if config.max_steps == -1 else
         round(float(trainer.state.epoch or 0.0), 4),
-        global_batch=global_batch_text(config, run, "rows" if config.packing else "conversations"),
+        global_batch=global_batch_text(config, run, unit),
         first_loss=log.rows[0]["loss"] if log.rows else None, last_loss=log.rows[-1]["loss"] if log.rows else None,
         tokens_per_s=log.mean_rate(), seconds=time.perf_counter() - started,
         resumed_from=checkpoint.name if checkpoint else None, main=run.main,
