@@ -339,9 +339,12 @@ def select_command() -> click.Command:
                                help=f"YAML with sections {', '.join(SECTIONS)} (keys as the flags of each command).")
     preset = click.Option(["--preset"], help=f"{preset_field.metadata['help']}  [default: {DEFAULT_PRESET}]")
     device = click.Option(["--device"], help=f"{DEVICE_HELP} For every stage.")
+    dedup = click.Option(["--dedup/--no-dedup"], default=None, help="Remove exact and near-duplicates before "
+                         "scoring (the dedup section; --no-dedup is dedup: {exact: false, near: false}).  "
+                         "[default: on]")
 
     def run(input: Path, output: Path, config_file: Path | None, preset: str | None, device: str | None,
-            **values: Any) -> None:
+            dedup: bool | None, **values: Any) -> None:
         from deita.workflow import run_select
 
         data = SelectConfig.from_yaml(config_file) if config_file else {}
@@ -353,6 +356,8 @@ def select_command() -> click.Command:
         config = SelectConfig.build(data, source)
         config = dataclasses.replace(config, filter=build_config(FilterConfig, filter_flags, values, config.filter),
                                      run=build_config(RunOptions, run_flags, values, config.run))
+        if dedup is not None:
+            config = dataclasses.replace(config, dedup=dataclasses.replace(config.dedup, exact=dedup, near=dedup))
         if device is not None:
             config = dataclasses.replace(config, **{
                 name: dataclasses.replace(getattr(config, name), device=device)
@@ -360,12 +365,13 @@ def select_command() -> click.Command:
         check_config(config)
         _print(run_select(input, output, config))
 
-    return command("select", "The whole Deita pipeline: complexity and quality scoring, embedding, diversity-aware "
-                   "filtering.\n\nEach stage is cached next to OUTPUT, so rerunning the same command resumes; the "
+    return command("select", "The whole Deita pipeline: dedup (and decontamination, with a decontaminate section), "
+                   "complexity and quality scoring, embedding, diversity-aware filtering.\n\nEach stage is cached "
+                   "next to OUTPUT, so rerunning the same command resumes; the "
                    "effective config is saved as OUTPUT.config.yaml and bad records (with --on-error skip) go to "
                    "OUTPUT.rejects.jsonl.\n\nExamples:\n\n  deita select examples/sample.jsonl -o out/selected.jsonl "
                    "--size 20 --preset offline\n\n  deita select pool.json -o deita6k.json --size 6000 --config "
-                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device], run, (filter_flags, run_flags))
+                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device, dedup], run, (filter_flags, run_flags))
 
 
 def _clean_flags() -> dict[str, Flag]:

@@ -1,4 +1,5 @@
-"""`deita select`: score (complexity, quality), embed, filter — each stage cached so a rerun resumes.
+"""`deita select`: dedup and decontaminate, then score (complexity, quality), embed, filter — each scoring
+stage cached so a rerun resumes.
 
 Settings come in layers: the defaults, then the preset's, then the YAML file's sections, then the flags.
 The whole effective config is checked, and so are the paths and the models, before any stage runs.
@@ -7,6 +8,7 @@ The whole effective config is checked, and so are the paths and the models, befo
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import yaml
 from deita.config import check_config, check_keys, config_from_mapping, config_to_dict, option
 from deita.data.io import RejectsWriter
 from deita.data.paths import check_paths, check_writable
+from deita.dedup.config import DecontaminateConfig, DedupConfig
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
@@ -28,7 +31,7 @@ from deita.selection.run import LENGTH_SCORE_KEYS, FilterConfig, filter_file
 
 PRESETS = ("paper", "offline")
 DEFAULT_PRESET = "paper"
-SECTIONS = ("complexity", "quality", "embed", "filter", "run")
+SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "embed", "filter", "run")
 PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"complexity": {"type": "complexity"}, "quality": {"type": "quality"},
               "embed": {"kind": "causal"}},
@@ -46,6 +49,8 @@ class SelectConfig:
 
     preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
                          "offline: length scores and the packaged MiniLM (no network, no GPU).", choices=PRESETS)
+    dedup: DedupConfig = option(default_factory=DedupConfig)
+    decontaminate: DecontaminateConfig = option(default_factory=DecontaminateConfig)
     complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
     quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
     embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
@@ -131,6 +136,11 @@ class SelectPaths:
     def stats(self) -> Path:
         return self.work / "filter_stats.json"
 
+    @property
+    def clean_stats(self) -> Path:
+        """What dedup and decontamination removed (counts), for the summary, a manifest or a report."""
+        return self.work / "clean_stats.json"
+
     def outputs(self) -> dict[str, Path]:
         return {"--output": self.output, "rejects file": self.rejects, "config file": self.config,
                 "work folder": self.work}
@@ -142,7 +152,11 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     paths = SelectPaths(output_path)
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
-    check_paths({"input": input_path}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
+    evals = {f"decontaminate: against {path}": Path(path) for path in config.decontaminate.against}
+    for label, path in evals.items():
+        if not path.exists():
+            raise DeitaError(f"{label}: no such file or directory")
+    check_paths({"input": input_path, **evals}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
     for label, path in paths.outputs().items():
         check_writable(label, path)
     if check_models:
@@ -161,21 +175,24 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     lines: list[str] = []
     scored = paths.work / "scored.jsonl"
     try:
+        pool, read = clean_pool(input_path, paths, config, run, rejects, lines)
         if config.preset == "offline":
-            summary = add_length_scores(input_path, scored, run, rejects=rejects)
+            summary = add_length_scores(pool, scored, run, rejects=rejects)
             lines.append(f"offline preset: scored {summary.records:,} records by instruction and response length "
                          "(the paper's length baselines), no scorer models used")
         else:
             complexity = paths.work / "complexity.jsonl"
-            report = score_file(input_path, complexity, config.complexity, run, rejects=rejects)
+            report = score_file(pool, complexity, config.complexity, run, rejects=rejects)
             lines += report.lines()
             summary = report.summary
             lines += score_file(complexity, scored, config.quality, clean).lines()
     finally:
         if rejects is not None:
             rejects.close()
-    if summary.rejected:
-        lines.append(f"rejected {summary.rejected:,} of {summary.records + summary.rejected:,} records → {paths.rejects}")
+    rejected = read.get("rejected", 0) + summary.rejected
+    if rejected:
+        records = read["records"] + read["rejected"] if read else summary.records + summary.rejected
+        lines.append(f"rejected {rejected:,} of {records:,} records → {paths.rejects}")
     lines += embed_file(scored, paths.work / "embeddings.npy", config.embed, clean).lines()
     if config.preset == "offline" and not config.embed.model:
         lines.append(f"offline preset: embedded with the packaged all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
@@ -184,3 +201,26 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     paths.config.write_text(config.to_yaml())
     lines.append(f"effective config → {paths.config}; stage outputs and caches in {paths.work}")
     return lines
+
+
+def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: RunOptions,
+               rejects: RejectsWriter | None, lines: list[str]) -> tuple[Path, dict[str, int]]:
+    """Dedup, then decontaminate, into the work folder, before any scorer sees a record; returns the file the
+    scorers read and the first reader's counts, and writes every count to `clean_stats.json`."""
+    from deita.dedup.run import decontaminate_file, dedup_file
+
+    pool, read, stats = input_path, {}, {}
+    quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
+    if config.dedup.enabled:
+        report = dedup_file(pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects)
+        pool, stats["dedup"] = report.output, report.counts()
+        read = {"records": report.records, "rejected": report.rejected}
+        lines.append(report.lines()[0])
+    if config.decontaminate.against:
+        report = decontaminate_file(pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
+                                    rejects if not read else None, embed=config.embed)
+        pool, stats["decontaminate"] = report.output, report.counts()
+        read = read or {"records": report.records, "rejected": report.rejected}
+        lines += [line for line in report.lines() if not line.startswith("rejected ")]
+    paths.clean_stats.write_text(json.dumps(stats, indent=2) + "\n")
+    return pool, read

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -133,6 +135,57 @@ def signatures(shingles: np.ndarray, offsets: np.ndarray, num_perm: int, seed: i
     return np.array(matrix.to_rows(), dtype=np.uint32).reshape(rows, num_perm)
 
 
+class ShingleStore:
+    """Every record's shingle hashes (their low 32 bits) in a temporary file beside the output, so that candidate
+    pairs can be verified on their exact Jaccard without keeping any text: written in the first pass, read by
+    memory map for the few records that are candidates. Two shingles of one pair share their low 32 bits by
+    accident with a chance of about 10⁻⁵ per pair of 300-shingle records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 (closed by finish or close)
+        self._offsets = [np.zeros(1, np.int64)]
+        self._end = 0
+        self.offsets = np.zeros(1, np.int64)
+        self.values = np.zeros(0, np.uint32)
+
+    def add(self, shingles: np.ndarray, offsets: np.ndarray) -> None:
+        """Append a batch: `shingles` (uint32) and its per-record `offsets` (len records + 1, from 0)."""
+        assert self._file is not None
+        self._file.write(np.ascontiguousarray(shingles, dtype=np.uint32).tobytes())
+        self._offsets.append(offsets[1:] + self._end)
+        self._end += int(offsets[-1])
+
+    def finish(self) -> None:
+        """Done writing: map the file for reading."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.offsets = np.concatenate(self._offsets)
+        if self._end:
+            self.values = np.memmap(self.path, dtype=np.uint32, mode="r", shape=(self._end,))
+
+    def shingle_set(self, row: int) -> np.ndarray:
+        return np.unique(self.values[self.offsets[row]:self.offsets[row + 1]])
+
+    def jaccard(self, row: int, others: np.ndarray) -> np.ndarray:
+        """Exact Jaccard of record `row`'s shingle set with each of `others`'."""
+        mine = self.shingle_set(row)
+        values = np.empty(len(others), dtype=np.float32)
+        for number, other in enumerate(others.tolist()):
+            theirs = self.shingle_set(other)
+            common = len(np.intersect1d(mine, theirs, assume_unique=True))
+            values[number] = common / max(len(mine) + len(theirs) - common, 1)
+        return values
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.values = np.zeros(0, np.uint32)
+        self.path.unlink(missing_ok=True)
+
+
 def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.1) -> tuple[int, int]:
     """(bands, rows per band) for an estimated-Jaccard `threshold`.
 
@@ -163,26 +216,36 @@ def band_hashes(signatures: np.ndarray, band: int, rows: int) -> np.ndarray:
     return value
 
 
+ESTIMATE_MARGIN = 0.15
+"""Candidates whose MinHash estimate is this far below the threshold are not verified: at 128 permutations the
+estimate's spread is about 0.035, so a pair at the threshold falls there once in about 10⁵."""
+
+
 @dataclass
 class NearResult:
     """For each record (in the order of the signature rows): -1 if kept, else the row it duplicates."""
 
     duplicate_of: np.ndarray
-    similarity: np.ndarray  # float32: estimated Jaccard with the kept row (0 where kept)
-    candidate_pairs: int
+    similarity: np.ndarray  # float32: exact Jaccard with the kept row, when verified, else the estimate
+    estimate: np.ndarray  # float32: MinHash estimate of the Jaccard with the kept row (0 where kept)
+    compared: int  # candidate pairs compared on their signatures
+    verified: int  # of those, pairs compared on their exact shingle sets
 
 
 def near_duplicates(signatures: np.ndarray, order: np.ndarray, threshold: float, bands: int, rows: int,
-                    active: np.ndarray | None = None) -> NearResult:
-    """Greedy near-duplicate removal: walk rows in `order`; a row whose estimated Jaccard with an already
-    kept row (sharing a band bucket with it) is ≥ `threshold` is removed in favour of the most similar
-    one; otherwise it is kept. Removed rows never remove others, so a chain A~B~C with A≁C keeps C.
+                    active: np.ndarray | None = None, store: ShingleStore | None = None) -> NearResult:
+    """Greedy near-duplicate removal: walk rows in `order`; a row whose Jaccard with an already kept row
+    (sharing a band bucket with it) is ≥ `threshold` is removed in favour of the most similar one; otherwise
+    it is kept. Removed rows never remove others, so a chain A~B~C with A≁C keeps C.
 
-    `active` (bool per row) leaves rows out entirely (e.g. exact duplicates already removed).
+    The Jaccard is the signatures' estimate or, with `store`, the exact Jaccard of the shingle sets for every
+    candidate whose estimate comes within `ESTIMATE_MARGIN` of the threshold: then no record is removed
+    for an estimate's error. `active` (bool per row) leaves rows out (exact duplicates already removed).
     """
     count = len(signatures)
     duplicate_of = np.full(count, -1, dtype=np.int64)
     similarity = np.zeros(count, dtype=np.float32)
+    estimate = np.zeros(count, dtype=np.float32)
     rank = np.empty(count, dtype=np.int64)
     rank[order] = np.arange(count)
     members, groups = [], []
@@ -202,7 +265,7 @@ def near_duplicates(signatures: np.ndarray, order: np.ndarray, threshold: float,
             groups.append(local + group_count)
             group_count += int(local.max()) + 1
     if not members:
-        return NearResult(duplicate_of, similarity, 0)
+        return NearResult(duplicate_of, similarity, estimate, 0, 0)
     member = np.concatenate(members)
     group = np.concatenate(groups)
     # walk the records that share any bucket, in processing order; for each, its buckets
@@ -212,7 +275,7 @@ def near_duplicates(signatures: np.ndarray, order: np.ndarray, threshold: float,
     ends = np.append(starts[1:], len(member))
     first_kept = np.full(group_count, -1, dtype=np.int64)
     more_kept: dict[int, list[int]] = {}
-    compared = 0
+    compared = verified = 0
     for start, end in zip(starts.tolist(), ends.tolist()):
         row = int(member[start])
         its_groups = group[start:end]
@@ -224,15 +287,22 @@ def near_duplicates(signatures: np.ndarray, order: np.ndarray, threshold: float,
                 candidates.update(extra)
         if candidates:
             kept = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
-            estimates = (signatures[kept] == signatures[row]).mean(axis=1)
+            estimates = (signatures[kept] == signatures[row]).mean(axis=1).astype(np.float32)
             compared += len(kept)
-            best = int(np.argmax(estimates))
-            if estimates[best] >= threshold:
+            scores = estimates
+            if store is not None:
+                close = estimates >= threshold - ESTIMATE_MARGIN
+                scores = np.zeros_like(estimates)
+                if close.any():
+                    scores[close] = store.jaccard(row, kept[close])
+                    verified += int(close.sum())
+            best = int(np.argmax(scores))
+            if scores[best] >= threshold:
                 duplicate_of[row] = kept[best]
-                similarity[row] = estimates[best]
+                similarity[row], estimate[row] = scores[best], estimates[best]
                 continue
         empty = firsts < 0
         first_kept[its_groups[empty]] = row
         for g in its_groups[~empty].tolist():
             more_kept.setdefault(g, []).append(row)
-    return NearResult(duplicate_of, similarity, compared)
+    return NearResult(duplicate_of, similarity, estimate, compared, verified)

@@ -19,13 +19,27 @@ from typing import Any
 
 import numpy as np
 
-from deita.data.io import ReadStats, RecordWriter, RejectsWriter, UnwritableRecord, input_size, iter_records, \
-    rejects_path_for
+from deita.data.io import (
+    ReadStats,
+    RecordWriter,
+    RejectsWriter,
+    UnwritableRecord,
+    input_size,
+    iter_records,
+    rejects_path_for,
+)
 from deita.data.records import Record
 from deita.dedup.config import DecontaminateConfig, DedupConfig
 from deita.dedup.exact import exact_duplicates, keys_array, processing_order
-from deita.dedup.minhash import lsh_params, near_duplicates, ngram_hashes, signatures, word_hashes
-from deita.dedup.normalize import compared_texts, field_messages
+from deita.dedup.minhash import (
+    ShingleStore,
+    lsh_params,
+    near_duplicates,
+    ngram_hashes,
+    signatures,
+    word_hashes,
+)
+from deita.dedup.normalize import compared_texts, field_messages, text_key
 from deita.errors import DeitaError, RecordError
 from deita.runtime.options import RunOptions
 from deita.runtime.progress import ProgressBar
@@ -105,25 +119,33 @@ class PoolHashes:
     signatures: np.ndarray | None  # (n, num_perm) uint32, for near dedup
 
 
-def hash_batch(shingle_texts: list[str], ngram: int, num_perm: int) -> np.ndarray:
-    """MinHash signatures of texts prepared by `normalize.compared_texts`: (texts, num_perm) uint32."""
+def hash_batch(shingle_texts: list[str], ngram: int, num_perm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(MinHash signatures (texts, num_perm) uint32, shingle hashes' low 32 bits, per-text offsets) of texts
+    prepared by `normalize.compared_texts`."""
     shingles = ngram_hashes(word_hashes(shingle_texts), ngram)
-    return signatures(shingles.hashes, shingles.offsets, num_perm)
+    return (signatures(shingles.hashes, shingles.offsets, num_perm), shingles.hashes.astype(np.uint32),
+            shingles.offsets)
 
 
 def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
-              progress: ProgressBar | None = None, helper: bool = False) -> PoolHashes:
-    """First pass: exact keys, lengths and (for near dedup) signatures of every record.
+              progress: ProgressBar | None = None, helper: bool = False,
+              store: ShingleStore | None = None) -> PoolHashes:
+    """First pass: exact keys, lengths and (for near dedup) signatures of every record, and its shingles
+    into `store`.
 
-    With `helper`, a second process computes the signatures of one batch while this one reads and
-    normalises the next (two cores: the two halves of the work cost about the same). The signatures
-    do not depend on it: every hash is a fixed function of the text.
+    With `helper`, a second process hashes one batch while this one reads and normalises the next (two
+    cores: the two halves of the work cost about the same). The result does not depend on it: every hash is
+    a fixed function of the text.
     """
-    from deita.dedup.normalize import text_key
-
     indices, keys, lengths, sigs = [], [], [], []
     pending: deque[Future] = deque()
     executor = ProcessPoolExecutor(1, mp_context=get_context("spawn")) if helper and config.near else None
+
+    def done(result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        sigs.append(result[0])
+        if store is not None:
+            store.add(result[1], result[2])
+
     try:
         for batch in _batches(records):
             texts = []
@@ -139,12 +161,13 @@ def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
             if executor is not None:
                 pending.append(executor.submit(hash_batch, texts, config.ngram, config.num_perm))
                 while len(pending) > 2:
-                    sigs.append(pending.popleft().result())
+                    done(pending.popleft().result())
             elif config.near:
-                sigs.append(hash_batch(texts, config.ngram, config.num_perm))
+                done(hash_batch(texts, config.ngram, config.num_perm))
             if progress is not None:
                 progress.advance(len(batch), stats.bytes_read)
-        sigs.extend(future.result() for future in pending)
+        while pending:
+            done(pending.popleft().result())
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
@@ -160,15 +183,18 @@ class Decisions:
     """Per good record (file order): -1 if kept, else the ordinal of the record kept in its place."""
 
     duplicate_of: np.ndarray
-    similarity: np.ndarray  # float32, 1.0 for exact duplicates
+    similarity: np.ndarray  # float32: Jaccard with the kept record (1.0 for exact duplicates)
+    estimate: np.ndarray  # float32: its MinHash estimate (1.0 for exact duplicates)
     exact: np.ndarray  # bool: removed as an exact duplicate
     bands: int = 0
     rows: int = 0
     compared: int = 0
+    verified: int = 0
 
 
-def decide(pool: PoolHashes, config: DedupConfig) -> Decisions:
-    """Exact duplicates first, then near-duplicates among the records exact dedup kept."""
+def decide(pool: PoolHashes, config: DedupConfig, store: ShingleStore | None = None) -> Decisions:
+    """Exact duplicates first, then near-duplicates among the records exact dedup kept. Every removed record
+    names a record that stays."""
     count = len(pool.indices)
     order = processing_order(pool.lengths, config.keep)
     duplicate_of = np.full(count, -1, dtype=np.int64)
@@ -177,14 +203,24 @@ def decide(pool: PoolHashes, config: DedupConfig) -> Decisions:
         duplicate_of = exact_duplicates(pool.keys, order)
         similarity[duplicate_of >= 0] = 1.0
     exact = duplicate_of >= 0
-    decisions = Decisions(duplicate_of, similarity, exact)
+    decisions = Decisions(duplicate_of, similarity, similarity.copy(), exact)
     if config.near and pool.signatures is not None and count:
         bands, rows = lsh_params(config.threshold, config.num_perm)
-        near = near_duplicates(pool.signatures, order, config.threshold, bands, rows, active=~exact)
+        near = near_duplicates(pool.signatures, order, config.threshold, bands, rows, active=~exact, store=store)
         removed = near.duplicate_of >= 0
         duplicate_of[removed] = near.duplicate_of[removed]
         similarity[removed] = near.similarity[removed]
-        decisions.bands, decisions.rows, decisions.compared = bands, rows, near.candidate_pairs
+        decisions.estimate[removed] = near.estimate[removed]
+        decisions.bands, decisions.rows = bands, rows
+        decisions.compared, decisions.verified = near.compared, near.verified
+        # an exact group whose kept record went as a near-duplicate of another record: the whole group goes
+        # in favour of that record, with its similarity
+        moved = exact & (duplicate_of >= 0)
+        moved[moved] = duplicate_of[duplicate_of[moved]] >= 0
+        targets = duplicate_of[moved]
+        duplicate_of[moved] = duplicate_of[targets]
+        similarity[moved], decisions.estimate[moved] = similarity[targets], decisions.estimate[targets]
+        exact[moved] = False
     return decisions
 
 
@@ -200,6 +236,8 @@ class DedupReport:
     config: DedupConfig
     bands: int = 0
     rows: int = 0
+    compared: int = 0
+    verified: int = 0
     rejects: Path | None = None
 
     @property
@@ -211,7 +249,8 @@ class DedupReport:
         return {"records": self.records, "rejected": self.rejected, "exact_duplicates": self.exact,
                 "near_duplicates": self.near, "kept": self.kept, "threshold": self.config.threshold,
                 "ngram": self.config.ngram, "num_perm": self.config.num_perm, "field": self.config.field,
-                "keep": self.config.keep, "output": str(self.output), "duplicates": str(self.duplicates)}
+                "keep": self.config.keep, "candidate_pairs": self.compared, "verified_pairs": self.verified,
+                "output": str(self.output), "duplicates": str(self.duplicates)}
 
     def lines(self) -> list[str]:
         what = "every message" if self.config.field == "all" else "the first instruction"
@@ -219,31 +258,41 @@ class DedupReport:
         if self.config.exact:
             methods.append(f"{self.exact:,} exact")
         if self.config.near:
-            methods.append(f"{self.near:,} near (estimated Jaccard ≥ {self.config.threshold} of word "
-                           f"{self.config.ngram}-gram shingles, {self.config.num_perm} permutations, "
-                           f"{self.bands}×{self.rows} LSH bands)")
-        lines = [f"dedup: kept {self.kept:,} of {self.records:,} records → {self.output}; removed "
+            methods.append(f"{self.near:,} near (Jaccard ≥ {self.config.threshold} of word {self.config.ngram}-gram "
+                           f"shingles: MinHash {self.config.num_perm}, LSH {self.bands}×{self.rows}, "
+                           f"{self.verified:,} of {self.compared:,} candidate pairs verified exactly)")
+        summary = (f"dedup: kept {self.kept:,} of {self.records:,} records → {self.output}; removed "
                  f"{' and '.join(methods)} duplicates of {what}, keeping the {self.config.keep} of each group "
-                 f"→ {self.duplicates} ({self.seconds:,.1f} s)"]
+                 f"→ {self.duplicates} ({self.seconds:,.1f} s)")
+        lines = [summary]
         if self.rejected:
             lines.append(f"rejected {self.rejected:,} records → {self.rejects}")
         return lines
 
 
 def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupConfig,
-               options: RunOptions = RunOptions(), rejects: RejectsWriter | None = None) -> DedupReport:
+               options: RunOptions | None = None, rejects: RejectsWriter | None = None) -> DedupReport:
     """Write the records of `input_path` that are not duplicates of a kept one, untouched, to `output_path`,
     and every removed one to `OUT.duplicates.jsonl` (index, id, the index of the record kept in its place,
     estimated similarity, exact or near)."""
     input_path, output_path = Path(input_path), Path(output_path)
+    options = options or RunOptions()
     start = time.perf_counter()
     stats = ReadStats()
     total, unit = input_size(input_path)
-    with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
-                     total_unit=unit) as bar:
-        pool = hash_pool(_read(input_path, output_path, options, rejects, stats), stats, config, bar,
-                         helper=unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000)
-    decisions = decide(pool, config)
+    helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
+    store = ShingleStore(output_path.with_name(f".{output_path.name}.shingles.tmp")) if config.near else None
+    try:
+        with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
+                         total_unit=unit) as bar:
+            pool = hash_pool(_read(input_path, output_path, options, rejects, stats), stats, config, bar, helper,
+                             store)
+        if store is not None:
+            store.finish()
+        decisions = decide(pool, config, store)
+    finally:
+        if store is not None:
+            store.close()
     duplicates = duplicates_path_for(output_path)
     with ProgressBar("dedup: writing", total, quiet=options.quiet, interval=options.progress_interval,
                      total_unit=unit) as bar:
@@ -253,7 +302,8 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     return DedupReport(len(pool.indices) - unwritable, stats.rejected + unwritable,
                        int((removed & decisions.exact).sum()), int((removed & ~decisions.exact).sum()),
                        time.perf_counter() - start, output_path, duplicates, config, decisions.bands,
-                       decisions.rows, rejects.path if rejects is not None else None)
+                       decisions.rows, decisions.compared, decisions.verified,
+                       rejects.path if rejects is not None else None)
 
 
 def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, pool: PoolHashes,
@@ -281,7 +331,8 @@ def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, poo
                         row["id"] = record_id
                     row.update({"kept_index": int(pool.indices[target]),
                                 "kind": "exact" if decisions.exact[ordinal] else "near",
-                                "similarity": round(float(decisions.similarity[ordinal]), 4)})
+                                "similarity": round(float(decisions.similarity[ordinal]), 4),
+                                "estimated_similarity": round(float(decisions.estimate[ordinal]), 4)})
                     removed.write(row)
                 if (ordinal + 1) % BATCH == 0:
                     bar.advance(BATCH, again.bytes_read)
@@ -331,10 +382,11 @@ class DecontaminateReport:
         how = f"{self.by_ngram:,} by a shared run of {self.config.ngram} words"
         if self.config.embedding_threshold is not None:
             how += f", {self.by_embedding:,} by cosine ≥ {self.config.embedding_threshold} ({self.embedder})"
-        lines = [f"decontaminate: kept {self.kept:,} of {self.records:,} records → {self.output}; removed "
+        summary = (f"decontaminate: kept {self.kept:,} of {self.records:,} records → {self.output}; removed "
                  f"{self.by_ngram + self.by_embedding:,} where {what} matches one of {self.prompts:,} eval prompts "
                  f"from {self.files} file{'s' if self.files != 1 else ''} ({how}) → {self.contaminated} "
-                 f"({self.seconds:,.1f} s)"]
+                 f"({self.seconds:,.1f} s)")
+        lines = [summary]
         if self.unchecked_prompts and self.config.embedding_threshold is None:
             lines.append(f"note: {self.unchecked_prompts:,} eval prompts have fewer than {self.config.min_ngram} "
                          "words: no n-gram test covers them (--embedding-threshold does)")
@@ -344,7 +396,7 @@ class DecontaminateReport:
 
 
 def decontaminate_file(input_path: str | Path, output_path: str | Path, config: DecontaminateConfig,
-                       options: RunOptions = RunOptions(), rejects: RejectsWriter | None = None,
+                       options: RunOptions | None = None, rejects: RejectsWriter | None = None,
                        embed: Any = None) -> DecontaminateReport:
     """Write the records of `input_path` that hold no eval prompt, untouched, to `output_path`, and every
     removed one to `OUT.contaminated.jsonl` with the eval item and the shared words or the cosine.
@@ -354,6 +406,7 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
     from deita.dedup.decontaminate import EmbeddingIndex, NgramIndex, read_eval_items
 
     input_path, output_path = Path(input_path), Path(output_path)
+    options = options or RunOptions()
     start = time.perf_counter()
     if not config.against:
         raise DeitaError("decontaminate: no eval files (give --against EVAL [EVAL …])")
