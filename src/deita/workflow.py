@@ -152,13 +152,14 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     paths = SelectPaths(output_path)
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
-    evals = {f"decontaminate: against {path}": Path(path) for path in config.decontaminate.against}
-    for label, path in evals.items():
-        if not path.exists():
-            raise DeitaError(f"{label}: no such file or directory")
+    evals = {f"eval set {path}": Path(path) for path in config.decontaminate.against}
     check_paths({"input": input_path, **evals}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
     for label, path in paths.outputs().items():
         check_writable(label, path)
+    if evals:
+        from deita.dedup.decontaminate import read_eval_items
+
+        read_eval_items(list(evals.values()))  # a bad eval file fails now, not after dedup
     if check_models:
         check_models_reachable(config.models(), OFFLINE_WAY_OUT)
     return paths

@@ -89,7 +89,7 @@ def read_eval_items(paths: Sequence[str | Path]) -> list[EvalItem]:
     for path in paths:
         path = Path(path)
         if not path.exists():
-            raise DeitaError(f"--against {path}: no such file or directory")
+            raise DeitaError(f"eval set {path}: no such file or directory")
         found: list[tuple[int, EvalItem]] = []
         plain = _PlainRows(path, found)
         for record in iter_records(path, on_error="skip", rejects=plain):  # type: ignore[arg-type]

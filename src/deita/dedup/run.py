@@ -8,10 +8,12 @@ pass writes. Decontamination decides record by record, so it reads once.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -138,8 +140,9 @@ def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
     a fixed function of the text.
     """
     indices, keys, lengths, sigs = [], [], [], []
-    pending: deque[Future] = deque()
-    executor = ProcessPoolExecutor(1, mp_context=get_context("spawn")) if helper and config.near else None
+    pending: deque[tuple[Future, list[str]]] = deque()
+    executor = ProcessPoolExecutor(1, mp_context=get_context("spawn")) if helper and config.near and \
+        _can_spawn() else None
 
     def done(result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         sigs.append(result[0])
@@ -159,15 +162,15 @@ def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
                 indices.append(record.index)
             keys.append(keys_array(batch_keys))
             if executor is not None:
-                pending.append(executor.submit(hash_batch, texts, config.ngram, config.num_perm))
+                pending.append((executor.submit(hash_batch, texts, config.ngram, config.num_perm), texts))
                 while len(pending) > 2:
-                    done(pending.popleft().result())
+                    done(_result(*pending.popleft(), config))
             elif config.near:
                 done(hash_batch(texts, config.ngram, config.num_perm))
             if progress is not None:
                 progress.advance(len(batch), stats.bytes_read)
         while pending:
-            done(pending.popleft().result())
+            done(_result(*pending.popleft(), config))
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
@@ -176,6 +179,20 @@ def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
                       np.asarray(lengths, dtype=np.int64),
                       (np.concatenate(sigs) if sigs else np.zeros((0, config.num_perm), np.uint32))
                       if config.near else None)
+
+
+def _can_spawn() -> bool:
+    """A spawned process re-imports the main script: impossible for a script read from stdin."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main_file is None or Path(main_file).exists()
+
+
+def _result(future: Future, texts: list[str], config: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The helper's result, or the same computed here if the helper died (killed, out of memory)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return hash_batch(texts, config.ngram, config.num_perm)
 
 
 @dataclass
