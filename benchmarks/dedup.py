@@ -77,8 +77,8 @@ def generate(folder: Path, n: int) -> dict:
     vocabulary = io_bench._WORDS
     prompts = [" ".join(rng.choices(vocabulary, k=rng.randint(20, 40))) for _ in range(EVAL_PROMPTS)]
     with open(folder / "evals.jsonl", "w", encoding="utf-8") as f:
-        for number, prompt in enumerate(prompts):
-            f.write(json.dumps({"question_id": number, "turns": [prompt]}) + "\n")
+        f.writelines(json.dumps({"question_id": number, "turns": [prompt]}) + "\n"
+                     for number, prompt in enumerate(prompts))
     recent: list[dict] = []  # copies are made of the last 20K records: memory stays small
     planted = {"exact": [], "near": [], "eval": []}
     eval_spots = set(rng.sample(range(n), min(PLANTED_EVAL, n)))
@@ -305,7 +305,8 @@ def main() -> None:
             out.writelines(itertools.islice(f, BASELINE_RECORDS))
         ours = _child("--phase", "dedup", "--src", subset, "--out", folder / "subset_out.jsonl")
         theirs = _child("--phase", "datasketch", "--src", subset)
-        subset_ids = {json.loads(line)["id"] for line in open(subset, encoding="utf-8")}
+        with open(subset, encoding="utf-8") as f:
+            subset_ids = {json.loads(line)["id"] for line in f}
         near_in = [p for p in planted["near"] if p[0] in subset_ids]
         print(f"\nbaseline, first {min(BASELINE_RECORDS, args.records):,} records:")
         for name, run in (("deita dedup (exact + near, writes OUT)", ours),

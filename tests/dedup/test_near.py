@@ -144,3 +144,19 @@ def test_bands_favour_recall_near_the_threshold():
     bands, rows = lsh_params(0.8, 128)
     assert bands * rows <= 128
     assert 1 - (1 - 0.85**rows) ** bands >= 0.95  # a pair at threshold + 0.05 becomes a candidate
+
+
+def test_the_helper_process_gives_the_same_hashes(pool, tmp_path):
+    """Two cores: a spawned helper hashes while the main process reads; the result must not depend on it."""
+    from deita.data.io import ReadStats, iter_records
+    from deita.dedup.run import hash_pool
+
+    records, _ = pool
+    data = write_jsonl(tmp_path / "pool.jsonl", records[:600])
+    results = []
+    for helper in (False, True):
+        stats = ReadStats()
+        results.append(hash_pool(iter_records(data, stats=stats), stats, DedupConfig(), helper=helper,
+                                 batch_size=64))
+    alone, helped = results
+    assert np.array_equal(alone.signatures, helped.signatures) and np.array_equal(alone.keys, helped.keys)

@@ -252,7 +252,7 @@ def near_duplicates(signatures: np.ndarray, order: np.ndarray, threshold: float,
     group_count = 0
     rows_in = np.flatnonzero(active) if active is not None else np.arange(count)
     for band in range(bands):
-        values = band_hashes(signatures[rows_in], band, rows)
+        values = band_hashes(signatures, band, rows)[rows_in]  # no copy of the whole signature matrix
         sort = np.argsort(values, kind="stable")
         sorted_values = values[sort]
         boundary = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])

@@ -1,9 +1,10 @@
 """`deita dedup` and `deita decontaminate` on files: stream the records, decide, write the kept records
 untouched (in the output's file type) and a JSONL that names every removed record and why.
 
-Dedup reads the input twice: the first pass keeps 16 bytes of exact key and, for near dedup, one MinHash
-signature row per record (numpy arrays, no record text); the decisions need the whole pool; the second
-pass writes. Decontamination decides record by record, so it reads once.
+Dedup reads the input twice. The first pass keeps, per record, a 16-byte exact key and, for near dedup,
+one MinHash signature row (numpy arrays, no text) and its shingle hashes (in a temporary file); the
+decisions need the whole pool; the second pass writes. Decontamination decides record by record, so it
+reads once.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def hash_batch(shingle_texts: list[str], ngram: int, num_perm: int) -> tuple[np.
 
 def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
               progress: ProgressBar | None = None, helper: bool = False,
-              store: ShingleStore | None = None) -> PoolHashes:
+              store: ShingleStore | None = None, batch_size: int = BATCH) -> PoolHashes:
     """First pass: exact keys, lengths and (for near dedup) signatures of every record, and its shingles
     into `store`.
 
@@ -150,7 +151,7 @@ def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
             store.add(result[1], result[2])
 
     try:
-        for batch in _batches(records):
+        for batch in _batches(records, batch_size):
             texts = []
             batch_keys = []
             for record in batch:
