@@ -142,7 +142,9 @@ def phase_dedup(src: Path, out: Path) -> dict:
         for line in f:
             row = json.loads(line)
             removed[row["id"]] = row["kind"]
-    return {"seconds": seconds, "peak_rss_mib": _peak_mib(), "records": report.records, "exact": report.exact,
+    helper = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the hashing helper process
+    return {"seconds": seconds, "peak_rss_mib": _peak_mib(), "helper_rss_mib": helper, "records": report.records,
+            "exact": report.exact,
             "near": report.near, "verified": report.verified, "compared": report.compared, "removed": removed}
 
 
@@ -294,7 +296,8 @@ def main() -> None:
         caught, strong = _recall(full["removed"], planted["near"])
         exact_caught = sum(copy in full["removed"] or source in full["removed"] for copy, source in planted["exact"])
         print(f"\nfull run, deita dedup (exact + near) on {full['records']:,} records: {full['seconds']:.1f} s "
-              f"({full['records'] / full['seconds']:,.0f} records/s), peak RSS {full['peak_rss_mib']:,.0f} MiB")
+              f"({full['records'] / full['seconds']:,.0f} records/s), peak RSS {full['peak_rss_mib']:,.0f} MiB "
+              f"+ {full['helper_rss_mib']:,.0f} MiB in the hashing helper process")
         print(f"  removed {full['exact']:,} exact and {full['near']:,} near; planted exact copies caught "
               f"{exact_caught:,}/{len(planted['exact']):,}, planted near copies (Jaccard ≥ {THRESHOLD + 0.05:.2f}) "
               f"caught {caught:,}/{strong:,}; {full['verified']:,} of {full['compared']:,} candidate pairs verified "

@@ -175,11 +175,22 @@ def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
-    return PoolHashes(np.asarray(indices, dtype=np.int64),
-                      np.concatenate(keys) if keys else np.zeros((0, 2), np.uint64),
+    return PoolHashes(np.asarray(indices, dtype=np.int64), _stack(keys, 2, np.uint64),
                       np.asarray(lengths, dtype=np.int64),
-                      (np.concatenate(sigs) if sigs else np.zeros((0, config.num_perm), np.uint32))
-                      if config.near else None)
+                      _stack(sigs, config.num_perm, np.uint32) if config.near else None)
+
+
+def _stack(chunks: list[np.ndarray], width: int, dtype: type) -> np.ndarray:
+    """The chunks as one array, each chunk freed as soon as it is copied: peak memory is the result and one
+    chunk, not twice the result (as np.concatenate would need)."""
+    out = np.empty((sum(len(chunk) for chunk in chunks), width), dtype=dtype)
+    position = 0
+    chunks.reverse()
+    while chunks:
+        chunk = chunks.pop()
+        out[position:position + len(chunk)] = chunk
+        position += len(chunk)
+    return out
 
 
 def _can_spawn() -> bool:
