@@ -137,17 +137,17 @@ def signatures(shingles: np.ndarray, offsets: np.ndarray, num_perm: int, seed: i
 
 class ShingleStore:
     """Every record's shingle hashes (their low 32 bits) in a temporary file beside the output, so that candidate
-    pairs can be verified on their exact Jaccard without keeping any text: written in the first pass, read by
-    memory map for the few records that are candidates. Two shingles of one pair share their low 32 bits by
-    accident with a chance of about 10⁻⁵ per pair of 300-shingle records."""
+    pairs can be verified on their exact Jaccard without keeping any text: appended in the first pass, read
+    back with plain reads for the few records that are candidates (a memory map would count every page the
+    kernel reads ahead as resident memory). Two shingles of one pair share their low 32 bits by accident
+    with a chance of about 10⁻⁵ per pair of 300-shingle records."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 (closed by finish or close)
+        self._file: BinaryIO | None = open(path, "w+b")  # noqa: SIM115 (closed by close)
         self._offsets = [np.zeros(1, np.int64)]
         self._end = 0
         self.offsets = np.zeros(1, np.int64)
-        self.values = np.zeros(0, np.uint32)
 
     def add(self, shingles: np.ndarray, offsets: np.ndarray) -> None:
         """Append a batch: `shingles` (uint32) and its per-record `offsets` (len records + 1, from 0)."""
@@ -157,16 +157,17 @@ class ShingleStore:
         self._end += int(offsets[-1])
 
     def finish(self) -> None:
-        """Done writing: map the file for reading."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Done writing: the file is read from now on."""
+        assert self._file is not None
+        self._file.flush()
         self.offsets = np.concatenate(self._offsets)
-        if self._end:
-            self.values = np.memmap(self.path, dtype=np.uint32, mode="r", shape=(self._end,))
+        self._offsets = []
 
     def shingle_set(self, row: int) -> np.ndarray:
-        return np.unique(self.values[self.offsets[row]:self.offsets[row + 1]])
+        assert self._file is not None
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        self._file.seek(4 * start)
+        return np.unique(np.frombuffer(self._file.read(4 * (end - start)), dtype=np.uint32))
 
     def jaccard(self, row: int, others: np.ndarray) -> np.ndarray:
         """Exact Jaccard of record `row`'s shingle set with each of `others`'."""
@@ -182,7 +183,6 @@ class ShingleStore:
         if self._file is not None:
             self._file.close()
             self._file = None
-        self.values = np.zeros(0, np.uint32)
         self.path.unlink(missing_ok=True)
 
 
