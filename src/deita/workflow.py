@@ -22,6 +22,8 @@ from deita.dedup.config import DecontaminateConfig, DedupConfig
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
+from deita.manifest import write_manifest
+from deita.report.run import ReportConfig, report_file
 from deita.runtime.models import check_models_reachable
 from deita.runtime.options import RunOptions
 from deita.scoring.config import ScoreConfig
@@ -31,7 +33,7 @@ from deita.selection.run import LENGTH_SCORE_KEYS, FilterConfig, filter_file
 
 PRESETS = ("paper", "offline")
 DEFAULT_PRESET = "paper"
-SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "embed", "filter", "run")
+SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "embed", "filter", "report", "run")
 PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"complexity": {"type": "complexity"}, "quality": {"type": "quality"},
               "embed": {"kind": "causal"}},
@@ -55,6 +57,7 @@ class SelectConfig:
     quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
     embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
     filter: FilterConfig = option(default_factory=FilterConfig)
+    report: ReportConfig = option(default_factory=ReportConfig)
     run: RunOptions = option(default_factory=RunOptions)
 
     @classmethod
@@ -104,14 +107,12 @@ class SelectConfig:
     def to_yaml(self) -> str:
         return yaml.safe_dump(config_to_dict(self), sort_keys=False, allow_unicode=True)
 
-    def models(self) -> list[tuple[str, str]]:
-        """(what, model id or folder) of every model this run loads from the hub or a folder."""
+    def models_used(self) -> list[tuple[str, str]]:
+        """(role, model id or folder) of every model this run loads, the packaged default embedder included."""
         if self.preset == "offline":
-            return [("embedding model", self.embed.model)] if self.embed.model else []
-        models = [(f"{c.type} scorer", c.resolved_model()) for c in (self.complexity, self.quality)]
-        if self.embed.kind == "causal" or self.embed.model:
-            models.append(("embedding model", self.embed.resolved_model()))
-        return models
+            return [("embedding model", self.embed.resolved_model())]
+        return [(f"{c.type} scorer", c.resolved_model()) for c in (self.complexity, self.quality)] + [
+            ("embedding model", self.embed.resolved_model())]
 
 
 @dataclass(frozen=True)
@@ -120,17 +121,20 @@ class SelectPaths:
 
     output: Path
 
+    def _beside(self, suffix: str) -> Path:
+        return self.output.with_name(self.output.name + suffix)
+
     @property
     def work(self) -> Path:
-        return self.output.with_name(self.output.name + ".work")
+        return self._beside(".work")
 
     @property
     def rejects(self) -> Path:
-        return self.output.with_name(self.output.name + ".rejects.jsonl")
+        return self._beside(".rejects.jsonl")
 
     @property
     def config(self) -> Path:
-        return self.output.with_name(self.output.name + ".config.yaml")
+        return self._beside(".config.yaml")
 
     @property
     def stats(self) -> Path:
@@ -138,12 +142,20 @@ class SelectPaths:
 
     @property
     def clean_stats(self) -> Path:
-        """What dedup and decontamination removed (counts), for the summary, a manifest or a report."""
+        """What dedup and decontamination removed (counts), beside the summary, manifest and report."""
         return self.work / "clean_stats.json"
+
+    @property
+    def report(self) -> Path:
+        return self._beside(".report.html")
+
+    @property
+    def manifest(self) -> Path:
+        return self._beside(".manifest.json")
 
     def outputs(self) -> dict[str, Path]:
         return {"--output": self.output, "rejects file": self.rejects, "config file": self.config,
-                "work folder": self.work}
+                "report": self.report, "manifest": self.manifest, "work folder": self.work}
 
 
 def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, check_models: bool = True) -> SelectPaths:
@@ -161,12 +173,12 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
 
         read_eval_items(list(evals.values()))  # a bad eval file fails now, not after dedup
     if check_models:
-        check_models_reachable(config.models(), OFFLINE_WAY_OUT)
+        check_models_reachable(config.models_used(), OFFLINE_WAY_OUT)
     return paths
 
 
 def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
-    """Run every stage into `<output>.work/`, then write the selection and `<output>.config.yaml`."""
+    """Run every stage into `<output>.work/`, then write the selection, its report, config and manifest."""
     input_path, output_path = Path(input_path), Path(output_path)
     paths = prepare_select(input_path, output_path, config)
     paths.work.mkdir(parents=True, exist_ok=True)
@@ -174,54 +186,97 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     clean = dataclasses.replace(run, format=None)  # later stages read our own clean files
     rejects = RejectsWriter(paths.rejects) if config.run.on_error == "skip" else None
     lines: list[str] = []
+    seconds: dict[str, float] = {}
     scored = paths.work / "scored.jsonl"
+    truncated = 0
     try:
-        pool, read = clean_pool(input_path, paths, config, run, rejects, lines)
+        cleaned = clean_pool(input_path, paths, config, run, rejects, lines)
+        seconds.update(cleaned.seconds)
         if config.preset == "offline":
-            summary = add_length_scores(pool, scored, run, rejects=rejects)
-            lines.append(f"offline preset: scored {summary.records:,} records by instruction and response length "
+            first = add_length_scores(cleaned.pool, scored, run, rejects=rejects)
+            seconds["lengths"] = first.seconds
+            lines.append(f"offline preset: scored {first.records:,} records by instruction and response length "
                          "(the paper's length baselines), no scorer models used")
         else:
             complexity = paths.work / "complexity.jsonl"
-            report = score_file(pool, complexity, config.complexity, run, rejects=rejects)
+            report = score_file(cleaned.pool, complexity, config.complexity, run, rejects=rejects)
+            first = report.summary
             lines += report.lines()
-            summary = report.summary
-            lines += score_file(complexity, scored, config.quality, clean).lines()
+            quality = score_file(complexity, scored, config.quality, clean)
+            lines += quality.lines()
+            seconds.update(complexity=first.seconds, quality=quality.summary.seconds)
+            truncated = first.counters.get("truncated", 0) + quality.summary.counters.get("truncated", 0)
     finally:
         if rejects is not None:
             rejects.close()
-    rejected = read.get("rejected", 0) + summary.rejected
+    rejected = cleaned.rejected + first.rejected
+    records = cleaned.records if cleaned.records is not None else first.records + first.rejected
     if rejected:
-        records = read["records"] + read["rejected"] if read else summary.records + summary.rejected
         lines.append(f"rejected {rejected:,} of {records:,} records → {paths.rejects}")
-    lines += embed_file(scored, paths.work / "embeddings.npy", config.embed, clean).lines()
+    embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean)
+    seconds["embed"] = embedded.summary.seconds
+    lines += embedded.lines()
     if config.preset == "offline" and not config.embed.model:
         lines.append(f"offline preset: embedded with the packaged all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
-    report = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=paths.stats)
-    lines += report.lines()
+    selection = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=None)
+    seconds["filter"] = selection.seconds
+    lines += selection.lines()
+    funnel = {"input": records, "rejected": rejected, **cleaned.removed, "scored": first.records,
+              "turns": first.requests, "truncated_turns": truncated}
+    stats = {**selection.stats(), "funnel": funnel}
+    paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
+    if config.report.write:
+        report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=config.report,
+                    rejects_path=paths.rejects if rejected else None, stats=stats)
+        lines.append(f"report → {paths.report}")
     paths.config.write_text(config.to_yaml())
-    lines.append(f"effective config → {paths.config}; stage outputs and caches in {paths.work}")
+    counts = {**funnel, **cleaned.details, "examined": selection.n_examined,
+              "skipped_near_duplicates": selection.n_near_duplicates, "selected": selection.n_selected}
+    write_manifest(paths.manifest, input_path, output_path, counts, config_to_dict(config), config.models_used(),
+                   seconds, {"filter": config.filter.seed, "report": config.report.seed})
+    lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; stage outputs and caches in "
+                 f"{paths.work}")
     return lines
 
 
+@dataclass
+class Cleaned:
+    """What dedup and decontamination did: the file the scorers read, and the counts for the funnel."""
+
+    pool: Path
+    records: int | None = None  # records in the input (good and bad), when a cleaning stage read it
+    rejected: int = 0
+    removed: dict[str, int] = dataclasses.field(default_factory=dict)  # funnel stage → records removed
+    details: dict[str, int] = dataclasses.field(default_factory=dict)  # the same, by kind, for the manifest
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
 def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: RunOptions,
-               rejects: RejectsWriter | None, lines: list[str]) -> tuple[Path, dict[str, int]]:
-    """Dedup, then decontaminate, into the work folder, before any scorer sees a record; returns the file the
-    scorers read and the first reader's counts, and writes every count to `clean_stats.json`."""
+               rejects: RejectsWriter | None, lines: list[str]) -> Cleaned:
+    """Dedup, then decontaminate, into the work folder, before any scorer sees a record; writes every count to
+    `clean_stats.json`. The first stage that reads the input meets its bad records."""
     from deita.dedup.run import decontaminate_file, dedup_file
 
-    pool, read, stats = input_path, {}, {}
+    cleaned, stats = Cleaned(input_path), {}
     quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
     if config.dedup.enabled:
-        report = dedup_file(pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects)
-        pool, stats["dedup"] = report.output, report.counts()
-        read = {"records": report.records, "rejected": report.rejected}
+        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects)
+        cleaned.pool, stats["dedup"] = report.output, report.counts()
+        cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
+        cleaned.removed["removed as duplicates"] = report.exact + report.near
+        cleaned.details.update(exact_duplicates=report.exact, near_duplicates=report.near)
+        cleaned.seconds["dedup"] = report.seconds
         lines.append(report.lines()[0])
     if config.decontaminate.against:
-        report = decontaminate_file(pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
-                                    rejects if not read else None, embed=config.embed)
-        pool, stats["decontaminate"] = report.output, report.counts()
-        read = read or {"records": report.records, "rejected": report.rejected}
+        first = cleaned.records is None
+        report = decontaminate_file(cleaned.pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
+                                    rejects if first else None, embed=config.embed)
+        cleaned.pool, stats["decontaminate"] = report.output, report.counts()
+        if first:
+            cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
+        cleaned.removed["removed as contaminated"] = report.by_ngram + report.by_embedding
+        cleaned.details.update(contaminated_ngram=report.by_ngram, contaminated_embedding=report.by_embedding)
+        cleaned.seconds["decontaminate"] = report.seconds
         lines += [line for line in report.lines() if not line.startswith("rejected ")]
     paths.clean_stats.write_text(json.dumps(stats, indent=2) + "\n")
-    return pool, read
+    return cleaned

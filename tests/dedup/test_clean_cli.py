@@ -95,6 +95,12 @@ def test_select_dedups_and_decontaminates_before_scoring(cleaned, tmp_path):
     stats = json.loads((tmp_path / "sel.jsonl.work" / "clean_stats.json").read_text())
     assert stats["dedup"]["exact_duplicates"] == 3 and stats["decontaminate"]["contaminated_ngram"] == 1
     assert "dedup:\n  exact: true" in (tmp_path / "sel.jsonl.config.yaml").read_text()
+    counts = json.loads((tmp_path / "sel.jsonl.manifest.json").read_text())["counts"]
+    assert (counts["input"], counts["removed as duplicates"], counts["removed as contaminated"], counts["scored"]) \
+        == (24, 3, 1, 20)
+    assert (counts["exact_duplicates"], counts["near_duplicates"], counts["contaminated_ngram"]) == (3, 0, 1)
+    report = (tmp_path / "sel.jsonl.report.html").read_text()
+    assert 'data-stage="removed as duplicates">3<' in report and 'data-stage="removed as contaminated">1<' in report
     # the same selection as selecting, without dedup, from the file `deita dedup` and `decontaminate` wrote
     again = deita("select", folder / "c.jsonl", "-o", tmp_path / "sel2.jsonl", "--preset", "offline", "--size", "6",
                   "--no-dedup", "-q").stdout

@@ -27,10 +27,22 @@ def final_scores(
     out = np.empty(n_records, dtype=np.float64)
     for i in range(n_records):
         where = locations[i] if locations is not None else f"record {i}"
-        turns = [_turn_scores(lists[i], key, where) for key, lists in zip(keys, per_key_lists)]
-        _check_turn_counts(turns, keys, where)
-        out[i] = np.prod(np.stack(turns), axis=0).sum()
+        out[i] = record_score([lists[i] for lists in per_key_lists], keys, where)
     return out
+
+
+def record_score(per_key: Sequence[Sequence[float] | None], keys: Sequence[str], where: str) -> float:
+    """One record's final score from its per-turn lists (one per key), summed turn by turn in order;
+    errors name `where`. Plain Python: a record has a handful of turns, and this runs once per record."""
+    turns = [_turn_scores(values, key, where) for key, values in zip(keys, per_key)]
+    _check_turn_counts(turns, keys, where)
+    total = 0.0
+    for values in zip(*turns):
+        product = 1.0
+        for value in values:
+            product *= value
+        total += product
+    return total
 
 
 def _check_shapes(per_key_lists: Sequence[Sequence[Sequence[float] | None]], keys: Sequence[str],
@@ -49,7 +61,7 @@ def _check_shapes(per_key_lists: Sequence[Sequence[Sequence[float] | None]], key
     return n_records
 
 
-def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> np.ndarray:
+def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> list[float]:
     """One record's list for one key as float64, refusing missing, empty, non-numeric or non-finite."""
     if values is None:
         raise DeitaError(f"{where}: missing '{key}'; score the data first")
@@ -62,10 +74,10 @@ def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> np.nda
             raise DeitaError(f"{where}: '{key}' turn {turn} is {value!r}, not a number")
         if not math.isfinite(value):
             raise DeitaError(f"{where}: '{key}' turn {turn} is {value}; scores must be finite")
-    return np.asarray(values, dtype=np.float64)
+    return [float(value) for value in values]
 
 
-def _check_turn_counts(turns: list[np.ndarray], keys: Sequence[str], where: str) -> None:
+def _check_turn_counts(turns: list[list[float]], keys: Sequence[str], where: str) -> None:
     """All keys of one record must score the same number of turns."""
     for key, values in zip(keys[1:], turns[1:]):
         if len(values) != len(turns[0]):
