@@ -22,6 +22,7 @@ import resource
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 _WORDS = [
@@ -48,24 +49,29 @@ def _text(rng: random.Random, lo: int, hi: int) -> str:
     return " ".join(rng.choices(_WORDS, k=rng.randint(lo, hi)))
 
 
+def synthetic_records(n: int, seed: int = 0) -> Iterator[dict]:
+    """``n`` synthetic ShareGPT records: 1–3 turns, a third of them split chats that open with the assistant.
+    Other benchmarks (benchmarks/dedup.py) import this generator."""
+    rng = random.Random(seed)
+    for i in range(n):
+        conv = []
+        if i % 3 == 0:  # a split chat: starts with an assistant message
+            conv.append({"from": "gpt", "value": _text(rng, 5, 40)})
+        for _ in range(rng.randint(1, 3)):
+            conv += [
+                {"from": "human", "value": _text(rng, 5, 40)},
+                {"from": "gpt", "value": _text(rng, 10, 80)},
+            ]
+        yield {"id": f"r{i}", "conversations": conv, "source": "synthetic"}
+
+
 def generate(folder: Path, n: int) -> tuple[Path, Path]:
     """A JSONL file and a JSON-array file holding the same ``n`` synthetic ShareGPT records."""
-    rng = random.Random(0)
     jsonl, array = folder / "pool.jsonl", folder / "pool.json"
     with open(jsonl, "w", encoding="utf-8") as fl, open(array, "w", encoding="utf-8") as fa:
         fa.write("[\n")
-        for i in range(n):
-            conv = []
-            if i % 3 == 0:  # a split chat: starts with an assistant message
-                conv.append({"from": "gpt", "value": _text(rng, 5, 40)})
-            for _ in range(rng.randint(1, 3)):
-                conv += [
-                    {"from": "human", "value": _text(rng, 5, 40)},
-                    {"from": "gpt", "value": _text(rng, 10, 80)},
-                ]
-            line = json.dumps(
-                {"id": f"r{i}", "conversations": conv, "source": "synthetic"}, ensure_ascii=False
-            )
+        for i, record in enumerate(synthetic_records(n)):
+            line = json.dumps(record, ensure_ascii=False)
             fl.write(line + "\n")
             fa.write(("," if i else "") + line + "\n")
         fa.write("]\n")

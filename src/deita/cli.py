@@ -339,9 +339,12 @@ def select_command() -> click.Command:
                                help=f"YAML with sections {', '.join(SECTIONS)} (keys as the flags of each command).")
     preset = click.Option(["--preset"], help=f"{preset_field.metadata['help']}  [default: {DEFAULT_PRESET}]")
     device = click.Option(["--device"], help=f"{DEVICE_HELP} For every stage.")
+    dedup = click.Option(["--dedup/--no-dedup"], default=None, help="Remove exact and near-duplicates before "
+                         "scoring (the dedup section; --no-dedup is dedup: {exact: false, near: false}).  "
+                         "[default: on]")
 
     def run(input: Path, output: Path, config_file: Path | None, preset: str | None, device: str | None,
-            **values: Any) -> None:
+            dedup: bool | None, **values: Any) -> None:
         from deita.workflow import run_select
 
         data = SelectConfig.from_yaml(config_file) if config_file else {}
@@ -354,6 +357,8 @@ def select_command() -> click.Command:
         config = dataclasses.replace(config, filter=build_config(FilterConfig, filter_flags, values, config.filter),
                                      report=build_config(ReportConfig, report_flags, values, config.report),
                                      run=build_config(RunOptions, run_flags, values, config.run))
+        if dedup is not None:
+            config = dataclasses.replace(config, dedup=dataclasses.replace(config.dedup, exact=dedup, near=dedup))
         if device is not None:
             config = dataclasses.replace(config, **{
                 name: dataclasses.replace(getattr(config, name), device=device)
@@ -361,12 +366,14 @@ def select_command() -> click.Command:
         check_config(config)
         _print(run_select(input, output, config))
 
-    return command("select", "The whole Deita pipeline: complexity and quality scoring, embedding, diversity-aware "
-                   "filtering.\n\nEach stage is cached next to OUTPUT, so rerunning the same command resumes; the "
+    return command("select", "The whole Deita pipeline: dedup (and decontamination, with a decontaminate section), "
+                   "complexity and quality scoring, embedding, diversity-aware filtering.\n\nEach stage is cached "
+                   "next to OUTPUT, so rerunning the same command resumes; the "
                    "effective config is saved as OUTPUT.config.yaml and bad records (with --on-error skip) go to "
                    "OUTPUT.rejects.jsonl.\n\nExamples:\n\n  deita select examples/sample.jsonl -o out/selected.jsonl "
                    "--size 20 --preset offline\n\n  deita select pool.json -o deita6k.json --size 6000 --config "
-                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device], run, (filter_flags, report_flags, run_flags))
+                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device, dedup], run,
+                   (filter_flags, report_flags, run_flags))
 
 
 def report_command() -> click.Command:
@@ -556,10 +563,104 @@ def dpo_data_command() -> click.Command:
                    (sample_flags, read_flags))
 
 
+def _clean_flags() -> dict[str, Flag]:
+    """The RunOptions a single-pass cleaning command reads: format, pairing, bad records, progress."""
+    from deita.runtime.options import RunOptions
+
+    keep = ("format", "pairing", "on_error", "quiet", "progress_interval")
+    return config_flags(RunOptions, exclude=tuple(f.name for f in dataclasses.fields(RunOptions) if f.name not in keep))
+
+
+def _clean_paths(input: Path, output: Path, options: Any, side: dict[str, Path], inputs: dict[str, Path]) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or each other, or cannot be written."""
+    from deita.data.io import rejects_path_for
+    from deita.data.paths import check_paths, check_writable
+
+    for label, path in {"input": input, **inputs}.items():
+        if not path.exists():
+            raise DeitaError(f"{path}: no such file or directory" + (f" ({label})" if label != "input" else ""))
+    outputs = {"--output": output, **side,
+               "rejects file": rejects_path_for(output) if options.on_error == "skip" else None}
+    check_paths({"input": input, **inputs}, outputs)
+    for label, path in outputs.items():
+        if path is not None:
+            check_writable(label, path)
+
+
+def dedup_command() -> click.Command:
+    from deita.dedup.config import DedupConfig
+    from deita.runtime.options import RunOptions
+
+    dedup_flags, run_flags = config_flags(DedupConfig), _clean_flags()
+
+    def run(input: Path, output: Path, **values: Any) -> None:
+        from deita.dedup.run import dedup_file, duplicates_path_for
+
+        config = build_config(DedupConfig, dedup_flags, values)
+        options = build_config(RunOptions, run_flags, values)
+        if not config.enabled:
+            raise DeitaError("--no-exact and --no-near leave nothing to remove; drop one of them")
+        _clean_paths(input, output, options, {"duplicates file": duplicates_path_for(output)}, {})
+        rejects = _rejects(options, output)
+        try:
+            _print(dedup_file(input, output, config, options, rejects=rejects).lines())
+        finally:
+            if rejects is not None:
+                rejects.close()
+
+    return command("dedup", "Remove exact and near-duplicate records before paying for scores.\n\nExact: the same "
+                   "text after NFKC, casefold and whitespace collapsing. Near: MinHash + LSH on word n-gram "
+                   "shingles at an estimated Jaccard threshold. OUT gets the kept records untouched; "
+                   "OUT.duplicates.jsonl names every removed record, the record kept in its place and the "
+                   "similarity.\n\nExample: deita dedup pool.jsonl -o pool.dedup.jsonl --threshold 0.8",
+                   [INPUT, OUTPUT], run, (dedup_flags, run_flags))
+
+
+def decontaminate_command() -> click.Command:
+    from deita.dedup.config import DecontaminateConfig
+    from deita.embedding.embedder import EmbedConfig
+    from deita.runtime.options import RunOptions
+
+    flags = config_flags(DecontaminateConfig)
+    embed_flags, run_flags = config_flags(EmbedConfig, exclude=("only_answer",)), _clean_flags()
+    more = click.Argument(["more_evals"], nargs=-1, type=click.Path(path_type=Path), metavar="[EVAL]...")
+
+    def run(input: Path, output: Path, more_evals: tuple[Path, ...], **values: Any) -> None:
+        from deita.dedup.run import contaminated_path_for, decontaminate_file
+
+        config = build_config(DecontaminateConfig, flags, values)
+        if more_evals and not config.against:
+            raise click.UsageError(f"unexpected extra argument{'s' if len(more_evals) > 1 else ''} "
+                                   f"({' '.join(map(str, more_evals))}); eval files follow --against")
+        if not config.against:
+            raise click.UsageError("Missing option '--against': give the eval files, --against EVAL [EVAL ...]")
+        config = dataclasses.replace(config, against=(*config.against, *map(str, more_evals)))
+        embed = build_config(EmbedConfig, embed_flags, values)
+        options = build_config(RunOptions, run_flags, values)
+        evals = {f"eval set{f' {number}' if number > 1 else ''}": Path(path)
+                 for number, path in enumerate(config.against, 1)}
+        _clean_paths(input, output, options, {"contaminated file": contaminated_path_for(output)}, evals)
+        rejects = _rejects(options, output)
+        try:
+            _print(decontaminate_file(input, output, config, options, rejects=rejects, embed=embed).lines())
+        finally:
+            if rejects is not None:
+                rejects.close()
+
+    return command("decontaminate", "Remove records that hold the prompts of evaluation sets.\n\nEach checked "
+                   "text (the first instruction, or every message with --field all) is tested for a run of --ngram "
+                   "words shared with an eval prompt (after NFKC, casefold, punctuation removed); with "
+                   "--embedding-threshold, also for cosine similarity with an eval prompt (paraphrases). "
+                   "OUT.contaminated.jsonl names each removed record, the eval item and the shared words or the "
+                   "similarity.\n\nExample: deita decontaminate pool.jsonl --against mt_bench/question.jsonl "
+                   "alpaca_eval.json -o clean.jsonl", [INPUT, more, OUTPUT], run, (flags, embed_flags, run_flags))
+
+
 COMMANDS = {"validate": validate_command, "convert": convert_command, "score": score_command,
             "embed": embed_command, "filter": filter_command, "select": select_command, "report": report_command,
             "evol": evol_command, "rank": rank_command,
-            "train": train_command, "dpo-data": dpo_data_command}
+            "train": train_command, "dpo-data": dpo_data_command, "dedup": dedup_command,
+            "decontaminate": decontaminate_command}
 
 
 class LazyGroup(click.Group):

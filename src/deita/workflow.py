@@ -1,4 +1,5 @@
-"""`deita select`: score (complexity, quality), embed, filter — each stage cached so a rerun resumes.
+"""`deita select`: dedup and decontaminate, then score (complexity, quality), embed, filter — each scoring
+stage cached so a rerun resumes.
 
 Settings come in layers: the defaults, then the preset's, then the YAML file's sections, then the flags.
 The whole effective config is checked, and so are the paths and the models, before any stage runs.
@@ -17,6 +18,7 @@ import yaml
 from deita.config import check_config, check_keys, config_from_mapping, config_to_dict, option
 from deita.data.io import RejectsWriter
 from deita.data.paths import check_paths, check_writable
+from deita.dedup.config import DecontaminateConfig, DedupConfig
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
@@ -31,7 +33,7 @@ from deita.selection.run import LENGTH_SCORE_KEYS, FilterConfig, filter_file
 
 PRESETS = ("paper", "offline")
 DEFAULT_PRESET = "paper"
-SECTIONS = ("complexity", "quality", "embed", "filter", "report", "run")
+SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "embed", "filter", "report", "run")
 PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"complexity": {"type": "complexity"}, "quality": {"type": "quality"},
               "embed": {"kind": "causal"}},
@@ -49,6 +51,8 @@ class SelectConfig:
 
     preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
                          "offline: length scores and the packaged MiniLM (no network, no GPU).", choices=PRESETS)
+    dedup: DedupConfig = option(default_factory=DedupConfig)
+    decontaminate: DecontaminateConfig = option(default_factory=DecontaminateConfig)
     complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
     quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
     embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
@@ -137,6 +141,11 @@ class SelectPaths:
         return self.work / "filter_stats.json"
 
     @property
+    def clean_stats(self) -> Path:
+        """What dedup and decontamination removed (counts), beside the summary, manifest and report."""
+        return self.work / "clean_stats.json"
+
+    @property
     def report(self) -> Path:
         return self._beside(".report.html")
 
@@ -155,9 +164,14 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     paths = SelectPaths(output_path)
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
-    check_paths({"input": input_path}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
+    evals = {f"eval set {path}": Path(path) for path in config.decontaminate.against}
+    check_paths({"input": input_path, **evals}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
     for label, path in paths.outputs().items():
         check_writable(label, path)
+    if evals:
+        from deita.dedup.decontaminate import read_eval_items
+
+        read_eval_items(list(evals.values()))  # a bad eval file fails now, not after dedup
     if check_models:
         check_models_reachable(config.models_used(), OFFLINE_WAY_OUT)
     return paths
@@ -176,14 +190,16 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     scored = paths.work / "scored.jsonl"
     truncated = 0
     try:
+        cleaned = clean_pool(input_path, paths, config, run, rejects, lines)
+        seconds.update(cleaned.seconds)
         if config.preset == "offline":
-            first = add_length_scores(input_path, scored, run, rejects=rejects)
+            first = add_length_scores(cleaned.pool, scored, run, rejects=rejects)
             seconds["lengths"] = first.seconds
             lines.append(f"offline preset: scored {first.records:,} records by instruction and response length "
                          "(the paper's length baselines), no scorer models used")
         else:
             complexity = paths.work / "complexity.jsonl"
-            report = score_file(input_path, complexity, config.complexity, run, rejects=rejects)
+            report = score_file(cleaned.pool, complexity, config.complexity, run, rejects=rejects)
             first = report.summary
             lines += report.lines()
             quality = score_file(complexity, scored, config.quality, clean)
@@ -193,8 +209,10 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     finally:
         if rejects is not None:
             rejects.close()
-    if first.rejected:
-        lines.append(f"rejected {first.rejected:,} of {first.records + first.rejected:,} records → {paths.rejects}")
+    rejected = cleaned.rejected + first.rejected
+    records = cleaned.records if cleaned.records is not None else first.records + first.rejected
+    if rejected:
+        lines.append(f"rejected {rejected:,} of {records:,} records → {paths.rejects}")
     embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean)
     seconds["embed"] = embedded.summary.seconds
     lines += embedded.lines()
@@ -203,19 +221,62 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     selection = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=None)
     seconds["filter"] = selection.seconds
     lines += selection.lines()
-    funnel = {"input": first.records + first.rejected, "rejected": first.rejected, "scored": first.records,
+    funnel = {"input": records, "rejected": rejected, **cleaned.removed, "scored": first.records,
               "turns": first.requests, "truncated_turns": truncated}
     stats = {**selection.stats(), "funnel": funnel}
     paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
     if config.report.write:
         report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=config.report,
-                    rejects_path=paths.rejects if first.rejected else None, stats=stats)
+                    rejects_path=paths.rejects if rejected else None, stats=stats)
         lines.append(f"report → {paths.report}")
     paths.config.write_text(config.to_yaml())
-    counts = {**funnel, "examined": selection.n_examined, "skipped_near_duplicates": selection.n_near_duplicates,
-              "selected": selection.n_selected}
+    counts = {**funnel, **cleaned.details, "examined": selection.n_examined,
+              "skipped_near_duplicates": selection.n_near_duplicates, "selected": selection.n_selected}
     write_manifest(paths.manifest, input_path, output_path, counts, config_to_dict(config), config.models_used(),
                    seconds, {"filter": config.filter.seed, "report": config.report.seed})
     lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; stage outputs and caches in "
                  f"{paths.work}")
     return lines
+
+
+@dataclass
+class Cleaned:
+    """What dedup and decontamination did: the file the scorers read, and the counts for the funnel."""
+
+    pool: Path
+    records: int | None = None  # records in the input (good and bad), when a cleaning stage read it
+    rejected: int = 0
+    removed: dict[str, int] = dataclasses.field(default_factory=dict)  # funnel stage → records removed
+    details: dict[str, int] = dataclasses.field(default_factory=dict)  # the same, by kind, for the manifest
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: RunOptions,
+               rejects: RejectsWriter | None, lines: list[str]) -> Cleaned:
+    """Dedup, then decontaminate, into the work folder, before any scorer sees a record; writes every count to
+    `clean_stats.json`. The first stage that reads the input meets its bad records."""
+    from deita.dedup.run import decontaminate_file, dedup_file
+
+    cleaned, stats = Cleaned(input_path), {}
+    quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
+    if config.dedup.enabled:
+        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects)
+        cleaned.pool, stats["dedup"] = report.output, report.counts()
+        cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
+        cleaned.removed["removed as duplicates"] = report.exact + report.near
+        cleaned.details.update(exact_duplicates=report.exact, near_duplicates=report.near)
+        cleaned.seconds["dedup"] = report.seconds
+        lines.append(report.lines()[0])
+    if config.decontaminate.against:
+        first = cleaned.records is None
+        report = decontaminate_file(cleaned.pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
+                                    rejects if first else None, embed=config.embed)
+        cleaned.pool, stats["decontaminate"] = report.output, report.counts()
+        if first:
+            cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
+        cleaned.removed["removed as contaminated"] = report.by_ngram + report.by_embedding
+        cleaned.details.update(contaminated_ngram=report.by_ngram, contaminated_embedding=report.by_embedding)
+        cleaned.seconds["decontaminate"] = report.seconds
+        lines += [line for line in report.lines() if not line.startswith("rejected ")]
+    paths.clean_stats.write_text(json.dumps(stats, indent=2) + "\n")
+    return cleaned

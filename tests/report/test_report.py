@@ -141,7 +141,9 @@ def test_report_in_a_real_browser(selected_run, tmp_path):
         browser.close()
     assert errors == []
     assert widths and all(width > 0 for width in widths)
-    assert funnel == {"input": stats["funnel"]["input"], "rejected": stats["funnel"]["rejected"],
+    cleaning = {stage: stats["funnel"][stage] for stage in ("removed as duplicates", "removed as contaminated")
+                if stats["funnel"].get(stage)}  # select's dedup and decontamination stages, when they removed any
+    assert funnel == {"input": stats["funnel"]["input"], "rejected": stats["funnel"]["rejected"], **cleaning,
                       "scored": stats["n_pool"], "examined": stats["n_examined"],
                       "skipped as near-duplicates": stats["n_near_duplicates"], "selected": stats["n_selected"]}
     assert screenshot.stat().st_size > 50_000

@@ -263,3 +263,26 @@ def convert_record(raw: dict, src: str, dst: str) -> dict:
         rest = {k: v for k, v in original.items() if k not in (src_lay.role_key, src_lay.text_key)}
         conv.append({lay.role_key: lay.names[m.role], lay.text_key: m.text, **rest})
     return _splice(raw, (src_lay.key,), {lay.key: conv})
+
+
+
+def role_messages(raw: dict, fmt: str) -> list[tuple[str, str]]:
+    """Every message of a record the reader accepted, as (canonical role, text), in order: the system message
+    (unless blank) and a split chat's leading assistant messages included, which turns leave out. Alpaca
+    gives the user turn (instruction and input, as in its turn) and the output when there is one.
+
+    The record is not checked again (``parse_turns`` did that when it was read), so this is cheap."""
+    if fmt == "alpaca":
+        (turn,), _, _ = parse_turns(raw, "alpaca")
+        system = raw.get("system")
+        msgs = [("system", system)] if isinstance(system, str) and not _blank(system) else []
+        msgs.append(("user", turn.instruction))
+        return msgs + ([("assistant", turn.response)] if turn.response else [])
+    lay = _LAYOUTS[fmt]
+    out = []
+    for m in raw[lay.key]:
+        name, text = m[lay.role_key], m[lay.text_key]
+        role = lay.roles.get(name) or lay.roles[name.strip().lower()]
+        if role != "system" or not _blank(text):
+            out.append((role, text))
+    return out
