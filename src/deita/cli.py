@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from collections.abc import Callable
@@ -392,10 +393,15 @@ def app(debug: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("deita").setLevel(logging.DEBUG if debug else logging.INFO)
     if not debug:
-        from transformers.utils import logging as hf_logging
+        # read by transformers and the hub when a stage first imports them: importing transformers here
+        # would add seconds to every command, convert, validate and filter included
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
 
 
 def _error(message: str) -> None:

@@ -176,6 +176,36 @@ def _pair_by_role(msgs: list[_Message]) -> tuple[list[Turn], str | None, int]:
     return turns, system, skipped
 
 
+def _common_turns(msgs: list, lay: _Layout) -> tuple[list[Turn], str | None, int] | None:
+    """``_pair_by_role(_messages(...))`` in one pass for the common record: objects with string roles of
+    the exact names, non-blank texts, no system message, optional leading assistant messages, then user
+    and assistant alternating. None for anything else (the full checks then find the problem, or the
+    alias, system or spacing the common case leaves out). Every record of a large pool passes here."""
+    role_key, text_key, roles = lay.role_key, lay.text_key, lay.roles
+    turns: list[Turn] = []
+    pending: str | None = None  # a user message waiting for its answer
+    skipped = 0
+    for m in msgs:
+        if type(m) is not dict:
+            return None
+        name, text = m.get(role_key), m.get(text_key)
+        if type(name) is not str or type(text) is not str or not text or text.isspace():
+            return None
+        role = roles.get(name)
+        if role == "user" and pending is None:
+            pending = text
+        elif role == "assistant" and pending is not None:
+            turns.append(Turn(pending, text))
+            pending = None
+        elif role == "assistant" and not turns:
+            skipped += 1
+        else:
+            return None
+    if pending is not None:
+        turns.append(Turn(pending, ""))
+    return (turns, None, skipped) if turns else None
+
+
 def parse_turns(raw: dict, fmt: str, pairing: str = "role") -> tuple[list[Turn], str | None, int]:
     """(turns, leading system text, leading assistant messages skipped) of a record in format ``fmt``.
 
@@ -197,6 +227,11 @@ def parse_turns(raw: dict, fmt: str, pairing: str = "role") -> tuple[list[Turn],
         if _blank(instruction):
             raise ValueError("'instruction' is empty (whitespace-only)")
         return [Turn(instruction + "\n" + extra if extra else instruction, output)], None, 0
+    if pairing == "role":
+        lay = _LAYOUTS[fmt]
+        msgs = raw.get(lay.key) if type(raw) is dict else None
+        if type(msgs) is list and (common := _common_turns(msgs, lay)) is not None:
+            return common
     msgs = _messages(raw, fmt)
     if pairing == "positional":
         turns = [
