@@ -210,7 +210,8 @@ def validate_command() -> click.Command:
         _print([f"problem: {problem}" for problem in report.problems])
         if report.problems:
             _print([f"{len(report.problems):,} problems found (use --on-error skip in other commands to set such "
-                    "records aside)"])
+                    "records aside); by kind:"])
+            _print(report.tally())
             raise SystemExit(1)
         _print(["no problems found"])
 
