@@ -21,8 +21,9 @@ from deita.embedding.run import embed_file
 from deita.errors import DeitaError
 from deita.runtime.models import check_models_reachable
 from deita.runtime.options import RunOptions
+from deita.runtime.runner import StageSummary
 from deita.scoring.config import ScoreConfig
-from deita.scoring.lengths import add_length_scores
+from deita.scoring.lengths import MAX_CHARS, MAX_TOKENS, add_length_scores
 from deita.scoring.run import score_file
 from deita.selection.run import LENGTH_SCORE_KEYS, FilterConfig, filter_file
 
@@ -32,9 +33,13 @@ SECTIONS = ("complexity", "quality", "embed", "filter", "run")
 PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"complexity": {"type": "complexity"}, "quality": {"type": "quality"},
               "embed": {"kind": "causal"}},
-    "offline": {"embed": {"kind": "sentence"}, "filter": {"sort_key": LENGTH_SCORE_KEYS}},
+    "offline": {"embed": {"kind": "static"}, "filter": {"sort_key": LENGTH_SCORE_KEYS, "threshold": 0.99}},
 }
-"""What each preset changes from the defaults: declared once, here."""
+"""What each preset changes from the defaults: declared once, here. The offline threshold is calibrated for the
+static embedder's scale of cosine similarity (benchmarks/offline.py, docs/benchmarks.md): whole-conversation
+means of static token vectors sit closer together than MiniLM's sentence embeddings, so 0.9 would skip most
+of a pool; the calibrated value skips ≥ 95 % of planted near-copies and about as many real records as MiniLM
+does at 0.9."""
 OFFLINE_WAY_OUT = ("Run without network with `--preset offline` (length scores and the packaged MiniLM), or point "
                    "the config at local model folders (complexity: {model: DIR}, quality: {model: DIR}, "
                    "embed: {model: DIR}).")
@@ -45,7 +50,8 @@ class SelectConfig:
     """The whole pipeline's settings; a YAML file has one section per field (`complexity:`, `embed:`, …)."""
 
     preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
-                         "offline: length scores and the packaged MiniLM (no network, no GPU).", choices=PRESETS)
+                         "offline: length scores and a static embedder distilled from the packaged MiniLM (no network, no GPU).",
+                         choices=PRESETS)
     complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
     quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
     embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
@@ -150,6 +156,20 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     return paths
 
 
+def offline_length_lines(summary: StageSummary) -> list[str]:
+    """The offline preset's length-score summary: what counted, and how much of the text that was."""
+    counters = summary.counters
+    lines = [f"offline preset: scored {summary.records:,} records by instruction and response length (the paper's "
+             f"length baselines, each side counted up to {MAX_CHARS:,} characters ≈ {MAX_TOKENS:,} tokens, what "
+             "training sees), no scorer models used"]
+    if counters.get("capped_sides"):
+        seen = counters["chars_seen"] / max(counters["chars_total"], 1)
+        lines.append(f"offline preset: {counters['capped_sides']:,} instructions or responses were longer and "
+                     f"counted only in part; the length scores saw {seen:.1%} of all characters "
+                     f"({counters['chars_seen']:,} of {counters['chars_total']:,})")
+    return lines
+
+
 def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
     """Run every stage into `<output>.work/`, then write the selection and `<output>.config.yaml`."""
     input_path, output_path = Path(input_path), Path(output_path)
@@ -163,8 +183,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     try:
         if config.preset == "offline":
             summary = add_length_scores(input_path, scored, run, rejects=rejects)
-            lines.append(f"offline preset: scored {summary.records:,} records by instruction and response length "
-                         "(the paper's length baselines), no scorer models used")
+            lines += offline_length_lines(summary)
         else:
             complexity = paths.work / "complexity.jsonl"
             report = score_file(input_path, complexity, config.complexity, run, rejects=rejects)
@@ -178,7 +197,9 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
         lines.append(f"rejected {summary.rejected:,} of {summary.records + summary.rejected:,} records → {paths.rejects}")
     lines += embed_file(scored, paths.work / "embeddings.npy", config.embed, clean).lines()
     if config.preset == "offline" and not config.embed.model:
-        lines.append(f"offline preset: embedded with the packaged all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
+        how = ("a static model distilled from" if config.embed.kind == "static" else "")
+        lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {how} the packaged "
+                     f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})".replace("with  the", "with the"))
     report = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=paths.stats)
     lines += report.lines()
     paths.config.write_text(config.to_yaml())
