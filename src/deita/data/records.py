@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Turn:
-    """One (instruction, response) pair; response is "" when the user message got no answer."""
+class Turn(NamedTuple):
+    """One (instruction, response) pair; response is "" when the user message got no answer.
+
+    A named tuple rather than a frozen dataclass: a pool of millions of records makes millions of turns,
+    and a tuple is made several times faster (immutable and compared by value all the same)."""
 
     instruction: str
     response: str
