@@ -309,6 +309,7 @@ class _TextBuffer:
         self.lines_before = 0  # newlines in the text already dropped from buf
         self.bytes_read = 0  # bytes of the file read into buf so far
         self.fast = True  # elements laid out one per line or pretty-printed: orjson may read them
+        self.fast_misses = 0  # elements in a row that the layout did not delimit
 
     def fill(self) -> bool:
         """Drop the consumed text (but the start of pos's line, when short: ``indent_at`` needs it) and
@@ -357,10 +358,16 @@ class _TextBuffer:
         (``{...},``), or a pretty-printed one whose closing bracket starts a line at the opening line's
         indentation. None where that fails (then ``decode`` decides, with the stdlib's rules and messages).
         orjson parses the whole candidate text or nothing, so a wrong candidate can only fail, never
-        yield a different value. A file without such a layout (a whole array on one line) turns the fast
-        path off after its first element, and no search reads more than ``_FAST_SPAN`` characters ahead."""
+        yield a different value. A file without such a layout (a whole array on one line, several elements
+        a line) turns the fast path off, and no search reads more than ``_FAST_SPAN`` characters ahead."""
         if not self.fast:
             return None
+        found = self._fast_element()
+        self.fast_misses = 0 if found is not None else self.fast_misses + 1
+        self.fast = self.fast and self.fast_misses < _FAST_MISSES
+        return found
+
+    def _fast_element(self) -> tuple[Any, int] | None:
         opener = self.buf[self.pos : self.pos + 1]
         if opener not in ("{", "["):
             return None
@@ -426,6 +433,7 @@ _LOOKAHEAD = 256  # characters kept after a newline so a line's start can be ins
 _STACK_WINDOW = 1 << 16  # how far bracket counting may go on after a line that looks like the next element
 _MAX_STACK = 1 << 16  # bracket types remembered; deeper levels are only counted
 _FAST_SPAN = 1 << 20  # characters the orjson path may look ahead for an element's end
+_FAST_MISSES = 16  # elements in a row the layout fails to delimit before the orjson path gives up on a file
 _PREVIEW = 500  # characters of a broken span kept in its reject
 _KEEP_LINE = 1024  # consumed characters of the current line the buffer keeps, for its indentation
 
@@ -776,6 +784,7 @@ def records_at(path: str | Path, spans: Iterable[tuple[int, int]]) -> Iterator[d
     ``ReadStats.record_start`` and ``bytes_read`` of an earlier ``iter_records`` pass over the same,
     unchanged file, whose records were good; values are decoded as that pass decoded them."""
     p = Path(path)
+    key = str(p.resolve())
     with open(p, "rb") as f:
         for start, end in spans:
             f.seek(start)
@@ -787,7 +796,7 @@ def records_at(path: str | Path, spans: Iterable[tuple[int, int]]) -> Iterator[d
                 except (ValueError, RecursionError) as e:
                     raise DeitaError(f"{p}: bytes {start}-{end} are not the record read before ({e}); "
                                      "did the file change?") from e
-            FETCHED[str(p.resolve())] += 1
+            FETCHED[key] += 1
             yield value
 
 
@@ -893,17 +902,18 @@ class UnwritableRecord(DeitaError, ValueError):
 _WRITE_BUFFER = 1 << 20
 
 
-def encode_record(raw: Any) -> bytes:
+def encode_record(raw: Any, option: int = 0) -> bytes:
     """One record as compact UTF-8 JSON (orjson), keys in their order. What orjson cannot encode exactly
     as it came goes through the stdlib encoder: integers beyond 64 bits, NaN and Infinity (orjson would
-    write null), lone surrogates (written as their ``\\ud800`` escape), non-string keys. Raises
-    ``UnwritableRecord`` for what neither can write (too deep, circular)."""
+    write null), lone surrogates (written as their ``\\ud800`` escape), non-string keys. ``option``:
+    orjson options; the fallback honours ``OPT_APPEND_NEWLINE`` too. Raises ``UnwritableRecord`` for what
+    neither can write (too deep, circular)."""
     try:
-        data = orjson.dumps(raw)
+        data = orjson.dumps(raw, option=option)
     except orjson.JSONEncodeError:
         pass
     else:
-        if b"null" not in data:  # NaN and Infinity come out as null: let the stdlib write those records
+        if data.rfind(b"null") < 0:  # NaN and Infinity come out as null: let the stdlib write those records
             return data
     try:
         text = _ENCODER.encode(raw)
@@ -911,7 +921,8 @@ def encode_record(raw: Any) -> bytes:
         raise UnwritableRecord("nested deeper than the JSON encoder allows") from e
     except ValueError as e:  # a circular reference, an integer of more than 4300 digits
         raise UnwritableRecord(f"cannot encode as JSON: {e}") from e
-    return text.encode("utf-8", "backslashreplace")
+    data = text.encode("utf-8", "backslashreplace")
+    return data + b"\n" if option & orjson.OPT_APPEND_NEWLINE else data
 
 
 def _replace(src: Path, dst: Path) -> None:
@@ -971,10 +982,10 @@ class RecordWriter:
             self._sink.add(raw)
         else:
             assert self._f is not None
-            data = encode_record(raw)
             if self.file_type == "jsonl":
-                self._f.write(data + b"\n")
+                self._f.write(encode_record(raw, orjson.OPT_APPEND_NEWLINE))
             else:
+                data = encode_record(raw)
                 self._f.write(data if not self.count else b",\n" + data)
         self.count += 1
 
@@ -1070,7 +1081,7 @@ def convert_file(
         for rec in iter_records(src, fmt=fmt, on_error=on_error, rejects=rejects, stats=stats):
             cause: Exception
             try:
-                out = convert_record(rec.raw, stats.format or "", to_fmt)
+                out = rec.raw if stats.format == to_fmt else convert_record(rec.raw, stats.format or "", to_fmt)
             except ValueError as e:
                 cause, problem = e, str(e)
             else:

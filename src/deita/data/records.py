@@ -16,7 +16,7 @@ class Turn(NamedTuple):
     response: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """A parsed record: ``raw`` is kept whole so every field survives; ``turns`` is what scorers read."""
 
