@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the tiny model's save progress bar
+
 _WORDS = ["the", "of", "and", "to", "in", "is", "data", "model", "a", "response", "instruction", "score",
           "turn", "user", "assistant", "token", "Grüße", "你好"]
 TARGETS = {"convert": 2.0, "validate": 1.5, "filter": 3.0}

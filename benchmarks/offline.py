@@ -32,13 +32,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _planted import KINDS, plant  # noqa: E402
+from _planted import KINDS, plant
 
-from deita.data.io import iter_records  # noqa: E402
-from deita.embedding.embedder import EmbedConfig, EmbedStage  # noqa: E402
-from deita.scoring.lengths import measure_lengths  # noqa: E402
-from deita.selection.deita import deita_filter  # noqa: E402
-from deita.workflow import PRESET_DEFAULTS  # noqa: E402
+from deita.data.io import iter_records
+from deita.embedding.embedder import EmbedConfig, EmbedStage
+from deita.scoring.lengths import measure_lengths
+from deita.selection.deita import deita_filter
+from deita.workflow import PRESET_DEFAULTS
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sharegpt_v3_5k.json"
 GRID = (0.95, 0.97, 0.98, 0.985, 0.99, 0.993, 0.995, 0.997, 0.999)
@@ -48,7 +48,7 @@ SIZE = 1000
 def deita(*args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "deita.cli", *args], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, check=False)
     if result.returncode != 0:
         raise SystemExit(f"deita {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - start, result.stdout
@@ -66,7 +66,7 @@ def end_to_end(data: Path, folder: Path) -> Path:
     """The three `deita select` runs; returns the old run's MiniLM embeddings (for the calibration)."""
     common = ["--preset", "offline", "--size", str(SIZE), "--on-error", "skip", "-q"]
     cold_cache = {"DEITA_CACHE": str(folder / "empty-cache")}
-    cold_s, cold = deita("select", str(data), "-o", str(folder / "cold.jsonl"), *common, env=cold_cache)
+    cold_s, _ = deita("select", str(data), "-o", str(folder / "cold.jsonl"), *common, env=cold_cache)
     warm_s, warm = deita("select", str(data), "-o", str(folder / "warm.jsonl"), *common, env=cold_cache)
     old_yaml = folder / "old.yaml"
     old_yaml.write_text("embed: {kind: sentence, max_length: 256}\nfilter: {threshold: 0.9}\n")

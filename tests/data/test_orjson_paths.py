@@ -90,11 +90,12 @@ def test_pretty_and_one_per_line_arrays_are_read_by_orjson(tmp_path: Path, monke
 
 def test_what_orjson_cannot_say_goes_to_the_stdlib(tmp_path: Path) -> None:
     conv = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+    rest = f'"conversations": {json.dumps(conv)}}}'
     lines = [
-        '{"n": 18446744073709551616, "conversations": %s}' % json.dumps(conv),  # orjson: a float
-        '{"n": -9223372036854775809, "conversations": %s}' % json.dumps(conv),  # orjson: a float
-        '{"n": NaN, "m": Infinity, "conversations": %s}' % json.dumps(conv),  # orjson refuses
-        '{"n": 1e400, "conversations": %s}' % json.dumps(conv),  # orjson refuses, the stdlib reads inf
+        '{"n": 18446744073709551616, ' + rest,  # orjson: a float
+        '{"n": -9223372036854775809, ' + rest,  # orjson: a float
+        '{"n": NaN, "m": Infinity, ' + rest,  # orjson refuses
+        '{"n": 1e400, ' + rest,  # orjson refuses, the stdlib reads inf
     ]
     for path, text in ((tmp_path / "x.jsonl", "\n".join(lines) + "\n"),
                        (tmp_path / "x.json", "[\n" + ",\n".join(lines) + "\n]\n")):
@@ -137,15 +138,16 @@ def test_common_turns_equal_the_full_rules() -> None:
             msgs.append(message)
         raw = {"messages" if fmt == "messages" else "conversations": msgs}
 
-        def outcome(parse):
-            try:
-                return parse()
-            except ValueError as err:
-                return str(err)
-
-        fast = outcome(lambda: formats.parse_turns(raw, fmt))
-        full = outcome(lambda: _full_rules(raw, fmt))
+        fast = _outcome(formats.parse_turns, raw, fmt)
+        full = _outcome(_full_rules, raw, fmt)
         assert fast == full, (raw, fast, full)
+
+
+def _outcome(parse, raw: dict, fmt: str) -> object:
+    try:
+        return parse(raw, fmt)
+    except ValueError as err:
+        return str(err)
 
 
 def _full_rules(raw: dict, fmt: str) -> tuple[list[Turn], str | None, int]:
