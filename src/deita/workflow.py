@@ -197,9 +197,9 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
         lines.append(f"rejected {summary.rejected:,} of {summary.records + summary.rejected:,} records → {paths.rejects}")
     lines += embed_file(scored, paths.work / "embeddings.npy", config.embed, clean).lines()
     if config.preset == "offline" and not config.embed.model:
-        how = ("a static model distilled from" if config.embed.kind == "static" else "")
-        lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {how} the packaged "
-                     f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})".replace("with  the", "with the"))
+        model = "a static model distilled from the packaged" if config.embed.kind == "static" else "the packaged"
+        lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {model} "
+                     f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
     report = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=paths.stats)
     lines += report.lines()
     paths.config.write_text(config.to_yaml())
