@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS
-from deita.runtime.runner import RunOptions
+from deita.runtime.options import RunOptions
 from deita.scoring.run import score_file
 from deita.scoring.scorer import ScoreConfig
 from deita.testing import ARCHITECTURES, save_random_causal_lm
@@ -80,10 +80,10 @@ def main() -> None:
             output = tmp / f"scored-{workers}.jsonl"
             options = RunOptions(executor="ray", num_workers=workers, shard_size=args.shard_size, quiet=True,
                                  cache_dir=str(tmp / f"cache-{workers}"))
-            report = score_file(data, output, config, options)
-            rates[workers] = report.turns / report.seconds
-            print(f"{workers} worker{'s' if workers > 1 else ' '}: {report.turns:,} turns of {report.records:,} "
-                  f"records in {report.seconds:,.1f} s = {rates[workers]:,.1f} turns/s")
+            summary = score_file(data, output, config, options).summary
+            rates[workers] = summary.requests / summary.seconds
+            print(f"{workers} worker{'s' if workers > 1 else ' '}: {summary.requests:,} turns of {summary.records:,} "
+                  f"records in {summary.seconds:,.1f} s = {rates[workers]:,.1f} turns/s")
             field = f"{args.type}_scores"
             scores = np.array([s for line in output.read_text().splitlines() for s in json.loads(line)[field]])
             if reference is None:

@@ -1,5 +1,6 @@
 """The seed toolkit's documented API keeps working over the new core."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 from deita.data.records import Turn
 from deita.errors import DeitaError
 from deita.pipeline import Pipeline
+from deita.scoring.backends.base import ScorerSpec
+from deita.scoring.backends.vllm import VLLMOptions
 from deita.scoring.scorer import ScoreConfig, ScoreWorker
 from deita.selection.scorer import Llama_Scorer
 from deita.testing import sharegpt
@@ -45,3 +48,27 @@ def test_pipeline_option_errors():
         Pipeline("filter_pipeline", data_path="a", other_data_path="b", output_path="c", datasize=3)
     with pytest.raises(DeitaError, match="missing required key"):
         Pipeline("score_pipeline", data_path="a")
+
+
+def test_is_vllm_scores_on_the_vllm_backend_with_its_own_options(tmp_path, tiny_llama):
+    options = Pipeline("score_pipeline", data_path="pool.json", output_path="out.json", is_vllm=True,
+                       scorer_name_or_path=str(tiny_llama), score_type="quality", max_length=512).options
+    config = options.score_config()
+    assert config.backend == "vllm" and config.backend_options() == VLLMOptions()
+    assert config.scorer_spec() == ScorerSpec(str(tiny_llama), max_length=512, batch_tokens=config.batch_tokens)
+    if importlib.util.find_spec("vllm") is None:  # the seed's is_vllm path reaches the backend and says what to do
+        data = tmp_path / "pool.json"
+        data.write_text(json.dumps([sharegpt(("human", "q"), ("gpt", "a"))]))
+        with pytest.raises(DeitaError, match=r"pip install -e '\.\[vllm\]'"):
+            Pipeline("score_pipeline", data_path=str(data), output_path=str(tmp_path / "out.json"), is_vllm=True,
+                     scorer_name_or_path=str(tiny_llama)).run()
+        with pytest.raises(DeitaError, match="needs the vllm package"):
+            Llama_Scorer(str(tiny_llama), is_vllm=True)
+
+
+def test_score_pipeline_checks_options_like_the_cli():
+    with pytest.raises(DeitaError, match="'qualty' is not one of complexity, quality; did you mean 'quality'"):
+        Pipeline("score_pipeline", data_path="a", output_path="b", scorer_name_or_path="m",
+                 score_type="qualty").run()
+    with pytest.raises(DeitaError, match=r"batch_tokens \(100\) must be at least max_length"):
+        Pipeline("score_pipeline", data_path="a", output_path="b", scorer_name_or_path="m", batch_tokens=100).run()

@@ -8,12 +8,13 @@ environment problem prints one `error:` line and exits 1; `--debug` shows the tr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class Flag:
 def _click_type(tp: Any) -> tuple[Any, bool]:
     """(click type, is_flag) for a config field type."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
         tp = args[0]
     if typing.get_origin(tp) is tuple:
         item = typing.get_args(tp)[0] if typing.get_args(tp) else str
@@ -105,9 +106,7 @@ def config_flags(cls: type, defaults: Any = None, exclude: tuple[str, ...] = (),
             decls.append(f.metadata["short"])
         help_text = f.metadata.get("help", "")
         shown = _default_text(value)
-        if shown and not is_flag:
-            help_text += f"  [default: {shown}]"
-        elif is_flag and value is not None:
+        if shown and not is_flag or is_flag and value is not None:
             help_text += f"  [default: {shown}]"
         param = "opt_" + flag[2:].replace("-", "_")
         option = click.Option([*decls, param], type=None if is_flag else click_type, default=None,
@@ -152,6 +151,7 @@ def _print(lines: list[str]) -> None:
 
 
 INPUT = click.Argument(["input"], type=click.Path(path_type=Path))
+SELECTED = click.Argument(["input"], type=click.Path(path_type=Path), metavar="SELECTED")
 OUTPUT = click.Option(["-o", "--output", "output"], type=click.Path(path_type=Path), required=True,
                       help="Output path.")
 
@@ -179,8 +179,10 @@ def _rejects(options: Any, output: Path):
     return RejectsWriter(rejects_path_for(output)) if options.on_error == "skip" else None
 
 
-def _stage_paths(input: Path, output: Path, options: Any) -> None:
-    """Refuse, before any work, outputs that would overwrite the input or each other."""
+@contextlib.contextmanager
+def _checked_stage(input: Path, output: Path, options: Any) -> Iterator[Any]:
+    """Refuse, before any work, outputs that would overwrite the input or each other; then yield the rejects
+    writer of `--on-error skip` (None for fail), closed at the end."""
     from deita.data.io import rejects_path_for
     from deita.data.paths import check_paths, check_writable
     from deita.runtime.runner import cache_root
@@ -191,6 +193,12 @@ def _stage_paths(input: Path, output: Path, options: Any) -> None:
                "cache": cache_root(options, output)}
     check_paths({"input": input}, outputs)
     check_writable("--output", output)
+    rejects = _rejects(options, output)
+    try:
+        yield rejects
+    finally:
+        if rejects is not None:
+            rejects.close()
 
 
 def validate_command() -> click.Command:
@@ -266,13 +274,8 @@ def score_command() -> click.Command:
 
         config = build_config(ScoreConfig, score_flags, values)
         options = build_config(RunOptions, run_flags, values)
-        _stage_paths(input, output, options)
-        rejects = _rejects(options, output)
-        try:
+        with _checked_stage(input, output, options) as rejects:
             _print(score_file(input, output, config, options, rejects=rejects).lines())
-        finally:
-            if rejects is not None:
-                rejects.close()
 
     return command("score", "Score every turn with a Deita scorer; adds complexity_scores or quality_scores to "
                    "each record.\n\nResumable: rerun the same command after an interruption and finished shards "
@@ -293,13 +296,8 @@ def embed_command() -> click.Command:
         options = build_config(RunOptions, run_flags, values)
         if output.suffix != ".npy":
             raise DeitaError(f"{output}: embeddings are written as a .npy array; give a path ending in .npy")
-        _stage_paths(input, output, options)
-        rejects = _rejects(options, output)
-        try:
+        with _checked_stage(input, output, options) as rejects:
             _print(embed_file(input, output, config, options, rejects=rejects).lines())
-        finally:
-            if rejects is not None:
-                rejects.close()
 
     return command("embed", "Embed every conversation into a memory-mappable .npy for the diversity filter. "
                    "Resumable.\n\nExample: deita embed scored.json -o emb.npy --kind causal --model "
@@ -329,12 +327,14 @@ def filter_command() -> click.Command:
 
 
 def select_command() -> click.Command:
+    from deita.report.run import ReportConfig
     from deita.runtime.devices import DEVICE_HELP
     from deita.runtime.options import RunOptions
     from deita.selection.run import FilterConfig
     from deita.workflow import DEFAULT_PRESET, PRESETS, SECTIONS, SelectConfig
 
     filter_flags = config_flags(FilterConfig, exclude=("device",))
+    report_flags = config_flags(ReportConfig, exclude=("examples", "text_chars", "seed"))
     run_flags = config_flags(RunOptions)
     preset_field = {f.name: f for f in dataclasses.fields(SelectConfig)}["preset"]
     config_file = click.Option(["--config", "config_file"], type=click.Path(path_type=Path),
@@ -354,6 +354,7 @@ def select_command() -> click.Command:
             data["preset"] = preset
         config = SelectConfig.build(data, source)
         config = dataclasses.replace(config, filter=build_config(FilterConfig, filter_flags, values, config.filter),
+                                     report=build_config(ReportConfig, report_flags, values, config.report),
                                      run=build_config(RunOptions, run_flags, values, config.run))
         if device is not None:
             config = dataclasses.replace(config, **{
@@ -367,11 +368,200 @@ def select_command() -> click.Command:
                    "effective config is saved as OUTPUT.config.yaml and bad records (with --on-error skip) go to "
                    "OUTPUT.rejects.jsonl.\n\nExamples:\n\n  deita select examples/sample.jsonl -o out/selected.jsonl "
                    "--size 20 --preset offline\n\n  deita select pool.json -o deita6k.json --size 6000 --config "
-                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device], run, (filter_flags, run_flags))
+                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device], run, (filter_flags, report_flags, run_flags))
+
+
+def report_command() -> click.Command:
+    from deita.report.run import ReportConfig
+
+    flags = config_flags(ReportConfig, exclude=("write",))
+    pool = click.Option(["--pool"], type=click.Path(path_type=Path), required=True,
+                        help="The scored pool the selection was made from (the filter's input).")
+    embeddings = click.Option(["--embeddings"], type=click.Path(path_type=Path),
+                              help="The pool's embeddings (.npy): adds the threshold curve.")
+    stats = click.Option(["--stats"], type=click.Path(path_type=Path),
+                         help="The filter's statistics JSON (--stats of `deita filter`): funnel and near-duplicate "
+                              "evidence.")
+    rejects = click.Option(["--rejects"], type=click.Path(path_type=Path),
+                           help="A rejects file, to count rejected records by kind.")
+
+    def run(input: Path, output: Path, pool: Path, embeddings: Path | None, stats: Path | None,
+            rejects: Path | None, **values: Any) -> None:
+        from deita.report.run import report_file
+
+        config = build_config(ReportConfig, flags, values)
+        _print([f"report → {report_file(input, pool, output, embeddings, stats, config, rejects)}"])
+
+    return command("report", "Explain a selection: one self-contained HTML page (funnel, pool vs selection, "
+                   "near-duplicate evidence, threshold curve, best and worst picks, per-source breakdown, score "
+                   "health).\n\nExample: deita report selected.jsonl --pool scored.jsonl --embeddings emb.npy "
+                   "--stats stats.json -o report.html", [SELECTED, OUTPUT, pool, embeddings, stats, rejects], run,
+                   (flags,))
+
+
+def _job_flags(exclude: tuple[str, ...] = ()) -> dict[str, Flag]:
+    """RunOptions flags of the LLM jobs (evol, rank): read, reject, shard and progress options."""
+    from deita.evol.config import JOB_RUN_OPTIONS, RUN_FLAGS_UNUSED
+    from deita.runtime.options import RunOptions
+
+    return config_flags(RunOptions, JOB_RUN_OPTIONS, exclude=(*RUN_FLAGS_UNUSED, *exclude))
+
+
+def _llm_flags(cls: type) -> dict[str, Flag]:
+    from deita.evol.config import SERVER_FLAGS_UNUSED
+
+    flags = config_flags(cls)
+    for flag in SERVER_FLAGS_UNUSED:
+        flags.pop(flag)
+    return flags
+
+
+DRY_RUN = click.Option(["--dry-run"], is_flag=True, help="Estimate the input and output tokens of the whole job "
+                       "from the input, without calling the server.")
+
+
+def evol_command() -> click.Command:
+    group = click.Group("evol", context_settings=CONTEXT, help="EVOL: grow scorer training data from seeds with any "
+                        "OpenAI-compatible chat server. Then `deita rank`.\n\nExample: deita evol complexity "
+                        "seeds.json -o evolved.jsonl --base-url http://host:8000/v1 --served-model NAME")
+    for score_type in ("complexity", "quality"):
+        group.add_command(_evol_type_command(score_type))
+    return group
+
+
+def _evol_type_command(score_type: str) -> click.Command:
+    from deita.evol.config import JOB_RUN_OPTIONS, EvolConfig
+    from deita.runtime.options import RunOptions
+
+    evol_flags, run_flags = _llm_flags(EvolConfig), _job_flags()
+    evol_flags.pop("--type")
+    what = "instruction" if score_type == "complexity" else "response (to the fixed instruction)"
+    seeds = click.Argument(["input"], type=click.Path(path_type=Path), metavar="SEEDS")
+
+    def run(input: Path, output: Path, dry_run: bool, **values: Any) -> None:
+        from deita.evol.run import estimate_evol, evolve_file
+
+        config = build_config(EvolConfig, evol_flags, values, EvolConfig(type=score_type))
+        options = build_config(RunOptions, run_flags, values, JOB_RUN_OPTIONS)
+        _print(estimate_evol(input, output, config, options) if dry_run else
+               evolve_file(input, output, config, options).lines())
+
+    return command(score_type, f"Evolve the first turn's {what} of every seed --steps times, each step from the "
+                   "previous variant, into EVOLVED (JSONL). Failed evolutions go to OUTPUT.rejects.jsonl with the "
+                   "reason. Resumable; prints the tokens spent.\n\nExample: deita evol "
+                   f"{score_type} seeds.json -o evolved.jsonl --base-url http://host:8000/v1 --served-model NAME",
+                   [seeds, OUTPUT, DRY_RUN], run, (evol_flags, run_flags))
+
+
+def rank_command() -> click.Command:
+    from deita.evol.config import JOB_RUN_OPTIONS, RankConfig
+    from deita.runtime.options import RunOptions
+
+    rank_flags, run_flags = _llm_flags(RankConfig), _job_flags(exclude=("format", "pairing"))
+    evolved = click.Argument(["input"], type=click.Path(path_type=Path), metavar="EVOLVED")
+
+    def run(input: Path, output: Path, dry_run: bool, **values: Any) -> None:
+        from deita.evol.run import estimate_rank, rank_file
+
+        config = build_config(RankConfig, rank_flags, values)
+        options = build_config(RunOptions, run_flags, values, JOB_RUN_OPTIONS)
+        _print(estimate_rank(input, output, config, options) if dry_run else
+               rank_file(input, output, config, options).lines())
+
+    return command("rank", "Score the variants of every EVOLVED row jointly (1..6 for 5 steps) in one call each, "
+                   "shown in a seeded random order, into RANKED (JSONL). Invalid scores are asked again, then the row "
+                   "is a reject; never a default. Resumable; prints the tokens spent.\n\nExample: deita rank "
+                   "evolved.jsonl -o ranked.jsonl --base-url http://host:8000/v1 --served-model NAME",
+                   [evolved, OUTPUT, DRY_RUN], run, (rank_flags, run_flags))
+
+
+def _train_command(kind: str) -> click.Command:
+    from deita.runtime.options import RunOptions
+    from deita.training.config import READ_OPTIONS, DPOConfig, SFTConfig, load_yaml
+
+    from deita.training.scorer import ScorerTrainConfig
+
+    cls = {"sft": SFTConfig, "dpo": DPOConfig, "scorer": ScorerTrainConfig}[kind]
+    train_flags = config_flags(cls)
+    read_flags = config_flags(RunOptions, exclude=tuple(f.name for f in dataclasses.fields(RunOptions)
+                                                        if f.name not in READ_OPTIONS))
+    config_file = click.Option(["--config", "config_file"], type=click.Path(path_type=Path),
+                               help="YAML with the options (keys as the flags, read options under run:); flags "
+                                    "override it. OUTDIR/train_config.yaml has this shape.")
+    outdir = click.Option(["-o", "--output", "output"], type=click.Path(path_type=Path), required=True,
+                          help="Output folder: the trained model and tokenizer, logs, checkpoints while training.")
+
+    def run(input: Path, output: Path, config_file: Path | None, **values: Any) -> None:
+        config, options = cls(), RunOptions()
+        if config_file is not None:
+            config, options = load_yaml(config_file, cls, options)
+        config = build_config(cls, train_flags, values, config)
+        options = build_config(RunOptions, read_flags, values, options)
+        if kind == "sft":
+            from deita.training.sft import run_sft as train
+        elif kind == "dpo":
+            from deita.training.dpo import run_dpo as train
+        else:
+            from deita.training.scorer import run_scorer as train
+        _print(train(input, output, config, options).lines())
+
+    help = {"sft": "Supervised fine-tuning on DATA (any file deita reads, e.g. `deita select`'s output) with the "
+                   "paper's recipe: Vicuna v1.1, loss on the answers only, packed rows, lr 2e-5 cosine, 6 epochs."
+                   "\n\nRerun the same command after an interruption to resume from the last checkpoint. Several "
+                   "GPUs: the same command under `accelerate launch` (see docs/training.md).\n\nExample: deita "
+                   "train sft selected.jsonl -o out/sft --model mistralai/Mistral-7B-v0.1",
+            "dpo": "DPO on PAIRS (prompt, chosen, rejected) after SFT, with the paper's settings: beta 0.1, lr 5e-7 "
+                   "linear, prompts cut to 512 tokens; the reference is a frozen copy of --model.\n\nExample: "
+                   "deita train dpo pairs.jsonl -o out/dpo --model out/sft",
+            "scorer": "Train a Deita scorer on RANKED (from `deita rank`): the scorer prompt exactly as `deita "
+                      "score` builds it, then the score digit; the loss falls on the digit only, the SFT recipe "
+                      "otherwise. Then: deita score --model OUTDIR.\n\nExample: deita train scorer ranked.jsonl "
+                      "-o out/complexity-scorer --model meta-llama/Llama-3.2-1B --type complexity"}[kind]
+    return command(kind, help, [INPUT, outdir, config_file], run, (train_flags, read_flags))
+
+
+def train_command() -> click.Command:
+    return click.Group("train", commands={kind: _train_command(kind) for kind in ("sft", "dpo", "scorer")},
+                       context_settings=CONTEXT, help="Train on the selection: `sft`, then `dpo`; or grow your own "
+                       "scorer from EVOL data: `scorer` (needs the train extra: pip install -e '.[train]').")
+
+
+def dpo_data_command() -> click.Command:
+    from deita.runtime.options import RunOptions
+    from deita.training.config import DPODataConfig
+
+    sample_flags, read_flags = config_flags(DPODataConfig), _read_flags(exclude=("format", "pairing"))
+
+    def run(input: Path, output: Path, **values: Any) -> None:
+        from deita.data.io import rejects_path_for
+        from deita.data.paths import check_paths, check_writable
+        from deita.training.data import sample_pairs
+
+        config = build_config(DPODataConfig, sample_flags, values)
+        options = build_config(RunOptions, read_flags, values)
+        if not input.exists():
+            raise DeitaError(f"{input}: no such file or directory")
+        rejects_file = rejects_path_for(output) if options.on_error == "skip" else None
+        check_paths({"input": input}, {"--output": output, "rejects file": rejects_file})
+        check_writable("--output", output)
+        rejects = _rejects(options, output)
+        try:
+            _print(sample_pairs(input, output, config.size, config.seed, options.on_error, rejects,
+                                rejects_hint=rejects_path_for(output)).lines())
+        finally:
+            if rejects is not None:
+                rejects.close()
+
+    return command("dpo-data", "Sample DPO pairs the way the paper did (10K with seed 42) from a local "
+                   "UltraFeedback-binarized style file (prompt, chosen, rejected).\n\nExample: deita dpo-data "
+                   "train_prefs.parquet -o pairs.jsonl --size 10000 --seed 42", [INPUT, OUTPUT], run,
+                   (sample_flags, read_flags))
 
 
 COMMANDS = {"validate": validate_command, "convert": convert_command, "score": score_command,
-            "embed": embed_command, "filter": filter_command, "select": select_command}
+            "embed": embed_command, "filter": filter_command, "select": select_command, "report": report_command,
+            "evol": evol_command, "rank": rank_command,
+            "train": train_command, "dpo-data": dpo_data_command}
 
 
 class LazyGroup(click.Group):
@@ -394,8 +584,12 @@ def app(debug: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("deita").setLevel(logging.DEBUG if debug else logging.INFO)
     if not debug:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)  # libraries' deprecation notes are not for users
         # read by transformers and the hub when a stage first imports them: importing transformers here
-        # would add seconds to every command, convert, validate and filter included
+        # would add seconds to every command, convert, validate and filter included. The hub's setting also
+        # hides its "Loading weights" / "Writing model shards" bars: deita prints its own progress
         os.environ["TRANSFORMERS_VERBOSITY"] = "error"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         if "transformers" in sys.modules:
@@ -403,6 +597,10 @@ def app(debug: bool) -> None:
 
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
+        if "huggingface_hub" in sys.modules:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
 
 
 def _error(message: str) -> None:

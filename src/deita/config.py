@@ -221,11 +221,11 @@ def redact_url(url: str) -> str:
     """`url` without credentials: `http://user:key@host/v1` → `http://***@host/v1`."""
     scheme, sep, rest = url.partition("://")
     if not sep:
+        scheme, rest = "", url
+    at = rest.split("?")[0].split("#")[0].rfind("@")  # a password may hold an unencoded "/"
+    if at == -1:
         return url
-    netloc, slash, path = rest.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    return f"{scheme}://{netloc}{slash}{path}"
+    return f"{scheme}{sep}***@{rest[at + 1:]}"
 
 
 def _plain(value: Any) -> Any:

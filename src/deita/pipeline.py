@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deita.config import config_from_mapping
+from deita.config import check_config, config_from_mapping
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
@@ -44,13 +44,18 @@ class ScorePipelineOptions:
     max_length: int = 2048
     device: str = "auto"
 
-    def run(self) -> Any:
+    def score_config(self) -> ScoreConfig:
+        """The core's config for these options, checked like the CLI's (a bad score_type is an error here)."""
         if self.scorer not in ("llama", "mistral"):
             raise DeitaError(f"scorer must be 'llama' or 'mistral', not '{self.scorer}'")
         config = ScoreConfig(type=self.score_type, model=self.scorer_name_or_path,
                              backend="vllm" if self.is_vllm else "hf", batch_tokens=self.batch_tokens,
                              max_length=self.max_length, device=self.device)
-        return score_file(self.data_path, self.output_path, config, RunOptions(quiet=True))
+        check_config(config, "Pipeline('score_pipeline'): ")
+        return config
+
+    def run(self) -> Any:
+        return score_file(self.data_path, self.output_path, self.score_config(), RunOptions(quiet=True))
 
 
 @dataclass

@@ -13,6 +13,8 @@ ARCHITECTURES = {
                        num_attention_heads=4, num_key_value_heads=2),
     "tiny-mistral": dict(arch="mistral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2),
+    "llama-1b": dict(arch="llama", hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                     num_attention_heads=32, num_key_value_heads=4),  # TinyLlama-1.1B's shape
     "llama-13b": dict(arch="llama", hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
                       num_attention_heads=40, num_key_value_heads=40),
     "mistral-7b": dict(arch="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,

@@ -7,6 +7,7 @@ The whole effective config is checked, and so are the paths and the models, befo
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from deita.data.paths import check_paths, check_writable
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
+from deita.manifest import write_manifest
+from deita.report.run import ReportConfig, report_file
 from deita.runtime.models import check_models_reachable
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary
@@ -29,7 +32,7 @@ from deita.selection.run import LENGTH_SCORE_KEYS, FilterConfig, filter_file
 
 PRESETS = ("paper", "offline")
 DEFAULT_PRESET = "paper"
-SECTIONS = ("complexity", "quality", "embed", "filter", "run")
+SECTIONS = ("complexity", "quality", "embed", "filter", "report", "run")
 PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"complexity": {"type": "complexity"}, "quality": {"type": "quality"},
               "embed": {"kind": "causal"}},
@@ -56,6 +59,7 @@ class SelectConfig:
     quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
     embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
     filter: FilterConfig = option(default_factory=FilterConfig)
+    report: ReportConfig = option(default_factory=ReportConfig)
     run: RunOptions = option(default_factory=RunOptions)
 
     @classmethod
@@ -105,14 +109,12 @@ class SelectConfig:
     def to_yaml(self) -> str:
         return yaml.safe_dump(config_to_dict(self), sort_keys=False, allow_unicode=True)
 
-    def models(self) -> list[tuple[str, str]]:
-        """(what, model id or folder) of every model this run loads from the hub or a folder."""
+    def models_used(self) -> list[tuple[str, str]]:
+        """(role, model id or folder) of every model this run loads, the packaged default embedder included."""
         if self.preset == "offline":
-            return [("embedding model", self.embed.model)] if self.embed.model else []
-        models = [(f"{c.type} scorer", c.resolved_model()) for c in (self.complexity, self.quality)]
-        if self.embed.kind == "causal" or self.embed.model:
-            models.append(("embedding model", self.embed.resolved_model()))
-        return models
+            return [("embedding model", self.embed.resolved_model())]
+        return [(f"{c.type} scorer", c.resolved_model()) for c in (self.complexity, self.quality)] + [
+            ("embedding model", self.embed.resolved_model())]
 
 
 @dataclass(frozen=True)
@@ -121,25 +123,36 @@ class SelectPaths:
 
     output: Path
 
+    def _beside(self, suffix: str) -> Path:
+        return self.output.with_name(self.output.name + suffix)
+
     @property
     def work(self) -> Path:
-        return self.output.with_name(self.output.name + ".work")
+        return self._beside(".work")
 
     @property
     def rejects(self) -> Path:
-        return self.output.with_name(self.output.name + ".rejects.jsonl")
+        return self._beside(".rejects.jsonl")
 
     @property
     def config(self) -> Path:
-        return self.output.with_name(self.output.name + ".config.yaml")
+        return self._beside(".config.yaml")
 
     @property
     def stats(self) -> Path:
         return self.work / "filter_stats.json"
 
+    @property
+    def report(self) -> Path:
+        return self._beside(".report.html")
+
+    @property
+    def manifest(self) -> Path:
+        return self._beside(".manifest.json")
+
     def outputs(self) -> dict[str, Path]:
         return {"--output": self.output, "rejects file": self.rejects, "config file": self.config,
-                "work folder": self.work}
+                "report": self.report, "manifest": self.manifest, "work folder": self.work}
 
 
 def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, check_models: bool = True) -> SelectPaths:
@@ -152,7 +165,7 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     for label, path in paths.outputs().items():
         check_writable(label, path)
     if check_models:
-        check_models_reachable(config.models(), OFFLINE_WAY_OUT)
+        check_models_reachable(config.models_used(), OFFLINE_WAY_OUT)
     return paths
 
 
@@ -171,7 +184,7 @@ def offline_length_lines(summary: StageSummary) -> list[str]:
 
 
 def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
-    """Run every stage into `<output>.work/`, then write the selection and `<output>.config.yaml`."""
+    """Run every stage into `<output>.work/`, then write the selection, its report, config and manifest."""
     input_path, output_path = Path(input_path), Path(output_path)
     paths = prepare_select(input_path, output_path, config)
     paths.work.mkdir(parents=True, exist_ok=True)
@@ -179,29 +192,51 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     clean = dataclasses.replace(run, format=None)  # later stages read our own clean files
     rejects = RejectsWriter(paths.rejects) if config.run.on_error == "skip" else None
     lines: list[str] = []
+    seconds: dict[str, float] = {}
     scored = paths.work / "scored.jsonl"
+    truncated = 0
     try:
         if config.preset == "offline":
-            summary = add_length_scores(input_path, scored, run, rejects=rejects)
-            lines += offline_length_lines(summary)
+            first = add_length_scores(input_path, scored, run, rejects=rejects)
+            seconds["lengths"] = first.seconds
+            lines += offline_length_lines(first)
         else:
             complexity = paths.work / "complexity.jsonl"
             report = score_file(input_path, complexity, config.complexity, run, rejects=rejects)
+            first = report.summary
             lines += report.lines()
-            summary = report.summary
-            lines += score_file(complexity, scored, config.quality, clean).lines()
+            quality = score_file(complexity, scored, config.quality, clean)
+            lines += quality.lines()
+            seconds.update(complexity=first.seconds, quality=quality.summary.seconds)
+            truncated = first.counters.get("truncated", 0) + quality.summary.counters.get("truncated", 0)
     finally:
         if rejects is not None:
             rejects.close()
-    if summary.rejected:
-        lines.append(f"rejected {summary.rejected:,} of {summary.records + summary.rejected:,} records → {paths.rejects}")
-    lines += embed_file(scored, paths.work / "embeddings.npy", config.embed, clean).lines()
+    if first.rejected:
+        lines.append(f"rejected {first.rejected:,} of {first.records + first.rejected:,} records → {paths.rejects}")
+    embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean)
+    seconds["embed"] = embedded.summary.seconds
+    lines += embedded.lines()
     if config.preset == "offline" and not config.embed.model:
         model = "a static model distilled from the packaged" if config.embed.kind == "static" else "the packaged"
         lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {model} "
                      f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
-    report = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=paths.stats)
-    lines += report.lines()
+    selection = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=None)
+    seconds["filter"] = selection.seconds
+    lines += selection.lines()
+    funnel = {"input": first.records + first.rejected, "rejected": first.rejected, "scored": first.records,
+              "turns": first.requests, "truncated_turns": truncated}
+    stats = {**selection.stats(), "funnel": funnel}
+    paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
+    if config.report.write:
+        report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=config.report,
+                    rejects_path=paths.rejects if first.rejected else None, stats=stats)
+        lines.append(f"report → {paths.report}")
     paths.config.write_text(config.to_yaml())
-    lines.append(f"effective config → {paths.config}; stage outputs and caches in {paths.work}")
+    counts = {**funnel, "examined": selection.n_examined, "skipped_near_duplicates": selection.n_near_duplicates,
+              "selected": selection.n_selected}
+    write_manifest(paths.manifest, input_path, output_path, counts, config_to_dict(config), config.models_used(),
+                   seconds, {"filter": config.filter.seed, "report": config.report.seed})
+    lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; stage outputs and caches in "
+                 f"{paths.work}")
     return lines

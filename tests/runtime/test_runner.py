@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import shutil
 
 import numpy as np
@@ -246,3 +247,25 @@ def test_local_executor_passes_cached_tasks_through(tmp_path):
                         RunOptions(shard_size=2, quiet=True), tmp_path / "cache", executor=LocalExecutor())
     assert summary.resumed_shards == 2 and stage.calls == 0
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_input_replaced_during_the_run_cannot_mix_up_scores(tmp_path):
+    """The output pairs each result with the record it was computed from, never with a re-read file."""
+    records = pool(8)
+    data = write_jsonl(tmp_path / "pool.jsonl", records)
+
+    class Replacing(LengthStage):
+        def load_worker(self):
+            inner = super().load_worker()
+
+            def worker(turns):
+                if self.calls == 0:  # another job replaces the input while we run
+                    write_jsonl(tmp_path / "new.jsonl", list(reversed(pool(8, start=50))))
+                    os.replace(tmp_path / "new.jsonl", data)
+                return inner(turns)
+            return worker
+
+    run(Replacing(), data, tmp_path / "out.jsonl", tmp_path / "cache")
+    out = read(tmp_path / "out.jsonl")
+    assert [r["id"] for r in out] == [r["id"] for r in records]
+    assert [r["lengths"] for r in out] == expected(records)

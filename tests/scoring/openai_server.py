@@ -2,11 +2,12 @@
 
 It behaves like the servers the openai backend meets: a cap on `logprobs` (vLLM's default is 20), a
 `logit_bias` that is honoured before the reported log-probs, ignored, or rejected with a 400, and
-token strings (not ids) as the keys of `top_logprobs`.
+token strings (not ids) as the keys of `top_logprobs`; optionally a bearer key it checks (401 otherwise).
+It records every request's body and headers.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the endpoint's annotations at definition time,
+# and `Request` is imported inside `create_app` (fastapi is only needed where a server runs).
 import socket
 import threading
 import time
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from deita.scoring.backends.openai import OpenAIOptions
+from deita.scoring.config import ScoreConfig
 
 
 @dataclass
@@ -23,12 +27,29 @@ class ServerOptions:
     max_logprobs: int = 20
     bias: str = "honour"
     """honour (reported log-probs include the bias), ignore, or reject (400 when a request carries one)."""
+    api_key: str | None = None
+    """When set, requests without `Authorization: Bearer <api_key>` get a 401 that quotes what was sent
+    (as some servers do), so tests can check the client never repeats it."""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    """The headers of every request, lower-case names, in arrival order."""
+
+    def reset(self) -> None:
+        """An honest vLLM-like server: cap 20, bias honoured, no key needed, nothing recorded."""
+        self.max_logprobs, self.bias, self.api_key = 20, "honour", None
+        self.requests.clear()
+        self.headers.clear()
+
+
+def score_config(model_dir, url: str, type: str = "complexity", **overrides: Any) -> ScoreConfig:
+    """The openai backend scoring `model_dir` served as "tiny" at `url`; `overrides` are `OpenAIOptions` fields."""
+    settings = {"base_url": url, "served_model": "tiny", "max_logprobs": 20, **overrides}
+    return ScoreConfig(type=type, model=str(model_dir), backend="openai", openai=OpenAIOptions(**settings))
 
 
 def create_app(model_dir: str, options: ServerOptions):
     """A FastAPI app serving `/v1/completions` with one forward pass per request."""
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -38,8 +59,13 @@ def create_app(model_dir: str, options: ServerOptions):
     app = FastAPI()
 
     @app.post("/v1/completions")
-    def completions(body: dict[str, Any]):
+    def completions(body: dict[str, Any], request: Request):
         options.requests.append(body)
+        options.headers.append({name.lower(): value for name, value in request.headers.items()})
+        if options.api_key is not None and request.headers.get("authorization") != f"Bearer {options.api_key}":
+            sent = request.headers.get("authorization", "nothing")
+            return JSONResponse({"error": {"message": f"Incorrect API key provided: {sent}",
+                                           "type": "invalid_request_error"}}, status_code=401)
         k = int(body.get("logprobs") or 0)
         if k > options.max_logprobs:
             return JSONResponse({"error": {"message": f"Requested sample logprobs of {k}, which is greater "

@@ -6,14 +6,14 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest
-from openai_server import BackgroundServer, ServerOptions, create_app
+from openai_server import score_config
 
 from deita.errors import DeitaError
-from deita.scoring.backends.openai import OpenAIBackend
+from deita.scoring.backends.base import ScorerSpec
+from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions
 from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreConfig, ScoreWorker, expected_scores
 from deita.testing import example_turns
@@ -21,26 +21,8 @@ from deita.testing import example_turns
 TURNS = example_turns()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_llama):
-    options = ServerOptions()
-    with BackgroundServer(create_app(str(tiny_llama), options)) as running:
-        running.options = options
-        yield running
-
-
-@pytest.fixture
-def options(server):
-    """The server's behaviour, reset to an honest vLLM-like server (cap 20, bias honoured) for each test."""
-    server.options.max_logprobs, server.options.bias = 20, "honour"
-    server.options.requests.clear()
-    return server.options
-
-
-def openai_config(tiny_llama, server, **overrides) -> ScoreConfig:
-    settings = {"model": str(tiny_llama), "backend": "openai", "base_url": server.url, "served_model": "tiny",
-                "concurrency": 4, "max_logprobs": 20}
-    return ScoreConfig(**{**settings, **overrides})
+def openai_config(tiny_llama, server, type: str = "complexity", **overrides) -> ScoreConfig:
+    return score_config(tiny_llama, server.url, type, **{"concurrency": 4, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +134,8 @@ def test_unreachable_server_names_the_url_quickly(tiny_llama):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = ScoreConfig(model=str(tiny_llama), backend="openai", base_url=f"http://127.0.0.1:{port}/v1")
-    backend = OpenAIBackend(config, connect_timeout=1.0, max_tries=3, backoff=0.01)
+    backend = OpenAIBackend(ScorerSpec(str(tiny_llama)), OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1"),
+                            connect_timeout=1.0, max_tries=3, backoff=0.01)
     prompts = build_prompts(backend.tokenizer, "complexity", TURNS, 2048)
     start = time.monotonic()
     with pytest.raises(DeitaError, match=rf"http://127\.0\.0\.1:{port}/v1/completions after 3 tries"):
@@ -180,6 +162,5 @@ def test_cli_end_to_end(tiny_llama, server, options, hf_logprobs, tmp_path):
 
 
 def test_config_default_served_model_is_the_model(tiny_llama, server, options):
-    config = replace(openai_config(tiny_llama, server), served_model=None)
-    ScoreWorker(config).score(TURNS[:1])
+    ScoreWorker(openai_config(tiny_llama, server, served_model=None)).score(TURNS[:1])
     assert options.requests[-1]["model"] == str(tiny_llama)

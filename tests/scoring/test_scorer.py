@@ -76,3 +76,25 @@ def test_score_token_override_and_validation(tiny_llama):
     assert score_token_ids(tokenizer, [6, 5, 4, 3, 2, 1]) == [6, 5, 4, 3, 2, 1]
     with pytest.raises(DeitaError, match="6 distinct ids"):
         score_token_ids(tokenizer, [1, 1, 2, 3, 4, 5])
+
+
+def test_a_huge_message_is_clipped_before_tokenizing(tiny_llama):
+    """Memory is bounded by the context, not by the message: a 10 MB message costs a 64K-character call."""
+    from deita.scoring.prompts import MAX_CHARS_PER_TOKEN
+
+    _, tokenizer = load_causal_lm(ModelSpec(str(tiny_llama), device="cpu"))
+    seen: list[int] = []
+
+    class Spy:
+        def __call__(self, texts, **kwargs):
+            seen.append(max(len(t) for t in ([texts] if isinstance(texts, str) else texts)))
+            return tokenizer(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    huge = Turn("word " * 2_000_000, "answer " * 1_500_000)
+    (prompt,) = build_prompts(Spy(), "quality", [huge], 256)
+    assert prompt.truncated and len(prompt.token_ids) <= 256
+    assert max(seen) <= 2 * 256 * MAX_CHARS_PER_TOKEN + 500
+    assert prompt.token_ids[-4:] == tokenizer(render("quality", "x", "y"))["input_ids"][-4:]  # the tail survives

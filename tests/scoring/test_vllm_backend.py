@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("vllm")
 
 from deita.data.records import Turn
-from deita.runtime.prefill import ModelSpec
+from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.backends.hf import HFBackend
 from deita.scoring.prompts import build_prompts
-from deita.scoring.scorer import ScoreConfig, expected_scores
+from deita.scoring.scorer import ScoreConfig, expected_scores, load_backend
 
 MAX_LENGTH = 512
 TURNS = [
@@ -32,12 +32,14 @@ def vllm_backend(tiny_llama):
         pytest.skip("vLLM needs a GPU")
     from deita.scoring.backends.vllm import VLLMBackend
 
-    return VLLMBackend(ScoreConfig(backend="vllm", model=str(tiny_llama), max_length=MAX_LENGTH))
+    backend = load_backend(ScoreConfig(backend="vllm", model=str(tiny_llama), max_length=MAX_LENGTH))
+    assert isinstance(backend, VLLMBackend)
+    return backend
 
 
 @pytest.mark.parametrize("score_type", ["complexity", "quality"])
 def test_vllm_scores_equal_hf(tiny_llama, vllm_backend, score_type):
-    hf = HFBackend(ModelSpec(str(tiny_llama), device="cpu"), batch_tokens=4096)  # fp32 reference
+    hf = HFBackend(ScorerSpec(str(tiny_llama), device="cpu", batch_tokens=4096))  # fp32 reference
     prompts = build_prompts(hf.tokenizer, score_type, TURNS, MAX_LENGTH)
     assert prompts[-1].truncated
     got = vllm_backend.digit_logprobs(prompts)

@@ -182,3 +182,28 @@ def test_unavailable_cuda_is_a_deita_error() -> None:
     with pytest.raises(DeitaError, match="no CUDA GPU is visible"):
         deita_filter(np.ones(2), np.eye(2, dtype=np.float32), -1, device="cuda")
     assert len(deita_filter(np.ones(2), np.eye(2, dtype=np.float32), -1, device="auto").indices) == 2
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 64, 300])
+def test_provenance_names_the_accepted_sample_each_skip_duplicated(block_size: int, device: str) -> None:
+    """Each skipped candidate comes with the accepted sample most similar to it when it was examined."""
+    rng = np.random.default_rng(0)
+    emb = clustered_pool(300, 8, 0)
+    scores = rng.random(300)
+    result = deita_filter(scores, emb, 50, 0.9, block_size=block_size, device=device)
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    accepted, skipped, duplicate_of, similarity = [], [], [], []
+    for i in np.argsort(-scores, kind="stable"):
+        if len(accepted) == 50:
+            break
+        sims = unit[accepted] @ unit[i] if accepted else np.empty(0)
+        if len(sims) and sims.max() > 0.9:
+            skipped.append(i)
+            duplicate_of.append(accepted[int(np.argmax(sims))])
+            similarity.append(sims.max())
+            continue
+        accepted.append(i)
+    assert result.indices.tolist() == accepted
+    assert result.skipped.tolist() == skipped and result.duplicate_of.tolist() == duplicate_of
+    np.testing.assert_allclose(result.similarity, similarity, atol=1e-5)
+    assert result.n_examined == len(accepted) + len(skipped)

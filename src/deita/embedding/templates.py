@@ -12,13 +12,24 @@ VICUNA_SYSTEM = (
 )
 
 
+def vicuna_segments(turns: Sequence[Turn], eos: str = "</s>") -> list[tuple[str, bool]]:
+    """Vicuna v1.1 as (text, is_answer) pieces, joined without separators.
+
+    Each answer piece is " " + response + eos: what SFT trains on (`deita.training.render`); everything
+    else is context. An unanswered last turn ends in "ASSISTANT:" with no answer piece. The record's own
+    system message is not used: the Vicuna system prompt always opens the text.
+    """
+    segments = [(VICUNA_SYSTEM + " ", False)]
+    for turn in turns:
+        segments.append(("USER: " + turn.instruction + " ASSISTANT:", False))
+        if turn.response:
+            segments.append((" " + turn.response + eos, True))
+    return segments
+
+
 def render_vicuna(turns: Sequence[Turn]) -> str:
     """system + " " + "USER: u1 ASSISTANT: a1</s>USER: u2 …"; an unanswered last turn ends in "ASSISTANT:"."""
-    parts = [VICUNA_SYSTEM + " "]
-    for turn in turns:
-        parts.append("USER: " + turn.instruction + " ")
-        parts.append("ASSISTANT: " + turn.response + "</s>" if turn.response else "ASSISTANT:")
-    return "".join(parts)
+    return "".join(text for text, _ in vicuna_segments(turns))
 
 
 def render_answers(turns: Sequence[Turn]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,11 +28,18 @@ _MAX_SIM_BYTES = 256 * 2**20  # bound on one block x accepted similarity chunk
 
 @dataclass
 class SelectionResult:
-    """Selected pool indices in selection order, how many candidates were examined, and the time taken."""
+    """Selected pool indices in selection order, how many candidates were examined, and the time taken.
+
+    Provenance: every examined candidate that was skipped, the accepted sample most similar to it when it
+    was examined (the one it duplicated) and that similarity, in walk order.
+    """
 
     indices: np.ndarray  # int64, selected pool indices in selection order
     n_examined: int  # candidates looked at before stopping
     seconds: float  # time of the selection step itself
+    skipped: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    duplicate_of: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    similarity: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
 
 
 class _AcceptedSet:
@@ -40,20 +47,26 @@ class _AcceptedSet:
 
     def __init__(self, capacity: int, dim: int, device: torch.device, growable: bool) -> None:
         self.rows = torch.empty((capacity, dim), dtype=torch.float32, device=device)
+        self.pool_idx = np.empty(capacity, dtype=np.int64)
         self.count = 0
         self.growable = growable
 
-    def max_similarity(self, block: torch.Tensor) -> torch.Tensor:
-        """Per block row, the largest cosine similarity to any accepted vector (-inf when none)."""
+    def max_similarity(self, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per block row, the largest cosine similarity to any accepted vector (-inf when none) and the
+        position of that vector in the accepted set (-1 when none)."""
         best = torch.full((block.shape[0],), -torch.inf, device=block.device)
+        where = torch.full((block.shape[0],), -1, dtype=torch.int64, device=block.device)
         step = max(1, _MAX_SIM_BYTES // (4 * block.shape[0]))
         for lo in range(0, self.count, step):
             sims = block @ self.rows[lo : min(lo + step, self.count)].T
-            best = torch.maximum(best, sims.max(dim=1).values)
-        return best
+            values, positions = sims.max(dim=1)
+            better = values > best
+            best = torch.where(better, values, best)
+            where = torch.where(better, positions + lo, where)
+        return best, where
 
-    def append(self, vectors: torch.Tensor) -> None:
-        """Add rows, doubling the capacity first when it is growable and full."""
+    def append(self, vectors: torch.Tensor, pool_idx: np.ndarray) -> None:
+        """Add rows (and the pool indices they came from), doubling the capacity first when growable and full."""
         needed = self.count + vectors.shape[0]
         if needed > self.rows.shape[0]:
             if not self.growable:
@@ -62,7 +75,10 @@ class _AcceptedSet:
                                 dtype=self.rows.dtype, device=self.rows.device)
             grown[: self.count] = self.rows[: self.count]
             self.rows = grown
+        if needed > len(self.pool_idx):
+            self.pool_idx = np.concatenate([self.pool_idx, np.empty(max(needed, len(self.pool_idx)), np.int64)])
         self.rows[self.count : needed] = vectors
+        self.pool_idx[self.count : needed] = pool_idx
         self.count = needed
 
 
@@ -74,20 +90,25 @@ def deita_filter(
     block_size: int = 1024,
     device: str = "cpu",
     progress: Progress | None = None,
+    max_examined: int | None = None,
 ) -> SelectionResult:
     """Select up to `size` samples (-1: walk the whole pool) by score, skipping near-duplicates.
 
     `embeddings` may be a read-only float16/float32 memmap larger than RAM: only the rows examined are
-    read, block by block. Errors are DeitaError naming the offending row.
+    read, block by block. `max_examined` stops the walk after that many candidates (for what-if curves).
+    Errors are DeitaError naming the offending row.
     """
     start = time.perf_counter()
     order = _validated_order(scores, embeddings, size, threshold, block_size)
+    if max_examined is not None:
+        order = order[:max_examined]
     dev = resolve_device(device)
     target = len(order) if size == -1 else min(size, len(order))
     with exact_float32(), torch.no_grad():
-        indices, n_examined = _walk(order, embeddings, target, float(threshold), block_size, dev,
-                                    growable=size == -1, progress=progress)
-    return SelectionResult(indices=indices, n_examined=n_examined, seconds=time.perf_counter() - start)
+        walk = _walk(order, embeddings, target, float(threshold), block_size, dev, growable=size == -1,
+                     progress=progress)
+    return SelectionResult(walk.indices, walk.n_examined, time.perf_counter() - start, walk.skipped,
+                           walk.duplicate_of, walk.similarity)
 
 
 def _validated_order(scores: np.ndarray, embeddings: np.ndarray, size: int, threshold: float,
@@ -119,26 +140,70 @@ def validate_size(size: int) -> None:
         raise DeitaError(f"size must be a positive number of samples or -1 (whole pool), got {size!r}")
 
 
+@dataclass
+class _Walk:
+    indices: np.ndarray
+    n_examined: int
+    skipped: np.ndarray
+    duplicate_of: np.ndarray
+    similarity: np.ndarray
+
+
 def _walk(order: np.ndarray, embeddings: np.ndarray, target: int, threshold: float, block_size: int,
-          device: torch.device, growable: bool, progress: Progress | None) -> tuple[np.ndarray, int]:
-    """Walk `order` block by block until `target` samples are accepted; return them and n_examined."""
+          device: torch.device, growable: bool, progress: Progress | None) -> _Walk:
+    """Walk `order` block by block until `target` samples are accepted; also note what blocked each skip."""
     capacity = min(target, 4096) if growable else target
     accepted = _AcceptedSet(capacity, embeddings.shape[1], device, growable)
     chosen: list[np.ndarray] = []
+    skipped: list[np.ndarray] = []
+    duplicate_of: list[np.ndarray] = []
+    similarity: list[np.ndarray] = []
     lo = examined = 0
     while lo < len(order) and accepted.count < target:
         pool_idx = order[lo : lo + _next_block_len(block_size, target - accepted.count, lo, accepted.count)]
         block = normalized_block(embeddings, pool_idx, device)
-        survivors = _survivors(accepted, block, threshold)
+        best, where = accepted.max_similarity(block)
+        survivors = (best <= threshold).nonzero()[:, 0].cpu().numpy()
         taken = survivors[_settle_block(block[survivors], threshold, target - accepted.count)]
-        accepted.append(block[taken])
+        in_block = int(taken[-1]) + 1 if accepted.count + len(taken) >= target and len(taken) else len(pool_idx)
+        blocked = np.setdiff1d(np.arange(in_block), taken)
+        if len(blocked):
+            sim, other = _blocking(block, best, where, accepted.pool_idx, pool_idx, taken, blocked)
+            skipped.append(pool_idx[blocked])
+            duplicate_of.append(other)
+            similarity.append(sim)
+        accepted.append(block[taken], pool_idx[taken])
         chosen.append(pool_idx[taken])
-        examined = lo + (int(taken[-1]) + 1 if accepted.count >= target else len(pool_idx))
+        examined = lo + in_block
         lo += len(pool_idx)
         if progress is not None:
             progress(examined, accepted.count)
-    indices = np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
-    return indices.astype(np.int64, copy=False), examined
+
+    def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype=dtype)
+
+    return _Walk(joined(chosen, np.int64), examined, joined(skipped, np.int64), joined(duplicate_of, np.int64),
+                 joined(similarity, np.float32))
+
+
+def _blocking(block: torch.Tensor, best: torch.Tensor, where: torch.Tensor, before: np.ndarray,
+              pool_idx: np.ndarray, taken: np.ndarray, blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each blocked block position: the most similar sample accepted before it (in earlier blocks or
+    earlier in this block), as (similarity, pool index)."""
+    sim = best[blocked].cpu().numpy().astype(np.float32)
+    positions = where[blocked].cpu().numpy()
+    other = np.where(positions >= 0, before[np.maximum(positions, 0)], -1) if len(before) else np.full_like(positions, -1)
+    if len(taken):
+        rows = torch.as_tensor(blocked, device=block.device)
+        sims = block[rows] @ block[torch.as_tensor(taken, device=block.device)].T
+        earlier = torch.as_tensor(taken[None, :] < blocked[:, None], device=block.device)
+        sims = torch.where(earlier, sims, torch.full_like(sims, -torch.inf))
+        values, best_taken = sims.max(dim=1)
+        values, best_taken = values.cpu().numpy(), best_taken.cpu().numpy()
+        better = values > sim
+        sim = np.where(better, values, sim).astype(np.float32)
+        other = np.where(better, pool_idx[taken][best_taken], other)
+    return sim, other.astype(np.int64)
 
 
 def _next_block_len(block_size: int, needed: int, examined: int, accepted: int) -> int:
@@ -148,14 +213,6 @@ def _next_block_len(block_size: int, needed: int, examined: int, accepted: int) 
     """
     rate = accepted / examined if examined else 1.0
     return int(min(block_size, max(needed, 16 + 1.25 * needed / max(rate, 1e-3))))
-
-
-def _survivors(accepted: _AcceptedSet, block: torch.Tensor, threshold: float) -> np.ndarray:
-    """Block positions not already blocked by a sample accepted in earlier blocks."""
-    if accepted.count == 0:
-        return np.arange(block.shape[0])
-    keep = accepted.max_similarity(block) <= threshold
-    return keep.nonzero()[:, 0].cpu().numpy()
 
 
 def _settle_block(vectors: torch.Tensor, threshold: float, limit: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from deita.data.paths import check_paths
 from deita.errors import DeitaError
 from deita.runtime.devices import DEVICE_HELP, resolve_device
 from deita.selection.baselines import STRATEGIES, kcenter_select, length_select, random_select, score_select
-from deita.selection.deita import deita_filter
+from deita.selection.deita import SelectionResult, deita_filter
 from deita.selection.scores import DEFAULT_SCORE_KEYS, final_scores
 
 LENGTH_SCORE_KEYS = ("instruction_lengths", "response_lengths")
@@ -39,6 +39,8 @@ class FilterConfig:
     device: str = option("auto", DEVICE_HELP)
     block_size: int = option(1024, "Candidates compared per matrix product (does not change the result).", min=1)
     seed: int = option(42, "Seed for random and kcenter.", min=0)
+    annotate: bool = option(False, "Add a `deita` field to each selected record: its rank, final score and "
+                            "nearest selected neighbour with the similarity.")
 
 
 @dataclass
@@ -51,6 +53,7 @@ class FilterReport:
     seconds: float
     sort_key: tuple[str, ...]
     output: Path
+    result: SelectionResult | None = None
 
     @property
     def n_near_duplicates(self) -> int:
@@ -58,10 +61,17 @@ class FilterReport:
         return self.n_examined - self.n_selected if self.strategy == "deita" else 0
 
     def stats(self) -> dict:
-        return {"n_pool": self.n_pool, "n_selected": self.n_selected, "n_examined": self.n_examined,
-                "n_near_duplicates": self.n_near_duplicates, "threshold": self.threshold,
-                "strategy": self.strategy, "seconds": self.seconds, "sort_key": list(self.sort_key),
-                "output": str(self.output)}
+        """The statistics JSON: counts, and provenance by pool index (positions in the filter's input)."""
+        stats = {"n_pool": self.n_pool, "n_selected": self.n_selected, "n_examined": self.n_examined,
+                 "n_near_duplicates": self.n_near_duplicates, "threshold": self.threshold,
+                 "strategy": self.strategy, "seconds": self.seconds, "sort_key": list(self.sort_key),
+                 "output": str(self.output)}
+        if self.result is not None:
+            stats["selected"] = self.result.indices.tolist()
+            stats["skipped"] = [{"index": int(i), "duplicate_of": int(j), "similarity": round(float(v), 6)}
+                                for i, j, v in zip(self.result.skipped, self.result.duplicate_of,
+                                                   self.result.similarity)]
+        return stats
 
     def lines(self) -> list[str]:
         how = self.strategy
@@ -74,10 +84,10 @@ class FilterReport:
                 f"→ {self.output}"]
 
 
-def resolve_sort_key(config: FilterConfig, first: dict | None) -> tuple[str, ...]:
-    """The configured sort key, or the score fields the records carry: Deita scores, else length scores."""
-    if config.sort_key:
-        return config.sort_key
+def resolve_sort_key(sort_key: tuple[str, ...] | None, first: dict | None) -> tuple[str, ...]:
+    """`sort_key` when given, or the score fields the records carry: Deita scores, else length scores."""
+    if sort_key:
+        return sort_key
     if first is not None and all(key in first for key in LENGTH_SCORE_KEYS) \
             and not any(key in first for key in DEFAULT_SCORE_KEYS):
         return LENGTH_SCORE_KEYS
@@ -118,7 +128,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     stats = ReadStats()
     for record in iter_records(path, fmt=fmt, stats=stats):
         if count == 0:
-            sort_key = resolve_sort_key(config, record.raw)
+            sort_key = resolve_sort_key(config.sort_key, record.raw)
             lists = [[] for _ in sort_key]
         count += 1
         if stats.file_type == "jsonl":
@@ -170,12 +180,11 @@ def open_embeddings(path: str | Path, n_pool: int, data_path: Path) -> np.ndarra
 
 
 def select_indices(config: FilterConfig, n_pool: int, scores: np.ndarray | None, lengths: np.ndarray | None,
-                   embeddings: np.ndarray | None) -> tuple[np.ndarray, int, float]:
-    """Run the configured strategy; returns (indices in selection order, examined, seconds)."""
+                   embeddings: np.ndarray | None) -> SelectionResult:
+    """Run the configured strategy: indices in selection order, candidates examined, seconds, provenance."""
     device = str(resolve_device(config.device))
     if config.strategy == "deita":
-        result = deita_filter(scores, embeddings, config.size, config.threshold, config.block_size, device)
-        return result.indices, result.n_examined, result.seconds
+        return deita_filter(scores, embeddings, config.size, config.threshold, config.block_size, device)
     start = time.perf_counter()
     if config.strategy == "random":
         indices = random_select(n_pool, config.size, config.seed)
@@ -186,7 +195,40 @@ def select_indices(config: FilterConfig, n_pool: int, scores: np.ndarray | None,
     else:
         indices = kcenter_select(embeddings, config.size, config.seed, device, config.block_size)
     examined = n_pool if config.strategy == "kcenter" else len(indices)
-    return indices, examined, time.perf_counter() - start
+    return SelectionResult(indices, examined, time.perf_counter() - start)
+
+
+def annotations(result: SelectionResult, scores: np.ndarray | None, embeddings: np.ndarray | None) -> list[dict]:
+    """Per selected record: rank, pool index, final score, and its nearest other selected record."""
+    indices = result.indices
+    nearest, similarity = nearest_neighbours(embeddings, indices) if embeddings is not None and len(indices) > 1 \
+        else (None, None)
+    notes = []
+    for rank, index in enumerate(indices):
+        note: dict = {"rank": rank + 1, "pool_index": int(index)}
+        if scores is not None:
+            note["score"] = float(scores[index])
+        if nearest is not None:
+            note["nearest_selected"] = int(indices[nearest[rank]])
+            note["nearest_similarity"] = round(float(similarity[rank]), 6)
+        notes.append(note)
+    return notes
+
+
+def nearest_neighbours(embeddings: np.ndarray, indices: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For each of the rows `indices`, the position (in `indices`) of its most similar other row, and the cosine."""
+    from deita.selection._torch import read_rows
+
+    vectors = read_rows(embeddings, indices).astype(np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    nearest = np.empty(len(indices), dtype=np.int64)
+    best = np.empty(len(indices), dtype=np.float32)
+    for lo in range(0, len(indices), block):
+        sims = vectors[lo : lo + block] @ vectors.T
+        sims[np.arange(len(sims)), np.arange(lo, lo + len(sims))] = -np.inf
+        nearest[lo : lo + block] = sims.argmax(axis=1)
+        best[lo : lo + block] = sims.max(axis=1)
+    return nearest, best
 
 
 def filter_file(input_path: str | Path, output_path: str | Path, config: FilterConfig,
@@ -207,13 +249,15 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
         if embeddings_path is None:
             raise DeitaError(f"--strategy {config.strategy} needs --embeddings EMB.npy (from `deita embed`)")
         embeddings = open_embeddings(embeddings_path, n_pool, input_path)
-    indices, examined, seconds = select_indices(config, n_pool, scores, lengths, embeddings)
+    result = select_indices(config, n_pool, scores, lengths, embeddings)
+    indices = result.indices
     chosen = _chosen_records(input_path, pool, indices, fmt)
+    notes = annotations(result, scores, embeddings) if config.annotate else None
     with RecordWriter(output_path) as writer:
-        for raw in chosen:
-            writer.write(raw)
-    report = FilterReport(n_pool, len(indices), examined, config.threshold, config.strategy, seconds,
-                          sort_key, output_path)
+        for rank, raw in enumerate(chosen):
+            writer.write({**raw, "deita": notes[rank]} if notes is not None else raw)
+    report = FilterReport(n_pool, len(indices), result.n_examined, config.threshold, config.strategy,
+                          result.seconds, sort_key, output_path, result)
     if stats_path:
         Path(stats_path).write_text(json.dumps(report.stats(), indent=2) + "\n")
     return report

@@ -23,7 +23,8 @@ def final_scores(
     `per_key_lists[k][i]` is record i's per-turn list for `keys[k]`. `locations[i]` (default "record i")
     names the record in errors, e.g. a file and line given by the data layer. The values are checked in
     bulk where they are plain finite numbers, record by record (to name the problem) otherwise; either way
-    the products and the sums over turns run in one vectorised pass.
+    the products and the sums over turns run in one vectorised pass, in the order `record_score` uses, so
+    both give the same floats.
     """
     n_records = _check_shapes(per_key_lists, keys, locations)
     checked = _plain_columns(per_key_lists)
@@ -44,8 +45,24 @@ def final_scores(
         products *= more
     if not n_records:
         return np.zeros(0, dtype=np.float64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.add.reduceat(products, starts).astype(np.float64)
+    return _sums_in_order(products, lengths)
+
+
+def _sums_in_order(products: np.ndarray, lengths: np.ndarray, columns: int = 32) -> np.ndarray:
+    """Per record, the sum of its run of `products`, added turn by turn in order as `record_score` adds
+    (numpy's own sums group the terms differently): vectorised over records for the first `columns`
+    turns, in plain Python for the rare longer records."""
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    totals = np.zeros(len(lengths), dtype=np.float64)
+    for turn in range(min(int(lengths.max(initial=0)), columns)):
+        has = lengths > turn
+        totals[has] += products[starts[has] + turn]
+    for i in np.flatnonzero(lengths > columns):
+        total = 0.0
+        for product in products[starts[i] : starts[i] + lengths[i]].tolist():
+            total += product
+        totals[i] = total
+    return totals
 
 
 def _plain_columns(per_key_lists: Sequence[Sequence[Sequence[float] | None]]
@@ -74,6 +91,20 @@ def _plain_columns(per_key_lists: Sequence[Sequence[Sequence[float] | None]]
     return flat, lengths
 
 
+def record_score(per_key: Sequence[Sequence[float] | None], keys: Sequence[str], where: str) -> float:
+    """One record's final score from its per-turn lists (one per key), summed turn by turn in order;
+    errors name `where`. Plain Python: a record has a handful of turns, and this runs once per record."""
+    turns = [_turn_scores(values, key, where) for key, values in zip(keys, per_key)]
+    _check_turn_counts(turns, keys, where)
+    total = 0.0
+    for values in zip(*turns):
+        product = 1.0
+        for value in values:
+            product *= value
+        total += product
+    return total
+
+
 def _check_shapes(per_key_lists: Sequence[Sequence[Sequence[float] | None]], keys: Sequence[str],
                   locations: Sequence[str] | None) -> int:
     """Return the record count after checking keys, lists and locations line up."""
@@ -90,7 +121,7 @@ def _check_shapes(per_key_lists: Sequence[Sequence[Sequence[float] | None]], key
     return n_records
 
 
-def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> np.ndarray:
+def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> list[float]:
     """One record's list for one key as float64, refusing missing, empty, non-numeric or non-finite."""
     if values is None:
         raise DeitaError(f"{where}: missing '{key}'; score the data first")
@@ -103,10 +134,10 @@ def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> np.nda
             raise DeitaError(f"{where}: '{key}' turn {turn} is {value!r}, not a number")
         if not math.isfinite(value):
             raise DeitaError(f"{where}: '{key}' turn {turn} is {value}; scores must be finite")
-    return np.asarray(values, dtype=np.float64)
+    return [float(value) for value in values]
 
 
-def _check_turn_counts(turns: list[np.ndarray], keys: Sequence[str], where: str) -> None:
+def _check_turn_counts(turns: list[list[float]], keys: Sequence[str], where: str) -> None:
     """All keys of one record must score the same number of turns."""
     for key, values in zip(keys[1:], turns[1:]):
         if len(values) != len(turns[0]):

@@ -59,15 +59,30 @@ class OpenAIOptions(TopLogprobOptions):
 
 def split_credentials(url: str) -> tuple[str, str | None]:
     """(`url` without `user:key@`, the key or password from it if any): credentials never travel in the URL."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # e.g. an unclosed IPv6 bracket; the message does not quote the URL
+        raise DeitaError(f"--base-url is not a valid URL ({err})") from None
     if parts.username is None and parts.password is None:
         return url, None
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written: keeps IPv6 brackets and the port
     clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     secret = parts.password if parts.password is not None else parts.username
     return clean, unquote(secret) if secret else None
+
+
+def api_key_for(options: OpenAIOptions, url_key: str | None) -> str | None:
+    """The bearer token: the key written in --base-url (the most specific), else $api_key_env, else none.
+
+    The URL's key wins so that a default OPENAI_API_KEY (meant for api.openai.com) is never sent to a
+    server the user gave its own key for.
+    """
+    key = (url_key or os.environ.get(options.api_key_env) or "").strip()
+    if key and not all(33 <= ord(char) < 127 for char in key):
+        source = "the key in --base-url" if url_key else f"${options.api_key_env}"
+        raise DeitaError(f"{source} contains spaces or characters that cannot go into an HTTP header; "
+                         "set it to the key alone")
+    return key or None
 
 
 class _Stopped(Exception):
@@ -81,12 +96,17 @@ class OpenAIBackend:
                  connect_timeout: float = 10.0, max_tries: int = 5, backoff: float = 0.5) -> None:
         self.options = options
         base_url, url_key = split_credentials(options.base_url)
+        if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+            raise DeitaError("--base-url must be an http:// or https:// URL with a host, like "
+                             "http://127.0.0.1:8000/v1")
         self.url = base_url.rstrip("/") + "/completions"
         self.served_model = options.served_model or scorer.model
         self.tokenizer = load_tokenizer(scorer.model)
         self.score_token_ids = score_token_ids(self.tokenizer, scorer.score_token_ids)
         self.counters = BackendCounters()
-        api_key = os.environ.get(options.api_key_env) or url_key
+        api_key = api_key_for(options, url_key)
+        self.key_from_url, self.has_key = bool(url_key), api_key is not None
+        self._secrets = [secret for secret in (api_key, url_key) if secret]
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.max_tries = max(1, max_tries)
         self.backoff = backoff
@@ -142,7 +162,7 @@ class OpenAIBackend:
                             self.options.max_logprobs)
             response = self._post(self._body(text), stop)
         if response.status_code >= 400:
-            raise DeitaError(self._http_error(response))
+            raise DeitaError(self._scrub(self._http_error(response)))
         return self._top_logprobs(response)
 
     def _body(self, text: str) -> dict[str, Any]:
@@ -170,14 +190,30 @@ class OpenAIBackend:
                 delay = max(delay, _retry_after(response))
             if attempt + 1 < self.max_tries:
                 stop.wait(delay)
-        raise DeitaError(f"cannot get a completion from {self.url} after {self.max_tries} tries ({problem}); "
-                         "is the server running and is --base-url right (it usually ends in /v1)?")
+        raise DeitaError(self._scrub(f"cannot get a completion from {self.url} after {self.max_tries} tries "
+                                     f"({problem}); is the server running and is --base-url right (it usually "
+                                     "ends in /v1)?"))
+
+    def _scrub(self, message: str) -> str:
+        """`message` with the API key masked: servers and HTTP libraries may quote what they were sent."""
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return message
+
+    def _auth_hint(self) -> str:
+        """What to do about a refused (or missing) key: always names where the key is read from."""
+        variable = f"${self.options.api_key_env}"
+        if self.key_from_url:
+            return f"the server refused the key in --base-url; fix it, or drop it from the URL and set {variable}"
+        if self.has_key:
+            return (f"the server refused the key in {variable}; set the right one, or name another variable "
+                    "with --api-key-env")
+        return f"no API key was sent: set it in {variable}, or name another variable with --api-key-env"
 
     def _http_error(self, response: httpx.Response) -> str:
         message = f"{self.url} answered HTTP {response.status_code}: {_server_message(response)}"
         if response.status_code in (401, 403):
-            return message + (f" (set the API key in ${self.options.api_key_env}, or name another variable "
-                              "with --api-key-env)")
+            return message + f" ({self._auth_hint()})"
         if response.status_code == 404:
             return message + " (is --base-url right, usually ending in /v1, and --served-model the served name?)"
         if "logprob" in message.lower():
@@ -196,9 +232,9 @@ class OpenAIBackend:
                 raise TypeError(type(top).__name__)
             return top
         except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise DeitaError(f"{self.url} answered without top log-probs at choices[0].logprobs "
-                             f"({type(err).__name__}: {err}): {response.text[:300]!r}; the server must "
-                             "support `logprobs` on /completions") from err
+            raise DeitaError(self._scrub(
+                f"{self.url} answered without top log-probs at choices[0].logprobs ({type(err).__name__}: "
+                f"{err}): {response.text[:300]!r}; the server must support `logprobs` on /completions")) from err
 
 
 def _first_failure(futures: Sequence[Future]) -> BaseException | None:

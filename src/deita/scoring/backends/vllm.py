@@ -79,7 +79,7 @@ class VLLMBackend:
         scorer = self.scorer
         args: dict[str, Any] = {
             "model": scorer.model, "tokenizer": scorer.model,
-            "dtype": _engine_dtype(scorer.dtype), "max_model_len": scorer.max_length,
+            "dtype": _engine_dtype(scorer.dtype), "max_model_len": scorer.max_length + 1,  # room for the one generated step
             "enable_prefix_caching": False, "max_logprobs": self.num_logprobs,
         }
         if processed:

@@ -1,0 +1,190 @@
+"""Paid LLM work over a file, resumable: items in shards keyed by content, each shard's outcomes saved the
+moment it finishes, so a rerun after a crash pays for no finished shard again.
+
+The runtime's `ShardStore` keeps numeric arrays; these outcomes are texts (variants, reasons), so they
+are kept as one small JSONL file per shard, under the same content-and-fingerprint naming
+(`runtime.shards.shard_key`, `fingerprint_key`). An outcome is a row for the output or a reject with its
+reason. Rejects that may succeed later (a server error or timeout that outlasted the retries) are
+marked transient: a rerun asks again for those items only.
+
+Shards run concurrently (a few at a time, so the end of one overlaps the start of the next); the
+client's semaphore bounds the requests in flight. Outcomes are handed on in input order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deita.evol.client import Usage
+from deita.runtime.shards import fingerprint_key, shard_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Item:
+    """One unit of paid work: the record it came from (for rejects), its content (the shard key), its input."""
+
+    index: int
+    location: str
+    raw: Any
+    content: list[str]
+    payload: Any
+
+
+@dataclass
+class Outcome:
+    row: dict[str, Any] | None = None
+    reject: str | None = None
+    transient: bool = False
+    usage: Usage = field(default_factory=Usage)
+
+    def to_json(self) -> str:
+        return json.dumps({"row": self.row, "reject": self.reject, "transient": self.transient,
+                           "usage": self.usage.to_dict()}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> Outcome:
+        data = json.loads(line)
+        if (data["row"] is None) == (data["reject"] is None):
+            raise ValueError("an outcome is a row or a reject")
+        return cls(data["row"], data["reject"], bool(data["transient"]), Usage.from_dict(data["usage"]))
+
+
+Work = Callable[[Item], Awaitable[Outcome]]
+Emit = Callable[[list[Item], list[Outcome]], None]
+
+
+class OutcomeStore:
+    """Finished shards of one job fingerprint: `root/<fingerprint key>/<shard key>.jsonl`, one outcome a line."""
+
+    def __init__(self, root: str | Path, fingerprint: dict[str, Any]) -> None:
+        self.directory = Path(root) / fingerprint_key(fingerprint)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        manifest = self.directory / "fingerprint.json"
+        if not manifest.exists():
+            manifest.write_text(json.dumps(fingerprint, indent=2, sort_keys=True, default=str))
+
+    def key(self, items: Sequence[Item]) -> str:
+        return shard_key([part for item in items for part in item.content],
+                         np.array([len(item.content) for item in items]))
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.jsonl"
+
+    def load(self, key: str, count: int) -> list[Outcome] | None:
+        """The stored outcomes of a shard of `count` items, or None (one warning line if the file is damaged)."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            outcomes = [Outcome.from_json(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            if len(outcomes) != count:
+                raise ValueError(f"{len(outcomes)} outcomes for {count} items")
+            return outcomes
+        except Exception as err:
+            log.warning("cache shard %s is damaged (%s); redoing it", path, err)
+            path.unlink(missing_ok=True)
+            return None
+
+    def save(self, key: str, outcomes: Sequence[Outcome]) -> None:
+        temporary = self.directory / f".{key}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8", errors="surrogatepass") as handle:
+            handle.write("".join(outcome.to_json() + "\n" for outcome in outcomes))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path(key))
+
+
+@dataclass
+class JobSummary:
+    items: int = 0
+    rows: int = 0
+    rejected: int = 0
+    transient: int = 0
+    shards: int = 0
+    resumed_shards: int = 0
+    usage: Usage = field(default_factory=Usage)
+    """Tokens this run paid for."""
+    earlier: Usage = field(default_factory=Usage)
+    """Tokens the reused shards cost when they ran."""
+
+
+def shards_in_flight(concurrency: int, shard_size: int) -> int:
+    """Enough shards at once to keep `concurrency` requests busy across shard ends, and at least two."""
+    return max(2, math.ceil(2 * concurrency / max(shard_size, 1)))
+
+
+async def run_job(shards: Iterator[list[Item]], store: OutcomeStore, work: Work, emit: Emit,
+                  window: int = 2) -> JobSummary:
+    """Every item's outcome, shard by shard through `emit` in input order; stored shards are reused."""
+    summary = JobSummary()
+    pending: deque[tuple[list[Item], asyncio.Task]] = deque()
+
+    def finish(items: list[Item], outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            summary.items += 1
+            if outcome.row is not None:
+                summary.rows += 1
+            else:
+                summary.rejected += 1
+                summary.transient += outcome.transient
+        summary.shards += 1
+        emit(items, outcomes)
+
+    try:
+        for items in shards:
+            pending.append((items, asyncio.create_task(_shard(items, store, work, summary))))
+            while len(pending) >= window:
+                items, task = pending.popleft()
+                finish(items, await task)
+        while pending:
+            items, task = pending.popleft()
+            finish(items, await task)
+    finally:
+        for _, task in pending:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
+    return summary
+
+
+async def _shard(items: list[Item], store: OutcomeStore, work: Work, summary: JobSummary) -> list[Outcome]:
+    key = store.key(items)
+    stored = store.load(key, len(items))
+    outcomes: list[Outcome | None] = list(stored) if stored is not None else [None] * len(items)
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None or outcome.transient]
+    if stored is not None and not todo:
+        summary.resumed_shards += 1
+    for i, outcome in enumerate(outcomes):
+        if outcome is not None and i not in todo:
+            summary.earlier.add(outcome.usage)
+    if todo:
+        tasks = [asyncio.create_task(work(items[i])) for i in todo]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for i, task in zip(todo, tasks):
+            fresh: Outcome = task.result()
+            summary.usage.add(fresh.usage)
+            if outcomes[i] is not None:  # a transient reject asked again: keep the cost of both tries
+                fresh.usage.add(outcomes[i].usage)  # type: ignore[union-attr]
+            outcomes[i] = fresh
+        store.save(key, outcomes)  # type: ignore[arg-type]
+    return outcomes  # type: ignore[return-value]

@@ -1,0 +1,254 @@
+"""`deita report`: one self-contained HTML page that explains a selection against its pool.
+
+Everything the page shows is computed here from the pool, the selection, the filter's statistics (funnel
+and provenance) and, when given, the embeddings; `template.html.j2` only lays it out (jinja2 escapes
+every text). Counts are exact; plots sample at most `figures.MAX_POINTS` values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deita import __version__
+from deita.config import option
+from deita.data.paths import check_paths, check_writable
+from deita.data.records import Record
+from deita.errors import DeitaError
+from deita.report import collect, figures
+from deita.selection.run import open_embeddings, resolve_sort_key
+
+THRESHOLDS = tuple(round(0.80 + 0.025 * i, 3) for i in range(7))
+"""The threshold curve's τ values: 0.80 to 0.95 in steps of 0.025."""
+CURVE_CAP = 3
+"""The curve's walk stops after CURVE_CAP × size candidates (at least 1,000): past that, τ is too tight."""
+HEALTH_MODE_SHARE = 0.2
+HEALTH_REJECT_RATE = 0.01
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Options of `deita report` (and of the report `deita select` writes)."""
+
+    write: bool = option(True, "select: write the HTML report OUTPUT.report.html.", flag="--report")
+    source_field: str | None = option(None, "Record field naming each record's source, for a per-source "
+                                      "breakdown (default: `source` when the records have it).")
+    examples: int = option(8, "Near-duplicate pairs shown as evidence.", min=0)
+    text_chars: int = option(600, "Characters of each record's text shown in examples.", min=50)
+    seed: int = option(0, "Seed for sampling the examples shown.", min=0)
+
+
+def _text(record: Record, limit: int) -> str:
+    parts = []
+    for turn in record.turns:
+        parts.append(f"USER: {turn.instruction}")
+        if turn.response:
+            parts.append(f"ASSISTANT: {turn.response}")
+    text = "\n".join(parts)
+    return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit:,} more characters)"
+
+
+def reject_kind(reason: str) -> str:
+    """A reject reason without its specifics, for counting by kind."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "…", reason.split(":")[0] if ":" in reason[:40] else reason)
+    return " ".join(text.split()[:8])
+
+
+def _reject_kinds(path: Path | None) -> Counter:
+    kinds: Counter = Counter()
+    if path is not None and path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                kinds[reject_kind(json.loads(line)["reason"])] += 1
+            except (ValueError, KeyError, TypeError):
+                kinds["unreadable rejects line"] += 1
+    return kinds
+
+
+def _curve(scores: np.ndarray, embeddings: np.ndarray, size: int) -> list[tuple[float, int, bool]]:
+    from deita.selection.deita import deita_filter
+
+    target = len(scores) if size == -1 else min(size, len(scores))
+    cap = min(len(scores), max(CURVE_CAP * target, 1000))
+    points = []
+    for tau in THRESHOLDS:
+        result = deita_filter(scores, embeddings, target, tau, max_examined=cap, device="cpu")
+        points.append((tau, result.n_examined, len(result.indices) >= target))
+    return points
+
+
+def _health(facts: collect.PoolFacts, funnel: dict[str, Any], sort_key: tuple[str, ...]) -> list[str]:
+    warnings = []
+    for name, values in facts.score_values.items():
+        total = sum(values.values())
+        if total == 0:
+            if name in facts.nan_scores and facts.nan_scores[name] == 0:
+                warnings.append(f"'{name}' has no numeric values in the pool")
+            continue
+        value, count = values.most_common(1)[0]
+        if len(values) == 1:
+            warnings.append(f"'{name}' is constant ({value}) over all {total:,} turns: it cannot rank anything")
+        elif count / total > HEALTH_MODE_SHARE:
+            warnings.append(f"{count / total:.0%} of '{name}' turns score exactly {value}: a default value "
+                            "(like the old toolkit's silent 3.0) looks like this")
+        if facts.nan_scores.get(name):
+            warnings.append(f"'{name}' has {facts.nan_scores[name]:,} NaN turn scores")
+    turns = funnel.get("turns")
+    truncated = funnel.get("truncated_turns")
+    if turns and truncated:
+        warnings.append(f"{truncated / turns:.1%} of turns ({truncated:,}) were truncated to fit the scorer's "
+                        "context")
+    if funnel.get("input") and funnel.get("rejected", 0) / funnel["input"] > HEALTH_REJECT_RATE:
+        warnings.append(f"{funnel['rejected'] / funnel['input']:.1%} of the input was rejected "
+                        f"({funnel['rejected']:,} records): see the reasons above")
+    return warnings
+
+
+def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | None, stats: dict[str, Any],
+                 config: ReportConfig, rejects_path: Path | None = None) -> str:
+    """The report's HTML."""
+    selection, keys = collect.read_selection(selected_path)
+    first = next(iter(collect.iter_records(pool_path)), None)
+    if first is None:
+        raise DeitaError(f"{pool_path}: the pool has no records")
+    sort_key = tuple(stats.get("sort_key") or resolve_sort_key(None, first.raw))
+    skipped = stats.get("skipped") or []
+    rng = np.random.default_rng(config.seed)
+    shown = sorted(rng.choice(len(skipped), min(config.examples, len(skipped)), replace=False).tolist()) \
+        if skipped else []
+    evidence_rows = [skipped[i] for i in shown]
+    n_examined = int(stats.get("n_examined", len(selection)))
+    source_field = collect.detect_source_field(pool_path, config.source_field)
+    facts = collect.collect_pool(pool_path, selected_path, selection, keys, sort_key,
+                                 {int(row["index"]) for row in evidence_rows}, n_examined, source_field)
+    sel = facts.selected_index
+    by_pool_index = {int(index): record for index, record in zip(sel, selection)}
+    funnel_counts = dict(stats.get("funnel") or {})
+    funnel_counts.setdefault("input", facts.n + funnel_counts.get("rejected", 0))
+    funnel_counts.setdefault("rejected", 0)
+    kinds = _reject_kinds(rejects_path)
+    n_skipped = int(stats.get("n_near_duplicates", len(skipped)))
+    stages = [("input", funnel_counts["input"]), ("rejected", funnel_counts["rejected"])]
+    for name in ("removed as duplicates", "removed as contaminated"):
+        if funnel_counts.get(name):
+            stages.append((name, funnel_counts[name]))
+    stages += [("scored", facts.n), ("examined", n_examined), ("skipped as near-duplicates", n_skipped),
+               ("selected", len(selection))]
+
+    distributions = []
+    scores = facts.scores
+    if scores is not None:
+        distributions.append(figures.distribution(f"final score ({' × '.join(sort_key)}, Σ over turns)", scores,
+                                                  scores[sel]))
+    for name, means in facts.field_means.items():
+        if np.isfinite(means).any():
+            distributions.append(figures.distribution(f"{name} (mean per record)", means, means[sel]))
+    distributions += [
+        figures.distribution("turns per record", facts.turns, facts.turns[sel], discrete=True),
+        figures.distribution("instruction length (characters)", facts.instruction_chars,
+                             facts.instruction_chars[sel], log=True),
+        figures.distribution("response length (characters)", facts.response_chars, facts.response_chars[sel],
+                             log=True),
+    ]
+    system_share = (float(facts.has_system.mean()), float(facts.has_system[sel].mean()) if len(sel) else 0.0)
+
+    diversity_note = None
+    curve_image = curve_rows = None
+    embeddings = None
+    if embeddings_path is None:
+        diversity_note = "No embeddings were given (--embeddings), so the threshold curve is left out."
+    elif scores is None:
+        diversity_note = f"The pool's records do not carry the sort key {', '.join(sort_key)}, so no threshold curve."
+    else:
+        embeddings = open_embeddings(embeddings_path, facts.n, pool_path)
+        size = int(stats.get("n_selected", len(selection))) or 1
+        points = _curve(scores, embeddings, size)
+        curve_image = figures.threshold_curve(points, size, float(stats.get("threshold", 0.9)))
+        curve_rows = [{"tau": tau, "examined": n, "reached": reached} for tau, n, reached in points]
+    evidence = []
+    for row in evidence_rows:
+        candidate = facts.kept.get(int(row["index"]))
+        kept = by_pool_index.get(int(row["duplicate_of"]))
+        if candidate is not None and kept is not None:
+            evidence.append({"similarity": row["similarity"], "index": row["index"], "kept_index": row["duplicate_of"],
+                             "candidate": _text(candidate, config.text_chars), "kept": _text(kept, config.text_chars)})
+    if not skipped:
+        evidence_note = ("The statistics list no skipped candidates (none were near-duplicates at this threshold)."
+                         if stats.get("skipped") is not None else
+                         "No filter statistics with provenance were given (--stats), so no near-duplicate evidence.")
+    else:
+        evidence_note = None
+
+    def shown_rows(positions: list[int]) -> list[dict[str, Any]]:
+        return [{"rank": rank + 1, "index": int(sel[rank]),
+                 "score": None if scores is None else float(scores[sel[rank]]),
+                 "text": _text(selection[rank], config.text_chars)} for rank in positions]
+
+    order = list(range(len(selection)))
+    if scores is not None:
+        order.sort(key=lambda rank: -scores[sel[rank]])
+    best, worst = shown_rows(order[:5]), shown_rows(order[-5:][::-1] if len(order) > 5 else [])
+    below = [{"index": s.index, "score": s.score, "text": _text(s.record, config.text_chars)} for s in facts.below_cut]
+    sources = None
+    if facts.sources is not None:
+        pool_counts = np.bincount(facts.sources, minlength=len(facts.source_names))
+        sel_counts = np.bincount(facts.sources[sel], minlength=len(facts.source_names)) if len(sel) else \
+            np.zeros(len(facts.source_names), dtype=np.int64)
+        sources = sorted(({"name": name, "pool": int(pool_counts[i]), "selected": int(sel_counts[i]),
+                           "rate": sel_counts[i] / pool_counts[i] if pool_counts[i] else 0.0}
+                          for i, name in enumerate(facts.source_names)), key=lambda r: -r["pool"])
+    context = {
+        "version": __version__, "selected_path": str(selected_path), "pool_path": str(pool_path),
+        "stats": stats, "funnel": stages, "funnel_image": figures.funnel(stages),
+        "reject_kinds": kinds.most_common(), "distributions": distributions, "system_share": system_share,
+        "diversity_note": diversity_note, "curve_image": curve_image, "curve_rows": curve_rows,
+        "evidence": evidence, "evidence_note": evidence_note, "n_skipped": n_skipped, "best": best, "worst": worst,
+        "below": below, "below_note": None if below or n_examined + collect.BELOW_CUT <= collect.MAX_HELD_FOR_CUT
+        else "Too many candidates were examined to keep the records below the cut.",
+        "sources": sources, "source_field": source_field, "warnings": _health(facts, funnel_counts, sort_key),
+        "sort_key": sort_key, "n_selected": len(selection), "n_pool": facts.n,
+    }
+    return _render(context)
+
+
+def _render(context: dict[str, Any]) -> str:
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("deita.report", "."),
+                                     autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    return environment.get_template("template.html.j2").render(**context)
+
+
+def report_file(selected_path: str | Path, pool_path: str | Path, output_path: str | Path,
+                embeddings_path: str | Path | None = None, stats_path: str | Path | None = None,
+                config: ReportConfig = ReportConfig(), rejects_path: str | Path | None = None,
+                stats: dict[str, Any] | None = None) -> Path:
+    """Write the report for `selected_path` against `pool_path`; returns the output path."""
+    selected_path, pool_path, output_path = Path(selected_path), Path(pool_path), Path(output_path)
+    check_paths({"selection": selected_path, "--pool": pool_path, "--embeddings": embeddings_path,
+                 "--stats": stats_path}, {"--output": output_path})
+    check_writable("--output", output_path)
+    for label, path in (("selection", selected_path), ("--pool", pool_path), ("--embeddings", embeddings_path),
+                        ("--stats", stats_path)):
+        if path is not None and not Path(path).exists():
+            raise DeitaError(f"{label} {path}: no such file or directory")
+    if stats is None:
+        stats = {}
+        if stats_path is not None:
+            try:
+                stats = json.loads(Path(stats_path).read_text())
+            except (OSError, ValueError) as err:
+                raise DeitaError(f"--stats {stats_path}: not a readable statistics JSON ({err})") from None
+    html = build_report(selected_path, pool_path, Path(embeddings_path) if embeddings_path else None, stats, config,
+                        Path(rejects_path) if rejects_path else None)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output_path.with_name(f".{output_path.name}.tmp")
+    temporary.write_text(html, encoding="utf-8")
+    temporary.replace(output_path)
+    return output_path
