@@ -53,7 +53,7 @@ class SelectConfig:
     """The whole pipeline's settings; a YAML file has one section per field (`complexity:`, `embed:`, …)."""
 
     preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
-                         "offline: length scores and a static embedder distilled from the packaged MiniLM (no network, no GPU).",
+                         "offline: length scores and a static embedder distilled from MiniLM (no network or GPU).",
                          choices=PRESETS)
     complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
     quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
