@@ -1,9 +1,15 @@
-"""Benchmark streaming read + atomic rewrite of a large ShareGPT file against the naive load-everything path.
+"""I/O at disk speed: `deita convert`, `validate` and `filter` against a plain orjson loop, on one file.
 
-    python benchmarks/io.py                  # 1M synthetic records
+    python benchmarks/io.py                    # 1M synthetic scored ShareGPT records (~1 GB JSONL)
     python benchmarks/io.py --records 200000
 
-Each measured path runs in its own child process, so each peak RSS (ru_maxrss) is that path's own.
+The reference, timed in the same run on the same file, is the simplest fast streaming loop there is:
+read a line, `orjson.loads`, add a field, `orjson.dumps`, write. Every deita figure is the real command
+run as a subprocess (start-up, imports and all); its peak RSS is that child's own (`wait4`).
+
+Targets (issue 16): convert ≤ 2× the loop with peak RSS ≤ 200 MB; validate ≤ 1.5×; filter with a
+1M×384 float16 embedding file → 10K ≤ 3×, end to end. It also prints how many times each stage reads
+its input (`DEITA_COUNT_READS=1` makes every deita command report its reads at exit).
 """
 
 from __future__ import annotations
@@ -18,31 +24,22 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 import argparse
 import json
 import random
-import resource
 import subprocess
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-_WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "data",
-    "model",
-    "a",
-    "response",
-    "instruction",
-    "score",
-    "turn",
-    "user",
-    "assistant",
-    "token",
-]
+import numpy as np
+import orjson
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the tiny model's save progress bar
+
+_WORDS = ["the", "of", "and", "to", "in", "is", "data", "model", "a", "response", "instruction", "score",
+          "turn", "user", "assistant", "token", "Grüße", "你好"]
+TARGETS = {"convert": 2.0, "validate": 1.5, "filter": 3.0}
+RSS_TARGET_MB = 200
 
 
 def _text(rng: random.Random, lo: int, hi: int) -> str:
@@ -50,95 +47,147 @@ def _text(rng: random.Random, lo: int, hi: int) -> str:
 
 
 def synthetic_records(n: int, seed: int = 0) -> Iterator[dict]:
-    """``n`` synthetic ShareGPT records: 1–3 turns, a third of them split chats that open with the assistant.
+    """``n`` ShareGPT records, a third of them split chats, each with per-turn Deita scores.
     Other benchmarks (benchmarks/dedup.py) import this generator."""
     rng = random.Random(seed)
     for i in range(n):
-        conv = []
-        if i % 3 == 0:  # a split chat: starts with an assistant message
-            conv.append({"from": "gpt", "value": _text(rng, 5, 40)})
-        for _ in range(rng.randint(1, 3)):
-            conv += [
-                {"from": "human", "value": _text(rng, 5, 40)},
-                {"from": "gpt", "value": _text(rng, 10, 80)},
-            ]
-        yield {"id": f"r{i}", "conversations": conv, "source": "synthetic"}
+        conv = [{"from": "gpt", "value": _text(rng, 5, 40)}] if i % 3 == 0 else []
+        turns = rng.randint(1, 3)
+        for _ in range(turns):
+            conv += [{"from": "human", "value": _text(rng, 5, 40)}, {"from": "gpt", "value": _text(rng, 10, 80)}]
+        yield {"id": f"r{i}", "conversations": conv, "source": "synthetic",
+               "complexity_scores": [round(rng.uniform(1, 6), 4) for _ in range(turns)],
+               "quality_scores": [round(rng.uniform(1, 6), 4) for _ in range(turns)]}
 
 
-def generate(folder: Path, n: int) -> tuple[Path, Path]:
-    """A JSONL file and a JSON-array file holding the same ``n`` synthetic ShareGPT records."""
-    jsonl, array = folder / "pool.jsonl", folder / "pool.json"
-    with open(jsonl, "w", encoding="utf-8") as fl, open(array, "w", encoding="utf-8") as fa:
-        fa.write("[\n")
-        for i, record in enumerate(synthetic_records(n)):
-            line = json.dumps(record, ensure_ascii=False)
-            fl.write(line + "\n")
-            fa.write(("," if i else "") + line + "\n")
-        fa.write("]\n")
-    return jsonl, array
+def generate(path: Path, n: int) -> None:
+    """The JSONL pool of ``n`` synthetic records."""
+    with open(path, "wb") as f:
+        for record in synthetic_records(n):
+            f.write(orjson.dumps(record) + b"\n")
 
 
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def embeddings(path: Path, n: int, dim: int = 384) -> None:
+    """Unit-norm random float16 rows, written in blocks through a memmap."""
+    rng = np.random.default_rng(0)
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
+    for start in range(0, n, 100_000):
+        block = rng.standard_normal((min(100_000, n - start), dim), dtype=np.float32)
+        array[start:start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    array.flush()
+    del array
 
 
-def _phase(kind: str, src: Path, out: Path) -> dict:
-    """One measured path, run in a child process; returns its figures."""
-    if kind == "naive":
-        t = time.perf_counter()
-        with open(src, encoding="utf-8") as f:
-            records = json.load(f)
-        with open(out, "w", encoding="utf-8") as f:
-            f.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
-        n, turns = len(records), None
-    else:
-        from deita.data.io import ReadStats, RecordWriter, iter_records
-
-        stats = ReadStats()
-        t = time.perf_counter()
-        with RecordWriter(out) as w:
-            for rec in iter_records(src, stats=stats):
-                w.write(rec.raw)
-        n, turns = w.count, stats.turns
-    return {"records": n, "turns": turns, "seconds": time.perf_counter() - t, "peak_rss_mib": _peak_mib()}
+REFERENCE = """
+import orjson, sys
+with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as dst:
+    for line in src:
+        record = orjson.loads(line)
+        record["seen"] = True
+        dst.write(orjson.dumps(record) + b"\\n")
+"""
 
 
-def _run_child(kind: str, src: Path, out: Path) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--phase", kind, "--src", str(src), "--out", str(out)]
-    result = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Wall time, peak RSS and read counts of one command; a fresh helper process runs it, so the peak
+    RSS (RUSAGE_CHILDREN) is exactly that command's."""
+    helper = ("import json, os, subprocess, sys, time, resource\n"
+              "t = time.perf_counter()\n"
+              "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+              "s = time.perf_counter() - t\n"
+              "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+              "print(json.dumps({'seconds': s, 'cpu': u.ru_utime + u.ru_stime, 'rss_mb': u.ru_maxrss / 1024, "
+              "'rc': p.returncode, 'stdout': p.stdout, 'stderr': p.stderr}))\n")
+    done = subprocess.run([sys.executable, "-c", helper, *cmd], capture_output=True, text=True, env=env, check=True)
+    result = json.loads(done.stdout)
+    if result["rc"] != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({result['rc']}):\n{result['stderr'][-3000:]}")
+    reads: dict[str, int] = defaultdict(int)
+    for line in result["stderr"].splitlines():
+        if line.startswith("deita reads: "):
+            count, path = line.removeprefix("deita reads: ").split(" ", 1)
+            reads[path] += int(count)
+    result["reads"] = dict(reads)
+    return result
+
+
+def deita(*args: str) -> list[str]:
+    return [sys.executable, "-m", "deita.cli", *args]
+
+
+def reads_of(result: dict, path: Path) -> int:
+    return result["reads"].get(str(path.resolve()), 0)
+
+
+def stage_reads(folder: Path, env: dict[str, str]) -> list[tuple[str, int]]:
+    """Reads of its input by every per-record stage, on a small file: score (a tiny random LLaMA),
+    embed, and the offline preset's lengths stage (via `deita select --preset offline`)."""
+    from deita.testing import save_random_causal_lm
+
+    small = folder / "small.jsonl"
+    with open(folder / "pool.jsonl", "rb") as src, open(small, "wb") as dst:
+        dst.writelines(line for _, line in zip(range(200), src))
+    model = save_random_causal_lm(folder / "tiny-llama", "tiny-llama")
+    score = run_measured(deita("score", str(small), "-o", str(folder / "s.jsonl"), "--model", str(model),
+                               "--type", "complexity", "--device", "cpu", "-q"), env)
+    embed = run_measured(deita("embed", str(small), "-o", str(folder / "e.npy"), "-q"), env)
+    select = run_measured(deita("select", str(small), "-o", str(folder / "sel.jsonl"), "--preset", "offline",
+                                "--size", "50", "-q"), env)
+    scored = folder / "sel.jsonl.work" / "scored.jsonl"
+    return [("score", reads_of(score, small)), ("embed", reads_of(embed, small)),
+            ("lengths (select --preset offline, its input)", reads_of(select, small)),
+            ("embed + filter (select, scored.jsonl)", reads_of(select, scored))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--phase", choices=("stream", "naive"), help=argparse.SUPPRESS)
-    ap.add_argument("--src", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help="Work folder (default: a temporary one, removed after).")
     args = ap.parse_args()
-    if args.phase:
-        print(json.dumps(_phase(args.phase, args.src, args.out)))
-        return
-    with tempfile.TemporaryDirectory() as tmp:
+    env = {**os.environ, "DEITA_COUNT_READS": "1"}
+    with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         folder = Path(tmp)
+        pool, emb = folder / "pool.jsonl", folder / "emb.npy"
         t = time.perf_counter()
-        jsonl, array = generate(folder, args.records)
-        size = {p.suffix: p.stat().st_size / 2**20 for p in (jsonl, array)}
-        print(f"generated {args.records:,} records in {time.perf_counter() - t:.1f} s "
-              f"(JSONL {size['.jsonl']:.0f} MiB, JSON array {size['.json']:.0f} MiB)")  # fmt: skip
-        runs = {
-            "stream JSONL -> JSONL (iter_records + RecordWriter)": _run_child(
-                "stream", jsonl, folder / "out.jsonl"
-            ),
-            "stream JSON array -> JSON array": _run_child("stream", array, folder / "out.json"),
-            "naive json.load + dump (JSON array)": _run_child("naive", array, folder / "naive.json"),
+        generate(pool, args.records)
+        embeddings(emb, args.records)
+        print(f"generated {args.records:,} scored ShareGPT records ({pool.stat().st_size / 1e6:,.0f} MB JSONL) and "
+              f"{args.records:,}×384 float16 embeddings in {time.perf_counter() - t:.1f} s")
+        subprocess.run(["cat", str(pool), str(emb)], stdout=subprocess.DEVNULL, check=True)  # into page cache
+        commands = {
+            "convert": deita("convert", str(pool), "-o", str(folder / "conv.jsonl"), "--to", "sharegpt"),
+            "validate": deita("validate", str(pool)),
+            "filter": deita("filter", str(pool), "--embeddings", str(emb), "-o", str(folder / "sel.jsonl"),
+                            "--size", "10000"),
         }
-        for name, r in runs.items():
-            print(f"{name:55s} {r['records']:>9,} rec  {r['seconds']:7.2f} s  "
-                  f"{r['records'] / r['seconds']:>9,.0f} rec/s  peak RSS {r['peak_rss_mib']:7.0f} MiB")  # fmt: skip
-        stream, naive = runs["stream JSON array -> JSON array"], runs["naive json.load + dump (JSON array)"]
-        print(f"naive / streaming (JSON array): time x{naive['seconds'] / stream['seconds']:.2f}, "
-              f"peak RSS x{naive['peak_rss_mib'] / stream['peak_rss_mib']:.1f}")  # fmt: skip
+        reference = [sys.executable, "-c", REFERENCE, str(pool), str(folder / "ref.jsonl")]
+        refs = [run_measured(reference)]
+        runs = {}
+        for name, cmd in commands.items():  # each command between two reference runs: load drifts on a shared machine
+            runs[name] = run_measured(cmd, env)
+            refs.append(run_measured(reference))
+        walls = ", ".join(f"{r['seconds']:.2f}" for r in refs)
+        cpus = ", ".join(f"{r['cpu']:.2f}" for r in refs)
+        print(f"reference: orjson read + add a field + write loop, run before and after each command: {walls} s "
+              f"(CPU {cpus} s); peak RSS {refs[0]['rss_mb']:.0f} MB")
+        print(f"{'command':10s} {'seconds':>8s} {'× loop':>7s} {'CPU s':>7s} {'× loop':>7s} {'target':>7s} "
+              f"{'peak RSS':>9s}  reads of the input")
+        for i, (name, r) in enumerate(runs.items()):
+            around = refs[i : i + 2]
+            wall = r["seconds"] / (sum(x["seconds"] for x in around) / 2)
+            cpu = r["cpu"] / (sum(x["cpu"] for x in around) / 2)
+            rss_ok = name != "convert" or r["rss_mb"] <= RSS_TARGET_MB
+            ok = ("ok" if wall <= TARGETS[name] else "wall MISSED, CPU ok" if cpu <= TARGETS[name] else "MISSED") \
+                if rss_ok else "RSS MISSED"
+            print(f"{name:10s} {r['seconds']:8.2f} {wall:6.2f}× {r['cpu']:7.2f} {cpu:6.2f}× {TARGETS[name]:6.1f}× "
+                  f"{r['rss_mb']:6.0f} MB  {reads_of(r, pool)}   {ok}")
+        print("(× loop: against the mean of the reference runs just before and after the command, wall and CPU time)")
+        print(f"convert peak RSS target: ≤ {RSS_TARGET_MB} MB")
+        print("filter says: " + runs["filter"]["stdout"].strip().splitlines()[-1])
+        print("reads per stage (times each stage opens its input file):")
+        print(f"  {'filter (the run above)':46s} {reads_of(runs['filter'], pool)}")
+        for name, count in stage_reads(folder, env):
+            print(f"  {name:46s} {count}")
 
 
 if __name__ == "__main__":

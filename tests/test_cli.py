@@ -361,10 +361,13 @@ def test_select_offline_end_to_end_resume_and_refilter(tmp_path):
     again = deita("select", data, "-o", out, "--size", "8", "--preset", "offline", "-q").stdout
     assert "shards resumed" in again
     assert len(out.read_text().splitlines()) == 8
-    # re-filter the offline run's scored pool without retyping the sort key
+    # re-filter the offline run's scored pool without retyping the sort key (the threshold is the preset's own)
+    from deita.workflow import PRESET_DEFAULTS
+
     work = tmp_path / "out" / "selected.jsonl.work"
+    threshold = str(PRESET_DEFAULTS["offline"]["filter"]["threshold"])
     refiltered = deita("filter", work / "scored.jsonl", "--embeddings", work / "embeddings.npy",
-                       "-o", tmp_path / "again.jsonl", "--size", "8").stdout
+                       "-o", tmp_path / "again.jsonl", "--size", "8", "--threshold", threshold).stdout
     assert "instruction_lengths × response_lengths" in refiltered
     assert read_jsonl(tmp_path / "again.jsonl") == read_jsonl(out)
     # the config file reproduces the run

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from collections.abc import Callable, Iterator
@@ -217,7 +218,8 @@ def validate_command() -> click.Command:
         _print([f"problem: {problem}" for problem in report.problems])
         if report.problems:
             _print([f"{len(report.problems):,} problems found (use --on-error skip in other commands to set such "
-                    "records aside)"])
+                    "records aside); by kind:"])
+            _print(report.tally())
             raise SystemExit(1)
         _print(["no problems found"])
 
@@ -686,13 +688,20 @@ def app(debug: bool) -> None:
         import warnings
 
         warnings.filterwarnings("ignore", category=FutureWarning)  # libraries' deprecation notes are not for users
-        from transformers.utils import logging as hf_logging
+        # read by transformers and the hub when a stage first imports them: importing transformers here
+        # would add seconds to every command, convert, validate and filter included. The hub's setting also
+        # hides its "Loading weights" / "Writing model shards" bars: deita prints its own progress
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        from huggingface_hub.utils import disable_progress_bars
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        if "huggingface_hub" in sys.modules:
+            from huggingface_hub.utils import disable_progress_bars
 
-        disable_progress_bars()  # "Loading weights" / "Writing model shards" bars: deita prints its own progress
+            disable_progress_bars()
 
 
 def _error(message: str) -> None:

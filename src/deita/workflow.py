@@ -26,8 +26,9 @@ from deita.manifest import write_manifest
 from deita.report.run import ReportConfig, report_file
 from deita.runtime.models import check_models_reachable
 from deita.runtime.options import RunOptions
+from deita.runtime.runner import StageSummary
 from deita.scoring.config import ScoreConfig
-from deita.scoring.lengths import add_length_scores
+from deita.scoring.lengths import MAX_CHARS, MAX_TOKENS, add_length_scores
 from deita.scoring.run import score_file
 from deita.selection.run import LENGTH_SCORE_KEYS, FilterConfig, filter_file
 
@@ -37,9 +38,13 @@ SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "embed", "filter"
 PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"complexity": {"type": "complexity"}, "quality": {"type": "quality"},
               "embed": {"kind": "causal"}},
-    "offline": {"embed": {"kind": "sentence"}, "filter": {"sort_key": LENGTH_SCORE_KEYS}},
+    "offline": {"embed": {"kind": "static"}, "filter": {"sort_key": LENGTH_SCORE_KEYS, "threshold": 0.99}},
 }
-"""What each preset changes from the defaults: declared once, here."""
+"""What each preset changes from the defaults: declared once, here. The offline threshold is calibrated for the
+static embedder's scale of cosine similarity (benchmarks/offline.py, docs/benchmarks.md): whole-conversation
+means of static token vectors sit closer together than MiniLM's sentence embeddings, so 0.9 would skip most
+of a pool; the calibrated value skips ≥ 95 % of planted near-copies and about as many real records as MiniLM
+does at 0.9."""
 OFFLINE_WAY_OUT = ("Run without network with `--preset offline` (length scores and the packaged MiniLM), or point "
                    "the config at local model folders (complexity: {model: DIR}, quality: {model: DIR}, "
                    "embed: {model: DIR}).")
@@ -50,7 +55,8 @@ class SelectConfig:
     """The whole pipeline's settings; a YAML file has one section per field (`complexity:`, `embed:`, …)."""
 
     preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
-                         "offline: length scores and the packaged MiniLM (no network, no GPU).", choices=PRESETS)
+                         "offline: length scores and a static embedder distilled from MiniLM (no network or GPU).",
+                         choices=PRESETS)
     dedup: DedupConfig = option(default_factory=DedupConfig)
     decontaminate: DecontaminateConfig = option(default_factory=DecontaminateConfig)
     complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
@@ -177,6 +183,20 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     return paths
 
 
+def offline_length_lines(summary: StageSummary) -> list[str]:
+    """The offline preset's length-score summary: what counted, and how much of the text that was."""
+    counters = summary.counters
+    lines = [f"offline preset: scored {summary.records:,} records by instruction and response length (the paper's "
+             f"length baselines, each side counted up to {MAX_CHARS:,} characters ≈ {MAX_TOKENS:,} tokens, what "
+             "training sees), no scorer models used"]
+    if counters.get("capped_sides"):
+        seen = counters["chars_seen"] / max(counters["chars_total"], 1)
+        lines.append(f"offline preset: {counters['capped_sides']:,} instructions or responses were longer and "
+                     f"counted only in part; the length scores saw {seen:.1%} of all characters "
+                     f"({counters['chars_seen']:,} of {counters['chars_total']:,})")
+    return lines
+
+
 def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
     """Run every stage into `<output>.work/`, then write the selection, its report, config and manifest."""
     input_path, output_path = Path(input_path), Path(output_path)
@@ -195,8 +215,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
         if config.preset == "offline":
             first = add_length_scores(cleaned.pool, scored, run, rejects=rejects)
             seconds["lengths"] = first.seconds
-            lines.append(f"offline preset: scored {first.records:,} records by instruction and response length "
-                         "(the paper's length baselines), no scorer models used")
+            lines += offline_length_lines(first)
         else:
             complexity = paths.work / "complexity.jsonl"
             report = score_file(cleaned.pool, complexity, config.complexity, run, rejects=rejects)
@@ -217,7 +236,9 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     seconds["embed"] = embedded.summary.seconds
     lines += embedded.lines()
     if config.preset == "offline" and not config.embed.model:
-        lines.append(f"offline preset: embedded with the packaged all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
+        model = "a static model distilled from the packaged" if config.embed.kind == "static" else "the packaged"
+        lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {model} "
+                     f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
     selection = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=None)
     seconds["filter"] = selection.seconds
     lines += selection.lines()

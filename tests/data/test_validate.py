@@ -55,3 +55,23 @@ def test_validate_bad_json_line(tmp_path: Path) -> None:
     assert report.problems == [
         f"{path}, line 2: invalid JSON: Expecting property name enclosed in double quotes at column 2"
     ]
+
+
+def test_validate_tally_by_kind(tmp_path: Path) -> None:
+    """`deita validate` ends with the problems counted by kind, the most frequent first."""
+    import subprocess
+    import sys
+
+    lines = [json.dumps(conv("human", "gpt")), "{oops", json.dumps(conv()), json.dumps(conv()),
+             json.dumps(conv("human", "human", "gpt")), json.dumps({"conversations": [{"from": "robot", "value": "x"}]})]
+    path = tmp_path / "x.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = validate_file(path)
+    assert report.kinds == {"no turns": 2, "invalid JSON": 1, "roles do not alternate": 1, "unknown role": 1}
+    assert report.tally() == ["2  no turns", "1  invalid JSON", "1  roles do not alternate", "1  unknown role"]
+    result = subprocess.run([sys.executable, "-m", "deita.cli", "validate", str(path)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-5:] == [
+        "5 problems found (use --on-error skip in other commands to set such records aside); by kind:",
+        *report.tally()]

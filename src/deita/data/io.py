@@ -9,21 +9,31 @@ Besides syntax, a JSON record is bad when it is nested deeper than ``MAX_NESTING
 records break the recursion limits of JSON encoders and parquet writers later on) or when it holds a
 lone surrogate escape such as ``"\\ud800"`` (valid JSON syntax, but not Unicode text: writing UTF-8 or
 tokenizing it fails later).
+
+Parsing and serialising go through orjson on the hot paths; the stdlib ``json`` decides everything
+orjson cannot say exactly: a record orjson refuses (bad syntax, NaN, a lone surrogate escape) is read
+again with the stdlib, whose message and rules the rejects keep, and so is a record where orjson would
+have turned an integer beyond 64 bits into a float. Writing falls back to the stdlib encoder for what
+orjson cannot encode as it came (big integers, NaN/Infinity, lone surrogates, non-string keys).
 """
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import json
 import os
 import re
 import shutil
+import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -49,7 +59,7 @@ ON_ERROR = ("fail", "skip")
 _CHUNK = 1 << 20
 _BATCH_ROWS = 1000
 _WS = re.compile(r"[ \t\n\r]*")
-_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps with options builds one per call
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # orjson's layout, for its fallbacks
 _SURROGATE = re.compile("[\udc80-\udcff]")  # invalid UTF-8 bytes decoded with surrogateescape
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in decoded text: json joins valid pairs, so these are lone
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # in raw JSON text: the only way to write one
@@ -58,6 +68,47 @@ MAX_NESTING = 200
 _INT64 = (-(2**63), 2**63 - 1)
 PARQUET_MAX_SCHEMA_DEPTH = 100
 """pyarrow's parquet reader refuses deeper schemas; a list takes two levels, an object one (root: 1)."""
+
+_NOT_MARKS = bytes(b for b in range(256) if b not in b"0123456789{[")  # translate(None, _NOT_MARKS) keeps these
+_DIGITS_ONLY = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # translate table: digits to "9", rest " "
+_DIGIT_RUN = b"9" * 19  # an integer literal this long may be beyond 64 bits, where orjson gives a float
+_SLOW = object()
+"""``_fast_loads``'s answer when the stdlib path must read the record."""
+
+READS: Counter[str] = Counter()
+"""How many times each input file (resolved path) was opened for reading records, in this process."""
+COUNT_READS_ENV = "DEITA_COUNT_READS"
+
+
+def _count_read(path: Path) -> None:
+    READS[str(path.resolve())] += 1
+
+
+def _report_reads() -> None:
+    for path, count in READS.items():
+        print(f"deita reads: {count} {path}", file=sys.stderr)
+    for path, count in FETCHED.items():
+        print(f"deita fetched: {count} records of {path}", file=sys.stderr)
+
+
+if os.environ.get(COUNT_READS_ENV) == "1":
+    atexit.register(_report_reads)
+
+
+def _fast_loads(data: bytes) -> Any:
+    """orjson's value of one record's UTF-8 text, or ``_SLOW`` where the stdlib path must decide: orjson
+    refuses it (syntax, NaN, lone surrogates), it may hold an integer beyond 64 bits (a run of 19 digits
+    in its text), or it holds more brackets than ``MAX_NESTING`` levels."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _SLOW
+    marks = data.translate(None, _NOT_MARKS)  # the digits and openers only: one pass over the text
+    openers = marks.count(b"{") + marks.count(b"[")
+    if openers > MAX_NESTING or (len(marks) - openers >= 19 and _DIGIT_RUN in data.translate(_DIGITS_ONLY)):
+        return _SLOW
+    return value
+
 
 # (index, location, record or raw text, problem or None)
 _Item = tuple[int, str, Any, str | None]
@@ -77,6 +128,9 @@ class ReadStats:
     bytes_read: int = 0
     """Progress through the input, in ``input_size``'s unit: bytes for JSON/JSONL (approximate for a JSON
     array: it moves chunk by chunk), rows for parquet and datasets."""
+    record_start: int = 0
+    """JSONL only: the byte offset where the last record yielded starts; it ends at ``bytes_read``. With
+    ``records_at`` a later step can fetch chosen records without reading the whole file again."""
 
 
 def rejects_path_for(output: str | Path) -> Path:
@@ -218,6 +272,12 @@ def _iter_jsonl(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
             if line.isspace() or not line:
                 continue
             loc = f"line {lineno}"
+            stats.record_start = start
+            value = _fast_loads(line)
+            if value is not _SLOW:
+                yield index, loc, value, None
+                index += 1
+                continue
             try:
                 text = line.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
@@ -248,6 +308,8 @@ class _TextBuffer:
         self.json = json.JSONDecoder()
         self.lines_before = 0  # newlines in the text already dropped from buf
         self.bytes_read = 0  # bytes of the file read into buf so far
+        self.fast = True  # elements laid out one per line or pretty-printed: orjson may read them
+        self.fast_misses = 0  # elements in a row that the layout did not delimit
 
     def fill(self) -> bool:
         """Drop the consumed text (but the start of pos's line, when short: ``indent_at`` needs it) and
@@ -291,6 +353,67 @@ class _TextBuffer:
                 return value, end
             self.fill()  # the value ends at the chunk's end: a number may go on
 
+    def fast_decode(self) -> tuple[Any, int] | None:
+        """The element at pos through orjson, where the file's layout shows its end: an element on one line
+        (``{...},``), or a pretty-printed one whose closing bracket starts a line at the opening line's
+        indentation. None where that fails (then ``decode`` decides, with the stdlib's rules and messages).
+        orjson parses the whole candidate text or nothing, so a wrong candidate can only fail, never
+        yield a different value. A file without such a layout (a whole array on one line, several elements
+        a line) turns the fast path off, and no search reads more than ``_FAST_SPAN`` characters ahead."""
+        if not self.fast:
+            return None
+        found = self._fast_element()
+        self.fast_misses = 0 if found is not None else self.fast_misses + 1
+        self.fast = self.fast and self.fast_misses < _FAST_MISSES
+        return found
+
+    def _fast_element(self) -> tuple[Any, int] | None:
+        opener = self.buf[self.pos : self.pos + 1]
+        if opener not in ("{", "["):
+            return None
+        closer = "}" if opener == "{" else "]"
+        line_end = self._find("\n", 0)
+        if line_end is None:
+            self.fast = False
+            return None
+        start = self.pos
+        head = self.buf[start:line_end].rstrip()
+        if head.endswith(","):
+            head = head[:-1].rstrip()
+        if head.endswith(closer):
+            value = self._fast_value(start, start + len(head))
+            if value is not _SLOW:
+                return value, start + len(head)
+        indent = self.buf[self.buf.rfind("\n", 0, start) + 1 : start]
+        if indent.strip(" \t"):  # the element shares its line with other text: no layout to go by
+            return None
+        mark = "\n" + indent + closer
+        found = self._find(mark, line_end - start)
+        if found is None:
+            return None
+        end = found + len(mark)
+        value = self._fast_value(self.pos, end)
+        return None if value is _SLOW else (value, end)
+
+    def _find(self, text: str, offset: int) -> int | None:
+        """Where ``text`` next occurs from ``pos + offset``, reading on up to ``_FAST_SPAN`` characters
+        past pos; None if not there."""
+        while True:
+            found = self.buf.find(text, self.pos + offset, self.pos + _FAST_SPAN)
+            if found >= 0:
+                return found
+            if self.eof or len(self.buf) - self.pos >= _FAST_SPAN:
+                return None
+            offset = max(0, len(self.buf) - self.pos - len(text))
+            self.fill()
+
+    def _fast_value(self, start: int, end: int) -> Any:
+        try:
+            data = self.buf[start:end].encode("utf-8")  # surrogate escapes of invalid bytes fail here
+        except UnicodeEncodeError:
+            return _SLOW
+        return _fast_loads(data)
+
     def line_of(self, pos: int) -> int:
         return self.lines_before + self.buf.count("\n", 0, pos) + 1
 
@@ -309,6 +432,8 @@ _OPENER = {"}": "{", "]": "["}
 _LOOKAHEAD = 256  # characters kept after a newline so a line's start can be inspected
 _STACK_WINDOW = 1 << 16  # how far bracket counting may go on after a line that looks like the next element
 _MAX_STACK = 1 << 16  # bracket types remembered; deeper levels are only counted
+_FAST_SPAN = 1 << 20  # characters the orjson path may look ahead for an element's end
+_FAST_MISSES = 16  # elements in a row the layout fails to delimit before the orjson path gives up on a file
 _PREVIEW = 500  # characters of a broken span kept in its reject
 _KEEP_LINE = 1024  # consumed characters of the current line the buffer keeps, for its indentation
 
@@ -421,8 +546,9 @@ def _iter_json(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
                     yield index, loc, "", "invalid JSON: the array is not closed (is the file cut off?)"
                     return
                 problem = None
+                fast = t.fast_decode()
                 try:
-                    value, end = t.decode()
+                    value, end = fast if fast is not None else t.decode()
                 except json.JSONDecodeError as e:
                     problem = (
                         f"invalid JSON: {_msg(e)} at file line {t.line_of(e.pos)}, "
@@ -431,7 +557,7 @@ def _iter_json(path: Path, stats: ReadStats | None = None) -> Iterator[_Item]:
                 except (RecursionError, ValueError) as e:
                     problem = f"{_decode_problem(e)} (file line {t.line_of(t.pos)})"
                 if problem is None:
-                    item = _checked_element(t, index, value, end)
+                    item = (index, loc, value, None) if fast is not None else _checked_element(t, index, value, end)
                     t.pos, index = end, index + 1
                     stats.bytes_read = t.consumed()
                     yield item
@@ -582,6 +708,7 @@ def _records(
 ) -> Iterator[Record]:
     """Parsed good records; each bad one goes to ``on_bad(index, location, problem, record)``."""
     stats.file_type, stats.format = file_type, fmt
+    _count_read(path)
     for index, loc, obj, problem in _READERS[file_type](path, stats):
         stats.records += 1
         if problem is None:
@@ -641,10 +768,36 @@ def count_records(path: str | Path) -> int:
         return pq.ParquetFile(p).metadata.num_rows
     if file_type == "dataset":
         return len(_load_dataset(p))
+    _count_read(p)
     if file_type == "jsonl":
         with open(p, "rb") as f:
             return sum(1 for line in f if line and not line.isspace())
     return sum(1 for _ in _iter_json(p))
+
+
+FETCHED: Counter[str] = Counter()
+"""Records fetched by ``records_at`` per file (resolved path): reads of a few records, not of the file."""
+
+
+def records_at(path: str | Path, spans: Iterable[tuple[int, int]]) -> Iterator[dict]:
+    """The records of a JSONL file at byte ``(start, end)`` spans, in the order given. The spans come from
+    ``ReadStats.record_start`` and ``bytes_read`` of an earlier ``iter_records`` pass over the same,
+    unchanged file, whose records were good; values are decoded as that pass decoded them."""
+    p = Path(path)
+    key = str(p.resolve())
+    with open(p, "rb") as f:
+        for start, end in spans:
+            f.seek(start)
+            data = f.read(end - start)
+            value = _fast_loads(data)
+            if value is _SLOW:
+                try:
+                    value = json.loads(data.decode("utf-8"))
+                except (ValueError, RecursionError) as e:
+                    raise DeitaError(f"{p}: bytes {start}-{end} are not the record read before ({e}); "
+                                     "did the file change?") from e
+            FETCHED[key] += 1
+            yield value
 
 
 def input_size(path: str | Path) -> tuple[int, str]:
@@ -746,6 +899,32 @@ class UnwritableRecord(DeitaError, ValueError):
     rejects writer and go on writing; the message is the reason and names the field."""
 
 
+_WRITE_BUFFER = 1 << 20
+
+
+def encode_record(raw: Any, option: int = 0) -> bytes:
+    """One record as compact UTF-8 JSON (orjson), keys in their order. What orjson cannot encode exactly
+    as it came goes through the stdlib encoder: integers beyond 64 bits, NaN and Infinity (orjson would
+    write null), lone surrogates (written as their ``\\ud800`` escape), non-string keys. ``option``:
+    orjson options; the fallback honours ``OPT_APPEND_NEWLINE`` too. Raises ``UnwritableRecord`` for what
+    neither can write (too deep, circular)."""
+    try:
+        data = orjson.dumps(raw, option=option)
+    except orjson.JSONEncodeError:
+        pass
+    else:
+        if data.rfind(b"null") < 0:  # NaN and Infinity come out as null: let the stdlib write those records
+            return data
+    try:
+        text = _ENCODER.encode(raw)
+    except RecursionError as e:
+        raise UnwritableRecord("nested deeper than the JSON encoder allows") from e
+    except ValueError as e:  # a circular reference, an integer of more than 4300 digits
+        raise UnwritableRecord(f"cannot encode as JSON: {e}") from e
+    data = text.encode("utf-8", "backslashreplace")
+    return data + b"\n" if option & orjson.OPT_APPEND_NEWLINE else data
+
+
 def _replace(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst``, replacing a file or a dataset folder already there."""
     if dst.is_dir() and not dst.is_symlink():
@@ -780,12 +959,12 @@ class RecordWriter:
         self.count = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        self._f: IO[str] | None = None
+        self._f: IO[bytes] | None = None
         self._sink: _ParquetSink | None = None
         if self.file_type in ("json", "jsonl"):
-            self._f = open(self._tmp, "w", encoding="utf-8", errors="backslashreplace", newline="\n")  # noqa: SIM115
+            self._f = open(self._tmp, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
             if self.file_type == "json":
-                self._f.write("[\n")
+                self._f.write(b"[\n")
         else:
             self._sink = _ParquetSink(self._tmp)
 
@@ -803,16 +982,11 @@ class RecordWriter:
             self._sink.add(raw)
         else:
             assert self._f is not None
-            try:
-                text = _ENCODER.encode(raw)
-            except RecursionError as e:
-                raise UnwritableRecord("nested deeper than the JSON encoder allows") from e
-            except ValueError as e:  # a circular reference, an integer of more than 4300 digits
-                raise UnwritableRecord(f"cannot encode as JSON: {e}") from e
             if self.file_type == "jsonl":
-                self._f.write(text + "\n")
+                self._f.write(encode_record(raw, orjson.OPT_APPEND_NEWLINE))
             else:
-                self._f.write(text if not self.count else ",\n" + text)
+                data = encode_record(raw)
+                self._f.write(data if not self.count else b",\n" + data)
         self.count += 1
 
     def close(self) -> None:
@@ -820,7 +994,7 @@ class RecordWriter:
         try:
             if self._f is not None:
                 if self.file_type == "json":
-                    self._f.write("\n]\n" if self.count else "]\n")
+                    self._f.write(b"\n]\n" if self.count else b"]\n")
                 self._f.close()
                 self._f = None
                 _replace(self._tmp, self.path)
@@ -907,7 +1081,7 @@ def convert_file(
         for rec in iter_records(src, fmt=fmt, on_error=on_error, rejects=rejects, stats=stats):
             cause: Exception
             try:
-                out = convert_record(rec.raw, stats.format or "", to_fmt)
+                out = rec.raw if stats.format == to_fmt else convert_record(rec.raw, stats.format or "", to_fmt)
             except ValueError as e:
                 cause, problem = e, str(e)
             else:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Turn:
-    """One (instruction, response) pair; response is "" when the user message got no answer."""
+class Turn(NamedTuple):
+    """One (instruction, response) pair; response is "" when the user message got no answer.
+
+    A named tuple rather than a frozen dataclass: a pool of millions of records makes millions of turns,
+    and a tuple is made several times faster (immutable and compared by value all the same)."""
 
     instruction: str
     response: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """A parsed record: ``raw`` is kept whole so every field survives; ``turns`` is what scorers read."""
 

@@ -1,4 +1,5 @@
-"""Conversation embeddings: causal-LM last-token states (on the shared prefill engine) or sentence-transformers."""
+"""Conversation embeddings: causal-LM last-token states (on the shared prefill engine), sentence-transformers,
+or a static model distilled from the packaged MiniLM (whole conversations at milliseconds a record)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from deita.config import option
 from deita.data.records import Record
+from deita.embedding.static import DISTILL_VERSION
 from deita.embedding.templates import render_answers, render_plain, render_vicuna
 from deita.errors import DeitaError
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS
@@ -17,7 +19,7 @@ from deita.runtime.shards import file_identity
 from deita.runtime.stage import WorkResult, check_text
 from deita.scoring.prompts import clip
 
-KINDS = ("causal", "sentence")
+KINDS = ("causal", "sentence", "static")
 OUTPUT_DTYPES = ("float16", "float32")
 
 
@@ -32,12 +34,16 @@ def default_sentence_model() -> str:
 class EmbedConfig:
     """Options of `deita embed` and of the `embed:` YAML section."""
 
-    kind: str = option("sentence", "causal (Deita: LLM last-token state) or sentence (sentence-transformers).",
+    kind: str = option("sentence", "causal (Deita: LLM last-token state), sentence (sentence-transformers) or "
+                       "static (token vectors distilled once from a sentence model; whole conversations, fast).",
                        choices=KINDS)
-    model: str = option("", "Hub id or directory (default: packaged all-MiniLM-L6-v2 for sentence, "
+    model: str = option("", "Hub id or directory (default: packaged all-MiniLM-L6-v2 for sentence and static, "
                         "mistralai/Mistral-7B-v0.1 for causal).")
-    max_length: int = option(2048, "Tokens kept per conversation (causal); sentence models use their own window.",
-                             min=1)
+    max_length: int = option(2048, "Tokens kept per conversation; a sentence model keeps at most its own window "
+                             "(256 for MiniLM).", min=1)
+    static_dims: int = option(256, "static: dimensions kept by PCA of the distilled token vectors.", min=1)
+    cache_path: str = option("", "static: folder of distilled models (default: $DEITA_CACHE/static or "
+                             "~/.cache/deita/static).")
     only_answer: bool = option(False, "Embed only the assistant messages.")
     dtype: str = option("", "Output dtype: float16 (causal default) or float32 (sentence default).",
                         choices=("", *OUTPUT_DTYPES))
@@ -52,6 +58,13 @@ class EmbedConfig:
         if self.model:
             return self.model
         return "mistralai/Mistral-7B-v0.1" if self.kind == "causal" else default_sentence_model()
+
+    def window(self) -> str:
+        """What bounds a conversation's tokens, naming the flag that changes it."""
+        if self.kind == "sentence":
+            return (f"the first min(--max-length {self.max_length}, the model's window) tokens; the window of "
+                    "all-MiniLM-L6-v2 is 256, --max-length lowers it")
+        return f"the first --max-length {self.max_length} tokens"
 
     def output_dtype(self) -> str:
         return self.dtype or ("float16" if self.kind == "causal" else "float32")
@@ -80,8 +93,26 @@ class CausalEmbedder:
                                                                       "tokens": sum(map(len, sequences))})
 
 
+class StaticEmbedder:
+    """Mean of distilled token vectors over the first `max_length` tokens of the whole conversation."""
+
+    def __init__(self, config: EmbedConfig) -> None:
+        from deita.embedding.static import StaticModel
+
+        self.config = config
+        self.model = StaticModel.load(config.resolved_model(), config.static_dims, config.max_length,
+                                      config.cache_path or None)
+
+    def __call__(self, texts: Sequence[str]) -> WorkResult:
+        encoded = self.model.encode(texts)
+        return WorkResult(encoded.values.astype(self.config.output_dtype()),
+                          {"truncated": encoded.truncated, "tokens": encoded.tokens,
+                           "chars_seen": encoded.chars_seen, "chars_total": encoded.chars_total})
+
+
 class SentenceEmbedder:
-    """A sentence-transformers model (its own pooling and normalisation), sorted-by-length batches."""
+    """A sentence-transformers model (its own pooling and normalisation), sorted-by-length batches; `max_length`
+    lowers the model's window (never raises it: position embeddings end there)."""
 
     def __init__(self, config: EmbedConfig) -> None:
         from sentence_transformers import SentenceTransformer
@@ -92,6 +123,7 @@ class SentenceEmbedder:
             self.model = SentenceTransformer(config.resolved_model(), device=str(device))
         except OSError as err:
             raise DeitaError(f"cannot load sentence-transformers model '{config.resolved_model()}': {err}") from err
+        self.model.max_seq_length = min(self.model.max_seq_length, config.max_length)
 
     def __call__(self, texts: Sequence[str]) -> WorkResult:
         tokenizer = self.model.tokenizer
@@ -116,7 +148,8 @@ class EmbedStage:
         config = self.config
         return {"stage": "embed", "kind": config.kind, "model": file_identity(config.resolved_model()),
                 "max_length": config.max_length, "only_answer": config.only_answer,
-                "dtype": config.output_dtype(), "model_dtype": config.model_dtype}
+                "dtype": config.output_dtype(), "model_dtype": config.model_dtype,
+                **({"static_dims": config.static_dims, "distill": DISTILL_VERSION} if config.kind == "static" else {})}
 
     def requests(self, record: Record) -> list[str]:
         text = self.config.text(record)
@@ -124,4 +157,5 @@ class EmbedStage:
         return [text]
 
     def load_worker(self):
-        return CausalEmbedder(self.config) if self.config.kind == "causal" else SentenceEmbedder(self.config)
+        workers = {"causal": CausalEmbedder, "sentence": SentenceEmbedder, "static": StaticEmbedder}
+        return workers[self.config.kind](self.config)

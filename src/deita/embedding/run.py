@@ -18,6 +18,8 @@ class EmbedReport:
     dim: int
     dtype: str
     output: Path
+    window: str = "the model's window"
+    """What bounds the tokens of a conversation, naming the flag (EmbedConfig.window)."""
 
     def lines(self) -> list[str]:
         s = self.summary
@@ -27,9 +29,12 @@ class EmbedReport:
             f"throughput {rate:,.1f} records/s, {s.counters.get('tokens', 0) / max(s.seconds, 1e-9):,.0f} tokens/s "
             f"over {s.seconds:,.1f} s" + (f" ({s.resumed_shards} of {s.shards} shards resumed from cache)"
                                          if s.resumed_shards else ""),
-            f"truncated to the model's window (--max-length for causal models): {s.counters.get('truncated', 0):,} "
-            "records",
+            f"truncated: {s.counters.get('truncated', 0):,} records, to {self.window}",
         ]
+        if s.counters.get("chars_total"):
+            seen = s.counters["chars_seen"] / s.counters["chars_total"]
+            lines.append(f"text seen: {seen:.1%} of all characters ({s.counters['chars_seen']:,} of "
+                         f"{s.counters['chars_total']:,})")
         if s.rejected:
             lines.append(f"rejected {s.rejected:,} records → {s.rejects}")
         return lines
@@ -42,4 +47,4 @@ def embed_file(input_path: str | Path, output_path: str | Path, config: EmbedCon
     sink = ArraySink(output_path, config.output_dtype())
     summary = run_stage(EmbedStage(config), input_path, sink, options, cache_root(options, output_path),
                         rejects=rejects, description="embedding", rejects_hint=rejects_path_for(output_path))
-    return EmbedReport(summary, sink.dim or 0, config.output_dtype(), output_path)
+    return EmbedReport(summary, sink.dim or 0, config.output_dtype(), output_path, config.window())

@@ -1,6 +1,8 @@
 """The paper's length baselines as per-turn scores: no model, no network (the `offline` preset).
 
-A stage like the scorers, so it shards, resumes and rejects the same way.
+A stage like the scorers, so it shards, resumes and rejects the same way. Each side of a turn counts only
+what training sees: its first `MAX_CHARS` characters (2,048 tokens at about 4 characters a token), so a
+pasted 90K-character document does not win on size alone.
 """
 
 from __future__ import annotations
@@ -19,15 +21,20 @@ from deita.runtime.sinks import RecordSink
 from deita.runtime.stage import WorkResult, check_text
 
 LENGTH_FIELDS = ("instruction_lengths", "response_lengths")
+MAX_TOKENS = 2048
+"""Tokens of a side that training sees (the SFT recipe's max length, DEITA.md §5)."""
+CHARS_PER_TOKEN = 4
+MAX_CHARS = MAX_TOKENS * CHARS_PER_TOKEN
+"""Characters of an instruction or a response that count towards its length score."""
 
 
 class LengthStage:
-    """Per turn: characters of the instruction and of the response."""
+    """Per turn: characters of the instruction and of the response, each capped at `MAX_CHARS`."""
 
     name = "lengths"
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"stage": "lengths", "unit": "characters"}
+        return {"stage": "lengths", "unit": "characters", "cap": MAX_CHARS}
 
     def requests(self, record: Record) -> list[Turn]:
         for number, turn in enumerate(record.turns, 1):
@@ -40,8 +47,10 @@ class LengthStage:
 
 
 def measure_lengths(turns: Sequence[Turn]) -> WorkResult:
-    values = np.array([[len(t.instruction), len(t.response)] for t in turns], dtype=np.float64).reshape(-1, 2)
-    return WorkResult(values)
+    full = np.array([[len(t.instruction), len(t.response)] for t in turns], dtype=np.int64).reshape(-1, 2)
+    seen = np.minimum(full, MAX_CHARS)
+    return WorkResult(seen.astype(np.float64), {"capped_sides": int((full > MAX_CHARS).sum()),
+                                                "chars_seen": int(seen.sum()), "chars_total": int(full.sum())})
 
 
 def length_fields(rows: np.ndarray) -> dict[str, list[float]]:
@@ -50,7 +59,8 @@ def length_fields(rows: np.ndarray) -> dict[str, list[float]]:
 
 def add_length_scores(input_path: str | Path, output_path: str | Path, options: RunOptions = RunOptions(),
                       rejects: RejectsWriter | None = None) -> StageSummary:
-    """Write each record with per-turn instruction and response lengths (characters) added."""
+    """Write each record with per-turn instruction and response lengths (characters, capped at `MAX_CHARS`)
+    added; the summary's counters say how many sides were capped and how much text counted."""
     output_path = Path(output_path)
     return run_stage(LengthStage(), input_path, RecordSink(output_path, length_fields), options,
                      cache_root(options, output_path), rejects=rejects, description="length scores",

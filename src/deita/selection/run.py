@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deita.config import option
-from deita.data.io import RecordWriter, iter_records
+from deita.data.io import ReadStats, RecordWriter, iter_records, records_at
 from deita.data.paths import check_paths
 from deita.errors import DeitaError
 from deita.runtime.devices import DEVICE_HELP, resolve_device
@@ -94,27 +94,72 @@ def resolve_sort_key(sort_key: tuple[str, ...] | None, first: dict | None) -> tu
     return DEFAULT_SCORE_KEYS
 
 
-def _read_pool(path: Path, config: FilterConfig, fmt: str | None
-               ) -> tuple[int, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
-    """Pool size, final scores (if the strategy uses them), response lengths (for `length`), and the sort key."""
+@dataclass
+class Pool:
+    """What one read of the scored file gives the filter."""
+
+    size: int
+    scores: np.ndarray | None
+    """Final scores (strategies that use them)."""
+    lengths: np.ndarray | None
+    """Response lengths (strategy `length`)."""
+    sort_key: tuple[str, ...]
+    spans: list[tuple[int, int]] | None
+    """JSONL: each record's bytes, so the selected ones are fetched without a second read of the file."""
+    identity: tuple[int, int]
+    """(size, modification time) of the file when it was read."""
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
+    """Pool size, final scores (if the strategy uses them), response lengths (for `length`), the sort key,
+    and, for JSONL, where each record lies in the file."""
+    identity = _identity(path)
     sort_key: tuple[str, ...] = config.sort_key or ()
     lists: list[list] = []
     locations: list[str] = []
     lengths: list[int] = []
+    spans: list[tuple[int, int]] = []
     count = 0
-    for record in iter_records(path, fmt=fmt):
+    stats = ReadStats()
+    for record in iter_records(path, fmt=fmt, stats=stats):
         if count == 0:
             sort_key = resolve_sort_key(config.sort_key, record.raw)
             lists = [[] for _ in sort_key]
         count += 1
+        if stats.file_type == "jsonl":
+            spans.append((stats.record_start, stats.bytes_read))
         if config.strategy in NEEDS_SCORES:
             for key, column in zip(sort_key, lists):
                 column.append(record.raw.get(key))
-            locations.append(f"{path}, {record.location}")
+            locations.append(record.location)
         elif config.strategy == "length":
             lengths.append(sum(len(t.response) for t in record.turns))
+    locations = [f"{path}, {location}" for location in locations]
     scores = final_scores(lists, sort_key, locations) if config.strategy in NEEDS_SCORES and count else None
-    return count, scores, np.asarray(lengths, dtype=np.float64) if config.strategy == "length" else None, sort_key
+    return Pool(count, scores, np.asarray(lengths, dtype=np.float64) if config.strategy == "length" else None,
+                sort_key, spans if stats.file_type == "jsonl" else None, identity)
+
+
+def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None) -> list[dict]:
+    """The selected records, in selection order: fetched by their bytes (JSONL), else by a second read."""
+    if _identity(path) != pool.identity:
+        raise DeitaError(f"{path} changed while selecting; run the filter again")
+    if pool.spans is not None:
+        return list(records_at(path, (pool.spans[int(i)] for i in indices)))
+    position = {int(index): rank for rank, index in enumerate(indices)}
+    chosen: list[dict | None] = [None] * len(indices)
+    for ordinal, record in enumerate(iter_records(path, fmt=fmt)):
+        rank = position.get(ordinal)
+        if rank is not None:
+            chosen[rank] = record.raw
+    if any(raw is None for raw in chosen):
+        raise DeitaError(f"{path} changed while selecting (fewer records than at the first read)")
+    return chosen  # type: ignore[return-value]
 
 
 def open_embeddings(path: str | Path, n_pool: int, data_path: Path) -> np.ndarray:
@@ -195,7 +240,8 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
                 {"--output": output_path, "--stats": stats_path})
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
-    n_pool, scores, lengths, sort_key = _read_pool(input_path, config, fmt)
+    pool = _read_pool(input_path, config, fmt)
+    n_pool, scores, lengths, sort_key = pool.size, pool.scores, pool.lengths, pool.sort_key
     if n_pool == 0:
         raise DeitaError(f"{input_path}: no records to select from")
     embeddings = None
@@ -205,14 +251,7 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
         embeddings = open_embeddings(embeddings_path, n_pool, input_path)
     result = select_indices(config, n_pool, scores, lengths, embeddings)
     indices = result.indices
-    position = {int(index): rank for rank, index in enumerate(indices)}
-    chosen: list[dict | None] = [None] * len(indices)
-    for ordinal, record in enumerate(iter_records(input_path, fmt=fmt)):
-        rank = position.get(ordinal)
-        if rank is not None:
-            chosen[rank] = record.raw
-    if any(raw is None for raw in chosen):
-        raise DeitaError(f"{input_path} changed while selecting (fewer records than at the first read)")
+    chosen = _chosen_records(input_path, pool, indices, fmt)
     notes = annotations(result, scores, embeddings) if config.annotate else None
     with RecordWriter(output_path) as writer:
         for rank, raw in enumerate(chosen):

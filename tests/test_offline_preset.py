@@ -1,0 +1,17 @@
+"""The offline preset: its own embedder and threshold, declared once, with the preset."""
+
+from __future__ import annotations
+
+import inspect
+
+from deita import workflow
+from deita.workflow import PRESET_DEFAULTS, SelectConfig
+
+
+def test_offline_threshold_and_embedder_declared_once_with_the_preset() -> None:
+    declared = PRESET_DEFAULTS["offline"]["filter"]["threshold"]
+    config = SelectConfig.build({"preset": "offline"})
+    assert config.embed.kind == "static" and config.filter.threshold == declared != 0.9
+    assert SelectConfig.build({"preset": "paper"}).filter.threshold == 0.9
+    assert SelectConfig.build({"preset": "offline", "filter": {"threshold": 0.5}}).filter.threshold == 0.5
+    assert inspect.getsource(workflow).count(repr(declared)) == 1  # one declaration, no copies
