@@ -131,12 +131,18 @@ def stage_reads(folder: Path, env: dict[str, str]) -> list[tuple[str, int]]:
     score = run_measured(deita("score", str(small), "-o", str(folder / "s.jsonl"), "--model", str(model),
                                "--type", "complexity", "--device", "cpu", "-q"), env)
     embed = run_measured(deita("embed", str(small), "-o", str(folder / "e.npy"), "-q"), env)
+    no_report = folder / "no-report.yaml"
+    no_report.write_text("report: {write: false}\n")
+    bare = run_measured(deita("select", str(small), "-o", str(folder / "bare.jsonl"), "--preset", "offline",
+                              "--size", "50", "-q", "--config", str(no_report)), env)
     select = run_measured(deita("select", str(small), "-o", str(folder / "sel.jsonl"), "--preset", "offline",
                                 "--size", "50", "-q"), env)
+    bare_scored = folder / "bare.jsonl.work" / "scored.jsonl"
     scored = folder / "sel.jsonl.work" / "scored.jsonl"
     return [("score", reads_of(score, small)), ("embed", reads_of(embed, small)),
             ("lengths (select --preset offline, its input)", reads_of(select, small)),
-            ("embed + filter (select, scored.jsonl)", reads_of(select, scored))]
+            ("embed + filter (select without its report, scored.jsonl)", reads_of(bare, bare_scored)),
+            ("embed + filter + report (select, scored.jsonl)", reads_of(select, scored))]
 
 
 def main() -> None:
@@ -185,9 +191,9 @@ def main() -> None:
         print(f"convert peak RSS target: ≤ {RSS_TARGET_MB} MB")
         print("filter says: " + runs["filter"]["stdout"].strip().splitlines()[-1])
         print("reads per stage (times each stage opens its input file):")
-        print(f"  {'filter (the run above)':46s} {reads_of(runs['filter'], pool)}")
+        print(f"  {'filter (the run above)':58s} {reads_of(runs['filter'], pool)}")
         for name, count in stage_reads(folder, env):
-            print(f"  {name:46s} {count}")
+            print(f"  {name:58s} {count}")
 
 
 if __name__ == "__main__":

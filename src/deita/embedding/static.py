@@ -97,7 +97,7 @@ def load_or_distill(model_dir: str | Path, dims: int, cache_dir: str | Path | No
             return np.load(path, allow_pickle=False), path, False
         except (OSError, ValueError) as err:
             log.warning("%s: unreadable cached static model (%s); distilling again", path, err)
-    log.info("distilling a static embedding model from %s: once, about a minute on two cores; cached in %s",
+    log.info("distilling a static embedding model from %s: once, under a minute on two cores; cached in %s",
              model_dir, cache_dir)
     vectors = distill(model_dir, dims)
     try:
