@@ -485,7 +485,6 @@ def rank_command() -> click.Command:
 def _train_command(kind: str) -> click.Command:
     from deita.runtime.options import RunOptions
     from deita.training.config import READ_OPTIONS, DPOConfig, SFTConfig, load_yaml
-
     from deita.training.scorer import ScorerTrainConfig
 
     cls = {"sft": SFTConfig, "dpo": DPOConfig, "scorer": ScorerTrainConfig}[kind]

@@ -14,19 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deita.config import check_config
 from deita.data.io import ReadStats, RejectsWriter
 from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
-from deita.training import require_training
 from deita.training.config import DPOConfig
 from deita.training.run import (
     LOG_FILE,
     REJECTS_FILE,
-    OutputFolder,
     compile_model,
     fingerprint,
-    launch,
     load_model,
     lora_config,
     prepare,
@@ -34,7 +30,7 @@ from deita.training.run import (
     resolved_settings,
     trainer_arguments,
 )
-from deita.training.sft import finish, global_batch_text, load_tokenizer, quiet_datasets, say
+from deita.training.sft import begin, finish, global_batch_text, say
 
 
 def dpo_texts(path: Path, tokenizer: Any, config: DPOConfig, options: RunOptions,
@@ -66,17 +62,8 @@ def run_dpo(pairs: str | Path, output: str | Path, config: DPOConfig, options: R
     """
     from deita.training.artifacts import TrainLog, TrainSummary, use_terminal_progress
 
-    require_training()
     options = options or RunOptions()
-    check_config(config)
-    check_config(options)
-    pairs, folder, run = Path(pairs), OutputFolder(output), launch()
-    if not pairs.exists():
-        raise DeitaError(f"{pairs}: no such file or directory")
-    folder.check({"input": pairs, "--model": config.model}, run.main)
-    started = time.perf_counter()
-    quiet_datasets()
-    tokenizer = load_tokenizer(config.model)
+    pairs, folder, run, tokenizer, started = begin(pairs, output, config, options)
     rejects = RejectsWriter(folder.file(REJECTS_FILE)) if options.on_error == "skip" and run.main else None
     try:
         texts, stats, cut, data_fingerprint = dpo_texts(pairs, tokenizer, config, options, rejects,

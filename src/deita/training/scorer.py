@@ -9,20 +9,17 @@ truncates it (no chat template), followed by the digit of its score; the loss fa
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deita.config import check_config, option
+from deita.config import option
 from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
 from deita.scoring.templates import SCORE_TYPES
-from deita.training import require_training
 from deita.training.config import SFTConfig
 from deita.training.data import SFTExamples
-from deita.training.run import OutputFolder, launch
-from deita.training.sft import fit, load_tokenizer, quiet_datasets
+from deita.training.sft import begin, fit
 
 
 @dataclass(frozen=True)
@@ -64,17 +61,8 @@ def scorer_training_examples(ranked: Path, tokenizer: Any, config: ScorerTrainCo
 def run_scorer(ranked: str | Path, output: str | Path, config: ScorerTrainConfig,
                options: RunOptions | None = None) -> Any:
     """Train `config.model` as a `config.type` scorer on a RANKED file into `output`; returns a TrainSummary."""
-    require_training()
     options = options or RunOptions()
-    check_config(config)
-    check_config(options)
-    ranked, folder, run = Path(ranked), OutputFolder(output), launch()
-    if not ranked.exists():
-        raise DeitaError(f"{ranked}: no such file or directory")
-    folder.check({"input": ranked, "--model": config.model}, run.main)
-    started = time.perf_counter()
-    quiet_datasets()
-    tokenizer = load_tokenizer(config.model)
+    ranked, folder, run, tokenizer, started = begin(ranked, output, config, options)
     examples = scorer_training_examples(ranked, tokenizer, config)
     if not examples.input_ids:
         raise DeitaError(f"{ranked}: no ranked variants to train on")

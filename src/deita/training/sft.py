@@ -67,15 +67,11 @@ def say(text: str, options: RunOptions, run: Launch) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: RunOptions | None = None,
-            callbacks: Sequence[Any] = ()) -> Any:
-    """Train `config.model` on the conversations of `data` into the folder `output`; returns a TrainSummary.
-
-    Rerunning the same call after an interruption resumes from the newest checkpoint in `output`.
-    `callbacks` are extra transformers TrainerCallbacks (the Python API's hook).
-    """
+def begin(data: str | Path, output: str | Path, config: Any, options: RunOptions
+          ) -> tuple[Path, OutputFolder, Launch, Any, float]:
+    """What every training command does first: check the config and the paths, then load the tokenizer.
+    Returns (input path, output folder, launch, tokenizer, start time)."""
     require_training()
-    options = options or RunOptions()
     check_config(config)
     check_config(options)
     data, folder, run = Path(data), OutputFolder(output), launch()
@@ -84,7 +80,18 @@ def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: Ru
     folder.check({"input": data, "--model": config.model}, run.main)
     started = time.perf_counter()
     quiet_datasets()
-    tokenizer = load_tokenizer(config.model)
+    return data, folder, run, load_tokenizer(config.model), started
+
+
+def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: RunOptions | None = None,
+            callbacks: Sequence[Any] = ()) -> Any:
+    """Train `config.model` on the conversations of `data` into the folder `output`; returns a TrainSummary.
+
+    Rerunning the same call after an interruption resumes from the newest checkpoint in `output`.
+    `callbacks` are extra transformers TrainerCallbacks (the Python API's hook).
+    """
+    options = options or RunOptions()
+    data, folder, run, tokenizer, started = begin(data, output, config, options)
     rejects = RejectsWriter(folder.file(REJECTS_FILE)) if options.on_error == "skip" and run.main else None
     try:
         examples = sft_examples(data, tokenizer, config.template, config.max_length, options, rejects,
