@@ -97,17 +97,20 @@ def load_or_distill(model_dir: str | Path, dims: int, cache_dir: str | Path | No
             return np.load(path, allow_pickle=False), path, False
         except (OSError, ValueError) as err:
             log.warning("%s: unreadable cached static model (%s); distilling again", path, err)
-    log.info("distilling a static embedding model from %s: once, under a minute on two cores; cached in %s",
-             model_dir, cache_dir)
-    vectors = distill(model_dir, dims)
-    try:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npy")
+    try:  # the folder is checked before the work, the file moved into place after it
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npy")
+        tmp.touch()
+        log.info("distilling a static embedding model from %s: once, under a minute on two cores; cached in %s",
+                 model_dir, cache_dir)
+        vectors = distill(model_dir, dims)
         np.save(tmp, vectors)
         os.replace(tmp, path)
     except OSError as err:
         raise DeitaError(f"cannot write the distilled static model to {cache_dir}: {err} (set --cache-path "
                          f"or ${CACHE_ENV} to a writable folder)") from err
+    finally:
+        tmp.unlink(missing_ok=True)
     return vectors, path, True
 
 
