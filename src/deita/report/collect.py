@@ -157,9 +157,8 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
     )
 
 
-def detect_source_field(pool_path: Path, requested: str | None) -> str | None:
+def detect_source_field(first: Record, requested: str | None) -> str | None:
     """`requested`, or `source` when the pool's first record has it."""
     if requested:
         return requested
-    first = next(iter_records(pool_path), None)
-    return "source" if first is not None and "source" in first.raw else None
+    return "source" if "source" in first.raw else None

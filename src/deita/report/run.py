@@ -124,7 +124,7 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
         if skipped else []
     evidence_rows = [skipped[i] for i in shown]
     n_examined = int(stats.get("n_examined", len(selection)))
-    source_field = collect.detect_source_field(pool_path, config.source_field)
+    source_field = collect.detect_source_field(first, config.source_field)
     facts = collect.collect_pool(pool_path, selected_path, selection, keys, sort_key,
                                  {int(row["index"]) for row in evidence_rows}, n_examined, source_field)
     sel = facts.selected_index
