@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from deita.evol.client import Usage
-from deita.runtime.shards import fingerprint_key, shard_key
+from deita.runtime.shards import fingerprint_directory, shard_key
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,7 @@ class OutcomeStore:
     """Finished shards of one job fingerprint: `root/<fingerprint key>/<shard key>.jsonl`, one outcome a line."""
 
     def __init__(self, root: str | Path, fingerprint: dict[str, Any]) -> None:
-        self.directory = Path(root) / fingerprint_key(fingerprint)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        manifest = self.directory / "fingerprint.json"
-        if not manifest.exists():
-            manifest.write_text(json.dumps(fingerprint, indent=2, sort_keys=True, default=str))
+        self.directory = fingerprint_directory(root, fingerprint)
 
     def key(self, items: Sequence[Item]) -> str:
         return shard_key([part for item in items for part in item.content],

@@ -91,15 +91,21 @@ def file_identity(path: str | Path) -> dict[str, Any]:
     return {"id": str(path)}  # a hub id
 
 
+def fingerprint_directory(root: str | Path, fingerprint: dict[str, Any]) -> Path:
+    """`root/<fingerprint key>/`, created, with the fingerprint written beside the results it decides."""
+    directory = Path(root) / fingerprint_key(fingerprint)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / "fingerprint.json"
+    if not manifest.exists():
+        manifest.write_text(json.dumps(fingerprint, indent=2, sort_keys=True, default=str))
+    return directory
+
+
 class ShardStore:
     """Finished shard results of one stage fingerprint, under `root/<fingerprint key>/<shard key>.npz`."""
 
     def __init__(self, root: str | Path, fingerprint: dict[str, Any]) -> None:
-        self.directory = Path(root) / fingerprint_key(fingerprint)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        manifest = self.directory / "fingerprint.json"
-        if not manifest.exists():
-            manifest.write_text(json.dumps(fingerprint, indent=2, sort_keys=True, default=str))
+        self.directory = fingerprint_directory(root, fingerprint)
         self.index = self._read_index()
 
     def _read_index(self) -> dict[str, dict[str, Any]]:
