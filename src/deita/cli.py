@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import sys
+import types
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,7 +59,7 @@ class Flag:
 def _click_type(tp: Any) -> tuple[Any, bool]:
     """(click type, is_flag) for a config field type."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         tp = args[0]
     if typing.get_origin(tp) is tuple:
         item = typing.get_args(tp)[0] if typing.get_args(tp) else str

@@ -162,10 +162,6 @@ class ShardStore:
             return None
 
 
-class ProgressSink(Protocol):
-    def advance(self, records: int) -> None: ...
-
-
 class Executor(Protocol):
     def run(self, stage: Stage, tasks: Iterator[ShardTask]) -> Iterator[tuple[ShardTask, ShardResult | None]]:
         """Compute the tasks that are not cached (in any order); yield every task with its result (None
