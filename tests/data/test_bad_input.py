@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deita.data import io as dio
+from deita.data.readers import text as text_reader
 from deita.data.io import (
     MAX_NESTING,
     ReadStats,
@@ -89,7 +89,7 @@ def broken_array(path: Path, pretty: bool) -> tuple[Path, dict[int, tuple[int, i
 def test_json_array_resyncs_after_each_broken_element(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pretty: bool, chunk: int
 ) -> None:
-    monkeypatch.setattr(dio, "_CHUNK", chunk)
+    monkeypatch.setattr(text_reader, "_CHUNK", chunk)
     path, lines = broken_array(tmp_path / "pool.json", pretty)
     stats = ReadStats()
     with RejectsWriter(tmp_path / "rejects.jsonl") as rejects:
@@ -361,7 +361,7 @@ def test_integer_too_long_for_python_json_is_a_reject(tmp_path: Path) -> None:
 def test_bytes_read_grows_to_the_file_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
-    monkeypatch.setattr(dio, "_CHUNK", 4096)
+    monkeypatch.setattr(text_reader, "_CHUNK", 4096)
     path = tmp_path / f"pool{suffix}"
     texts = [json.dumps({**sharegpt(i), "pad": "é" * 300}, ensure_ascii=False) for i in range(200)]
     path.write_text("[\n" + ",\n".join(texts) + "\n]\n" if suffix == ".json" else "\n".join(texts) + "\n")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from deita.data import io as dio
+from deita.data import writers
+from deita.data.readers import text as text_reader
 from deita.data.io import (
     ReadStats,
     RecordWriter,
     RejectsWriter,
     convert_file,
-    count_records,
     iter_records,
     rejects_path_for,
     write_records,
@@ -74,7 +74,6 @@ def view(records: list) -> list:
 def test_round_trip(tmp_path: Path, fmt: str, file_type: str) -> None:
     src = tmp_path / OUT_NAMES[file_type]
     assert write_records(src, SAMPLES[fmt]) == 2
-    assert count_records(src) == 2
     stats = ReadStats()
     first = list(iter_records(src, stats=stats))
     assert [r.raw for r in first] == SAMPLES[fmt]  # every field, incl. the added list-of-float scores
@@ -93,7 +92,7 @@ def test_empty_output_and_overwrite(tmp_path: Path, file_type: str) -> None:
     out = tmp_path / OUT_NAMES[file_type]
     write_records(out, SAMPLES["alpaca"])
     assert write_records(out, []) == 0  # replaces the earlier output, a dataset folder included
-    assert count_records(out) == 0 and list(iter_records(out)) == []
+    assert list(iter_records(out)) == []
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
@@ -129,7 +128,7 @@ def test_json_file_of_objects_per_line_is_read_as_jsonl(tmp_path: Path) -> None:
 
 
 def test_json_array_across_tiny_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dio, "_CHUNK", 7)
+    monkeypatch.setattr(text_reader, "_CHUNK", 7)
     raws = [
         {**good(i), "x": "ü" * i, "n": 12345.5, "t": True, "nested": {"k": [1, {"z": None}]}}
         for i in range(30)
@@ -139,7 +138,6 @@ def test_json_array_across_tiny_chunks(tmp_path: Path, monkeypatch: pytest.Monke
         "\ufeff [ " + " ,\n ".join(json.dumps(r, ensure_ascii=False) for r in raws) + " ]\n",
     )
     assert [r.raw for r in iter_records(path)] == raws
-    assert count_records(path) == 30
     path = write_text(tmp_path / "n.json", "[" + json.dumps(good(0)) + ", 1234567890123]")
     rejects = RejectsWriter(tmp_path / "r.jsonl")
     with rejects:
@@ -151,7 +149,6 @@ def test_jsonl_empty_lines_are_not_records(tmp_path: Path) -> None:
     path = write_text(tmp_path / "x.jsonl", f"\n{json.dumps(good(0))}\n  \n\n{json.dumps(good(1))}")
     records = list(iter_records(path))
     assert [(r.index, r.location) for r in records] == [(0, "line 2"), (1, "line 5")]
-    assert count_records(path) == 2
 
 
 def test_format_given_checks_every_record(tmp_path: Path) -> None:
@@ -170,7 +167,7 @@ def test_positional_option(tmp_path: Path) -> None:
 
 
 def test_parquet_schema_changes_between_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dio, "_BATCH_ROWS", 2)
+    monkeypatch.setattr(writers, "_BATCH_ROWS", 2)
     raws = [
         {"id": 0, "input": None, "score": 1, "conversations": [{"from": "human", "value": "q"}]},
         {"id": 1, "input": None, "score": 2, "conversations": [{"from": "human", "value": "q"}]},
@@ -192,7 +189,7 @@ def test_parquet_schema_changes_between_batches(tmp_path: Path, monkeypatch: pyt
 def test_parquet_incompatible_types_fail_and_leave_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dio, "_BATCH_ROWS", 1)
+    monkeypatch.setattr(writers, "_BATCH_ROWS", 1)
     with pytest.raises(DeitaError, match="parquet needs one type per field"):
         write_records(tmp_path / "p.parquet", [{**good(0), "x": 1}, {**good(1), "x": "text"}])
     assert list(tmp_path.iterdir()) == []

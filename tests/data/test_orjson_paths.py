@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deita.data import formats
-from deita.data import io as dio
+from deita.data.readers import text as text_reader
 from deita.data.io import READS, ReadStats, iter_records, records_at, write_records
 from deita.data.records import Turn
 from deita.data.validate import validate_file
@@ -75,12 +75,12 @@ def test_round_trip_keeps_order_unicode_and_exact_numbers(tmp_path: Path, layout
 
 def test_pretty_and_one_per_line_arrays_are_read_by_orjson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stdlib decoder is not needed for well-laid-out arrays (what makes them fast), even across chunks."""
-    monkeypatch.setattr(dio, "_CHUNK", 300)
+    monkeypatch.setattr(text_reader, "_CHUNK", 300)
 
     def refuse(self: object) -> None:
         raise AssertionError("stdlib decoder used")
 
-    monkeypatch.setattr(dio._TextBuffer, "decode", refuse)
+    monkeypatch.setattr(text_reader.TextBuffer, "decode", refuse)
     plain = [r for r in records() if "big" not in r and "digits_in_text" not in r]
     for text in (json.dumps(plain, indent=1), "[\n" + ",\n".join(map(json.dumps, plain)) + "\n]\n"):
         path = tmp_path / "a.json"

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import ReadStats, _check_options, _open, _records
+from .readers import ReadStats
+from .reading import check_read_options, open_input, parse_records
 
 
 @dataclass
@@ -65,8 +66,8 @@ def problem_kind(problem: str) -> str:
 
 def validate_file(path: str | Path, fmt: str | None = None, pairing: str = "role") -> ValidationReport:
     """Read every record of ``path`` with the same rules as ``iter_records`` and report all problems."""
-    _check_options(fmt, "skip", pairing)
-    p, file_type = _open(path)
+    check_read_options(fmt, "skip", pairing)
+    p, file_type = open_input(path)
     stats, problems, kinds = ReadStats(), [], Counter()
 
     def on_bad(index: int, location: str, problem: str, record: Any) -> None:
@@ -74,7 +75,7 @@ def validate_file(path: str | Path, fmt: str | None = None, pairing: str = "role
         kinds[problem_kind(problem)] += 1
 
     split = system = unanswered = 0
-    for rec in _records(p, file_type, fmt, pairing, stats, on_bad):
+    for rec in parse_records(p, file_type, fmt, pairing, stats, on_bad):
         split += rec.skipped_leading_assistant > 0
         system += rec.system is not None
         unanswered += rec.turns[-1].response == ""

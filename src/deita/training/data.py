@@ -19,6 +19,7 @@ from typing import Any
 
 from deita.data.formats import json_type, parse_turns
 from deita.data.io import SKIP_HINT, ReadStats, RejectsWriter, iter_records
+from deita.data.readers import read_items
 from deita.data.records import Turn
 from deita.errors import DeitaError, RecordError
 from deita.runtime.options import RunOptions
@@ -206,13 +207,6 @@ def parse_pair(raw: Any) -> tuple[list[Turn], str | None, str, str]:
     return prompt, system, chosen_text, rejected_text
 
 
-def _raw_items(path: Path, stats: ReadStats) -> Iterator[tuple[int, str, Any, str | None]]:
-    """(index, location, record, problem) of every record of any deita file type, before any format rule."""
-    from deita.data import io
-
-    return io._READERS[io.file_type_of(path)](path, stats)  # the readers iter_records uses
-
-
 def iter_pairs(path: str | Path, on_error: str = "fail", rejects: RejectsWriter | None = None,
                rejects_hint: str | Path | None = None, stats: ReadStats | None = None) -> Iterator[Pair]:
     """Stream the good pairs of a file; bad ones stop the run or go to `rejects` with the reason."""
@@ -221,7 +215,7 @@ def iter_pairs(path: str | Path, on_error: str = "fail", rejects: RejectsWriter 
     bad = BadRecords(path, on_error, rejects, rejects_hint)
     if not path.exists():
         raise DeitaError(f"{path}: no such file or directory")
-    for index, location, raw, problem in _raw_items(path, stats):
+    for index, location, raw, problem in read_items(path, stats):
         stats.records += 1
         if problem is None:
             try:
@@ -274,7 +268,7 @@ def sample_pairs(path: str | Path, output: str | Path, size: int, seed: int, on_
     sampled = sampled if size == -1 else sampled[:size]
     position = {index: k for k, index in enumerate(sampled)}
     kept: list[Any] = [None] * len(sampled)
-    for index, _location, raw, _problem in _raw_items(path, ReadStats()):
+    for index, _location, raw, _problem in read_items(path, ReadStats()):
         if index in position:
             kept[position[index]] = raw
     written = write_records(output, kept)

@@ -1,0 +1,131 @@
+"""What makes a decoded JSON value a bad record, and when orjson's fast parse must defer to the stdlib.
+
+A record is bad when it is nested deeper than ``MAX_NESTING`` levels (deeper records break the recursion
+limits of JSON encoders and parquet writers later on) or when it holds a lone surrogate escape such as
+``"\\ud800"`` (valid JSON syntax, but not Unicode text: writing UTF-8 or tokenizing it fails later). For
+parquet, integers must fit int64 and the schema must stay within what pyarrow reads back.
+
+orjson parses on the hot paths; the stdlib ``json`` decides everything orjson cannot say exactly: a record
+orjson refuses (bad syntax, NaN, a lone surrogate escape) is read again with the stdlib, whose message and
+rules the rejects keep, and so is a record where orjson would have turned an integer beyond 64 bits into a
+float (``fast_loads`` answers ``SLOW`` for those).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in decoded text: json joins valid pairs, so these are lone
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # in raw JSON text: the only way to write one
+MAX_NESTING = 200
+"""Records nested deeper than this many levels of objects/arrays are bad records (a ShareGPT record has 3)."""
+_INT64 = (-(2**63), 2**63 - 1)
+PARQUET_MAX_SCHEMA_DEPTH = 100
+"""pyarrow's parquet reader refuses deeper schemas; a list takes two levels, an object one (root: 1)."""
+
+_NOT_MARKS = bytes(b for b in range(256) if b not in b"0123456789{[")  # translate(None, _NOT_MARKS) keeps these
+_DIGITS_ONLY = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # translate table: digits to "9", rest " "
+_DIGIT_RUN = b"9" * 19  # an integer literal this long may be beyond 64 bits, where orjson gives a float
+SLOW = object()
+"""``fast_loads``'s answer when the stdlib path must read the record."""
+
+
+def fast_loads(data: bytes) -> Any:
+    """orjson's value of one record's UTF-8 text, or ``SLOW`` where the stdlib path must decide: orjson
+    refuses it (syntax, NaN, lone surrogates), it may hold an integer beyond 64 bits (a run of 19 digits
+    in its text), or it holds more brackets than ``MAX_NESTING`` levels."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return SLOW
+    marks = data.translate(None, _NOT_MARKS)  # the digits and openers only: one pass over the text
+    openers = marks.count(b"{") + marks.count(b"[")
+    if openers > MAX_NESTING or (len(marks) - openers >= 19 and _DIGIT_RUN in data.translate(_DIGITS_ONLY)):
+        return SLOW
+    return value
+
+
+def _field(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def value_problem(value: Any, *, surrogates: bool = False, parquet: bool = False) -> str | None:
+    """Why ``value`` is not a usable record, or None: nesting deeper than ``MAX_NESTING``; with
+    ``surrogates`` (or ``parquet``), a lone surrogate in a string or key; with ``parquet``, an integer
+    outside int64 or a schema deeper than parquet readers accept. Iterative: never recurses."""
+    surrogates = surrogates or parquet
+    stack: list[tuple[Any, str, int, int]] = [(value, "", 1, 1)]  # value, path, level, parquet schema depth
+    while stack:
+        v, path, level, schema = stack.pop()
+        if isinstance(v, (dict, list)):
+            is_dict = isinstance(v, dict)
+            child_schema = schema + (1 if is_dict else 2)  # a parquet list is two schema levels
+            if level > MAX_NESTING or (parquet and child_schema > PARQUET_MAX_SCHEMA_DEPTH):
+                top = path.split(".", 1)[0].split("[", 1)[0]
+                if level > MAX_NESTING:
+                    return (
+                        f"nested deeper than {MAX_NESTING} levels (in field {top!r}); records are limited "
+                        f"to {MAX_NESTING} levels so that every writer can handle them"
+                    )
+                return (
+                    f"nested too deep for parquet (in field {top!r}: more than {PARQUET_MAX_SCHEMA_DEPTH} "
+                    "schema levels, a list counting two); write .jsonl or .json to keep it"
+                )
+            items = v.items() if is_dict else enumerate(v)
+            children = []
+            for k, x in items:
+                if is_dict and surrogates and isinstance(k, str) and (bad := _LONE_SURROGATE.search(k)):
+                    return surrogate_problem(
+                        bad.group(), f"a key of {path}" if path else "a key of the record"
+                    )
+                if (
+                    isinstance(x, (dict, list))
+                    or (surrogates and isinstance(x, str))
+                    or (parquet and isinstance(x, int))
+                ):
+                    child = _field(path, k) if is_dict else f"{path}[{k}]"
+                    children.append((x, child, level + 1, child_schema))
+            stack.extend(reversed(children))  # first problem in document order
+        elif isinstance(v, str):
+            if bad := _LONE_SURROGATE.search(v):
+                return surrogate_problem(bad.group(), path or "the record")
+        elif parquet and isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
+            shown = str(v) if v.bit_length() < 256 else f"of about {int(v.bit_length() * 0.30103)} digits"
+            return (
+                f"integer {shown} in {path or 'the record'} is outside the 64-bit range parquet can hold "
+                "(write .jsonl or .json to keep it)"
+            )
+    return None
+
+
+def surrogate_problem(char: str, where: str) -> str:
+    return f"text is not valid Unicode: lone surrogate \\u{ord(char):04x} in {where}"
+
+
+def text_problem(text: str, value: Any, start: int = 0, end: int | None = None) -> str | None:
+    """Problems of a record decoded from ``text[start:end]``; walks the value only when the raw text could
+    hold one (a surrogate escape, or more brackets than ``MAX_NESTING``), so typical records cost two counts."""
+    end = len(text) if end is None else end
+    surrogates = _SURROGATE_ESCAPE.search(text, start, end) is not None
+    if not surrogates and text.count("{", start, end) + text.count("[", start, end) <= MAX_NESTING:
+        return None
+    return value_problem(value, surrogates=surrogates)
+
+
+TOO_DEEP = f"nested deeper than the JSON parser allows; records are limited to {MAX_NESTING} levels of objects/arrays"
+
+
+def syntax_message(e: json.JSONDecodeError) -> str:
+    """The error's message without the trailing "at" some have ("Invalid control character at")."""
+    return e.msg.removesuffix(" at")
+
+
+def decode_problem(e: Exception) -> str:
+    """A problem sentence for an exception of ``json.loads`` other than a syntax error."""
+    if isinstance(e, RecursionError):
+        return TOO_DEEP
+    return f"invalid JSON: {e}"  # e.g. an integer of more than 4300 digits

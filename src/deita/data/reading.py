@@ -1,0 +1,130 @@
+"""Reading records: ``iter_records`` streams the good records of any file type (format rules applied, bad
+ones raised or sent to the rejects), ``records_at`` fetches chosen JSONL records by byte offset, and
+``input_size`` gives a progress total without a counting pass."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from deita.errors import DeitaError, RecordError
+
+from .checks import SLOW, fast_loads
+from .formats import FORMATS, PAIRINGS, detect_format, file_type_of, json_type, parse_turns
+from .read_counts import count_fetch, count_read
+from .readers import READERS, ReadStats, load_dataset, parquet_rows
+from .records import Record
+from .rejects import ON_ERROR, SKIP_HINT, RejectsWriter
+
+OnBad = Callable[[int, str, str, Any], None]
+
+
+def check_read_options(fmt: str | None, on_error: str, pairing: str) -> None:
+    """Refuse an unknown format, ``on_error`` or pairing before any record is read."""
+    if fmt is not None and fmt not in FORMATS:
+        raise DeitaError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if on_error not in ON_ERROR:
+        raise DeitaError(f"unknown on_error {on_error!r} (expected one of {', '.join(ON_ERROR)})")
+    if pairing not in PAIRINGS:
+        raise DeitaError(f"unknown pairing {pairing!r} (expected one of {', '.join(PAIRINGS)})")
+
+
+def open_input(path: str | Path) -> tuple[Path, str]:
+    """(path, file type) of an input that exists; a missing one is a one-line ``DeitaError``."""
+    p = Path(path)
+    if not p.exists():
+        raise DeitaError(f"{p}: no such file or directory")
+    return p, file_type_of(p)
+
+
+def parse_records(
+    path: Path, file_type: str, fmt: str | None, pairing: str, stats: ReadStats, on_bad: OnBad
+) -> Iterator[Record]:
+    """Parsed good records; each bad one goes to ``on_bad(index, location, problem, record)``."""
+    stats.file_type, stats.format = file_type, fmt
+    count_read(path)
+    for index, loc, obj, problem in READERS[file_type](path, stats):
+        stats.records += 1
+        if problem is None:
+            if not isinstance(obj, dict):
+                problem = f"not a JSON object: the record is {json_type(obj)}"
+            else:
+                try:
+                    if fmt is None:
+                        fmt = stats.format = detect_format(obj)
+                    turns, system, skipped = parse_turns(obj, fmt, pairing)
+                except ValueError as e:
+                    problem = str(e)
+        if problem is not None:
+            stats.rejected += 1
+            on_bad(index, loc, problem, obj)
+            continue
+        stats.turns += len(turns)
+        stats.skipped_leading_assistant += skipped
+        yield Record(index, loc, obj, turns, system, skipped)
+
+
+def iter_records(
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    on_error: str = "fail",
+    rejects: RejectsWriter | None = None,
+    pairing: str = "role",
+    stats: ReadStats | None = None,
+    rejects_hint: str | Path | None = None,
+) -> Iterator[Record]:
+    """Stream the good records of a file (one record in memory at a time).
+
+    The format is detected from the first good record unless ``fmt`` is given. ``on_error="fail"``
+    raises ``RecordError`` on the first bad record (its hint names ``rejects_hint``, the rejects file a
+    rerun with skip would write); ``"skip"`` sends it to ``rejects`` and goes on.
+    Options and the path are checked now, before the first record is asked for.
+    """
+    check_read_options(fmt, on_error, pairing)
+    p, file_type = open_input(path)
+    stats = stats if stats is not None else ReadStats()
+
+    def on_bad(index: int, location: str, problem: str, record: Any) -> None:
+        if on_error == "fail":
+            where = rejects.path if rejects is not None else rejects_hint or "<output>.rejects.jsonl"
+            raise RecordError(p, location, problem, hint=SKIP_HINT.format(rejects=where))
+        if rejects is not None:
+            rejects.add(index, location, problem, record)
+
+    return parse_records(p, file_type, fmt, pairing, stats, on_bad)
+
+
+def records_at(path: str | Path, spans: Iterable[tuple[int, int]]) -> Iterator[dict]:
+    """The records of a JSONL file at byte ``(start, end)`` spans, in the order given. The spans come from
+    ``ReadStats.record_start`` and ``bytes_read`` of an earlier ``iter_records`` pass over the same,
+    unchanged file, whose records were good; values are decoded as that pass decoded them."""
+    p = Path(path)
+    key = str(p.resolve())
+    with open(p, "rb") as f:
+        for start, end in spans:
+            f.seek(start)
+            data = f.read(end - start)
+            value = fast_loads(data)
+            if value is SLOW:
+                try:
+                    value = json.loads(data.decode("utf-8"))
+                except (ValueError, RecursionError) as e:
+                    raise DeitaError(f"{p}: bytes {start}-{end} are not the record read before ({e}); "
+                                     "did the file change?") from e
+            count_fetch(key)
+            yield value
+
+
+def input_size(path: str | Path) -> tuple[int, str]:
+    """(total, unit) of an input for progress: its size in ``"bytes"`` for JSON/JSONL, its ``"rows"`` for
+    parquet and datasets (from metadata, without reading the data). ``ReadStats.bytes_read`` counts in
+    the same unit, so progress can show an ETA without a counting pass over the file."""
+    p, file_type = open_input(path)
+    if file_type == "parquet":
+        return parquet_rows(p), "rows"
+    if file_type == "dataset":
+        return len(load_dataset(p)), "rows"  # memory-maps the arrow files; reads no rows
+    return p.stat().st_size, "bytes"
