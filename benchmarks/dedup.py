@@ -228,7 +228,7 @@ def phase_choice(src: Path, records: int) -> dict:
 
 def phase_decontaminate(src: Path, evals: Path, out: Path) -> dict:
     from deita.dedup.config import DecontaminateConfig
-    from deita.dedup.run import decontaminate_file
+    from deita.dedup.decontaminate_file import decontaminate_file
     from deita.runtime.options import RunOptions
 
     start = time.perf_counter()

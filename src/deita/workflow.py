@@ -276,7 +276,8 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
                rejects: RejectsWriter | None, lines: list[str]) -> Cleaned:
     """Dedup, then decontaminate, into the work folder, before any scorer sees a record; writes every count to
     `clean_stats.json`. The first stage that reads the input meets its bad records."""
-    from deita.dedup.run import decontaminate_file, dedup_file
+    from deita.dedup.decontaminate_file import decontaminate_file
+    from deita.dedup.run import dedup_file
 
     cleaned, stats = Cleaned(input_path), {}
     quiet = dataclasses.replace(run, quiet=True) if run.quiet else run

@@ -11,7 +11,7 @@ import pytest
 
 from deita.dedup.config import DecontaminateConfig
 from deita.dedup.decontaminate import read_eval_items
-from deita.dedup.run import contaminated_path_for, decontaminate_file
+from deita.dedup.decontaminate_file import contaminated_path_for, decontaminate_file
 from deita.errors import DeitaError
 from deita.testing import sharegpt, write_jsonl
 

@@ -149,7 +149,7 @@ def test_bands_favour_recall_near_the_threshold():
 def test_the_helper_process_gives_the_same_hashes(pool, tmp_path):
     """Two cores: a spawned helper hashes while the main process reads; the result must not depend on it."""
     from deita.data.io import ReadStats, iter_records
-    from deita.dedup.run import hash_pool
+    from deita.dedup.hashing import hash_pool
 
     records, _ = pool
     data = write_jsonl(tmp_path / "pool.jsonl", records[:600])

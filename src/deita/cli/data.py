@@ -123,7 +123,7 @@ def decontaminate_command() -> click.Command:
     more = click.Argument(["more_evals"], nargs=-1, type=click.Path(path_type=Path), metavar="[EVAL]...")
 
     def run(input: Path, output: Path, more_evals: tuple[Path, ...], **values: Any) -> None:
-        from deita.dedup.run import contaminated_path_for, decontaminate_file
+        from deita.dedup.decontaminate_file import contaminated_path_for, decontaminate_file
 
         config = build_config(DecontaminateConfig, flags, values)
         if more_evals and not config.against:
