@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from deita.selection import deita_filter
-from deita.selection._torch import exact_float32
+from deita.selection.tensors import exact_float32
 from deita.selection.reference import one_at_a_time_filter, toolkit_style_filter
 
 _CHUNK = 16384

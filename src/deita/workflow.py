@@ -30,7 +30,8 @@ from deita.runtime.runner import StageSummary
 from deita.scoring.config import ScoreConfig
 from deita.scoring.lengths import MAX_CHARS, MAX_TOKENS, add_length_scores
 from deita.scoring.run import score_file
-from deita.selection.run import LENGTH_SCORE_KEYS, FilterConfig, filter_file
+from deita.selection.run import FilterConfig, filter_file
+from deita.selection.scores import LENGTH_SCORE_KEYS
 
 PRESETS = ("paper", "offline")
 DEFAULT_PRESET = "paper"

@@ -151,7 +151,7 @@ def _outcome(parse, raw: dict, fmt: str) -> object:
 
 
 def _full_rules(raw: dict, fmt: str) -> tuple[list[Turn], str | None, int]:
-    turns, system, skipped = formats._pair_by_role(formats._messages(raw, fmt))
+    turns, system, skipped = formats.pair_by_role(formats.checked_messages(raw, fmt))
     if not turns:
         raise ValueError("no turns: the conversation has no user message")
     return turns, system, skipped

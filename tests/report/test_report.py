@@ -106,7 +106,7 @@ def test_empty_selection_still_renders(selected_run, tmp_path):
 
 def test_score_health_flags_a_silent_default():
     from deita.report import collect
-    from deita.report.run import _health
+    from deita.report.run import health_warnings
 
     facts = collect.PoolFacts(n=10, scores=None, field_means={}, turns=None, instruction_chars=None,
                               response_chars=None, has_system=None, sources=None, source_names=[],
@@ -114,7 +114,7 @@ def test_score_health_flags_a_silent_default():
     from collections import Counter
 
     facts.score_values = {"quality_scores": Counter({3.0: 40, 4.2: 3, 5.1: 2})}
-    warnings = _health(facts, {"input": 100, "rejected": 5, "turns": 45, "truncated_turns": 9}, ("quality_scores",))
+    warnings = health_warnings(facts, {"input": 100, "rejected": 5, "turns": 45, "truncated_turns": 9}, ("quality_scores",))
     assert any("score exactly 3.0" in w for w in warnings)
     assert any("20.0% of turns" in w for w in warnings) and any("5.0% of the input was rejected" in w for w in warnings)
     assert reject_kind("invalid JSON: Expecting ',' delimiter at column 41") == "invalid JSON"

@@ -48,7 +48,9 @@ _LAYOUTS = {
 }  # fmt: skip
 
 
-class _Message(NamedTuple):
+class Message(NamedTuple):
+    """One message of a sharegpt/messages record, its role made canonical."""
+
     role: str  # canonical: user / assistant / system
     text: str
     name: str  # the role as written in the record
@@ -115,7 +117,7 @@ def _check(name: str, value: Any, default: str | None = None) -> str:
     return value
 
 
-def _messages(raw: dict, fmt: str) -> list[_Message]:
+def checked_messages(raw: dict, fmt: str) -> list[Message]:
     """The validated messages of a sharegpt/messages record."""
     lay = _LAYOUTS[fmt]
     if lay.key not in raw:
@@ -141,11 +143,13 @@ def _messages(raw: dict, fmt: str) -> list[_Message]:
             raise ValueError(f"message {n} has unknown role {name!r} (expected {lay.expected})")
         if _blank(text) and role != "system":  # an empty system prompt is harmless: no system
             raise ValueError(f"message {n} ({name}) is empty (whitespace-only '{lay.text_key}')")
-        out.append(_Message(role, text, name))
+        out.append(Message(role, text, name))
     return out
 
 
-def _pair_by_role(msgs: list[_Message]) -> tuple[list[Turn], str | None, int]:
+def pair_by_role(msgs: list[Message]) -> tuple[list[Turn], str | None, int]:
+    """(turns, leading system text, leading assistant messages skipped): each user message paired with the
+    assistant message after it (the full rules; ``parse_turns`` has a one-pass path for common records)."""
     i, system, skipped = 0, None, 0
     if msgs and msgs[0].role == "system":
         system, i = (None if _blank(msgs[0].text) else msgs[0].text), 1
@@ -179,7 +183,7 @@ def _pair_by_role(msgs: list[_Message]) -> tuple[list[Turn], str | None, int]:
 
 
 def _common_turns(msgs: list, lay: _Layout) -> tuple[list[Turn], str | None, int] | None:
-    """``_pair_by_role(_messages(...))`` in one pass for the common record: objects with string roles of
+    """``pair_by_role(checked_messages(...))`` in one pass for the common record: objects with string roles of
     the exact names, non-blank texts, no system message, optional leading assistant messages, then user
     and assistant alternating. None for anything else (the full checks then find the problem, or the
     alias, system or spacing the common case leaves out). Every record of a large pool passes here."""
@@ -238,14 +242,14 @@ def parse_turns(raw: dict, fmt: str, pairing: str = "role") -> tuple[list[Turn],
         msgs = raw.get(lay.key) if type(raw) is dict else None
         if type(msgs) is list and (common := _common_turns(msgs, lay)) is not None:
             return common
-    msgs = _messages(raw, fmt)
+    msgs = checked_messages(raw, fmt)
     if pairing == "positional":
         turns = [
             Turn(msgs[i].text, msgs[i + 1].text if i + 1 < len(msgs) else "") for i in range(0, len(msgs), 2)
         ]
         system, skipped = None, 0
     else:
-        turns, system, skipped = _pair_by_role(msgs)
+        turns, system, skipped = pair_by_role(msgs)
     if not turns:
         raise ValueError("no turns: the conversation has no user message")
     return turns, system, skipped
@@ -300,7 +304,7 @@ def convert_record(raw: dict, src: str, dst: str) -> dict:
         return _splice(raw, drop, {lay.key: conv})
     src_lay = _LAYOUTS[src]
     conv = []
-    for m, original in zip(_messages(raw, src), raw[src_lay.key]):
+    for m, original in zip(checked_messages(raw, src), raw[src_lay.key]):
         rest = {k: v for k, v in original.items() if k not in (src_lay.role_key, src_lay.text_key)}
         conv.append({lay.role_key: lay.names[m.role], lay.text_key: m.text, **rest})
     return _splice(raw, (src_lay.key,), {lay.key: conv})

@@ -22,7 +22,8 @@ from deita.data.paths import check_paths, check_writable
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.report import collect, figures
-from deita.selection.run import open_embeddings, resolve_sort_key
+from deita.selection.embeddings import open_embeddings
+from deita.selection.scores import resolve_sort_key
 
 THRESHOLDS = tuple(round(0.80 + 0.025 * i, 3) for i in range(7))
 """The threshold curve's τ values: 0.80 to 0.95 in steps of 0.025."""
@@ -83,7 +84,8 @@ def _curve(scores: np.ndarray, embeddings: np.ndarray, size: int) -> list[tuple[
     return points
 
 
-def _health(facts: collect.PoolFacts, funnel: dict[str, Any], sort_key: tuple[str, ...]) -> list[str]:
+def health_warnings(facts: collect.PoolFacts, funnel: dict[str, Any], sort_key: tuple[str, ...]) -> list[str]:
+    """The report's score-health warnings: what in the pool's scores or the funnel a user should look at."""
     warnings = []
     for name, values in facts.score_values.items():
         total = sum(values.values())
@@ -211,7 +213,7 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
         "evidence": evidence, "evidence_note": evidence_note, "n_skipped": n_skipped, "best": best, "worst": worst,
         "below": below, "below_note": None if below or n_examined + collect.BELOW_CUT <= collect.MAX_HELD_FOR_CUT
         else "Too many candidates were examined to keep the records below the cut.",
-        "sources": sources, "source_field": source_field, "warnings": _health(facts, funnel_counts, sort_key),
+        "sources": sources, "source_field": source_field, "warnings": health_warnings(facts, funnel_counts, sort_key),
         "sort_key": sort_key, "n_selected": len(selection), "n_pool": facts.n,
     }
     return _render(context)

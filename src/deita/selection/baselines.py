@@ -9,8 +9,8 @@ import torch
 
 from deita.errors import DeitaError
 from deita.runtime.devices import resolve_device
-from deita.selection._torch import check_embeddings, exact_float32, normalized_block
 from deita.selection.deita import validate_size
+from deita.selection.tensors import check_embeddings, exact_float32, normalized_block
 
 STRATEGIES: tuple[str, ...] = ("deita", "random", "score", "length", "kcenter")
 

@@ -18,7 +18,7 @@ import torch
 
 from deita.errors import DeitaError
 from deita.runtime.devices import resolve_device
-from deita.selection._torch import check_embeddings, exact_float32, normalized_block
+from deita.selection.tensors import check_embeddings, exact_float32, normalized_block
 
 Progress = Callable[[int, int], None]
 """Called after each block with (candidates examined, samples accepted)."""

@@ -16,9 +16,8 @@ from deita.errors import DeitaError
 from deita.runtime.devices import DEVICE_HELP, resolve_device
 from deita.selection.baselines import STRATEGIES, kcenter_select, length_select, random_select, score_select
 from deita.selection.deita import SelectionResult, deita_filter
-from deita.selection.scores import DEFAULT_SCORE_KEYS, final_scores
-
-LENGTH_SCORE_KEYS = ("instruction_lengths", "response_lengths")
+from deita.selection.embeddings import open_embeddings
+from deita.selection.scores import final_scores, resolve_sort_key
 
 NEEDS_EMBEDDINGS = ("deita", "kcenter")
 NEEDS_SCORES = ("deita", "score")
@@ -82,16 +81,6 @@ class FilterReport:
             how += f", ranked by {' × '.join(self.sort_key)}"
         return [f"selected {self.n_selected:,} of {self.n_pool:,} records ({how}) in {self.seconds:.3f} s "
                 f"→ {self.output}"]
-
-
-def resolve_sort_key(sort_key: tuple[str, ...] | None, first: dict | None) -> tuple[str, ...]:
-    """`sort_key` when given, or the score fields the records carry: Deita scores, else length scores."""
-    if sort_key:
-        return sort_key
-    if first is not None and all(key in first for key in LENGTH_SCORE_KEYS) \
-            and not any(key in first for key in DEFAULT_SCORE_KEYS):
-        return LENGTH_SCORE_KEYS
-    return DEFAULT_SCORE_KEYS
 
 
 @dataclass
@@ -162,23 +151,6 @@ def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None
     return chosen  # type: ignore[return-value]
 
 
-def open_embeddings(path: str | Path, n_pool: int, data_path: Path) -> np.ndarray:
-    """Memory-map a 2-D float `.npy` (never a pickle) and check it has one row per record."""
-    path = Path(path)
-    if path.suffix == ".pkl":
-        raise DeitaError(f"{path}: pickled embeddings are not loaded (unsafe); re-run `deita embed` to get a .npy")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DeitaError(f"{path}: not a readable .npy array ({err})") from err
-    if array.ndim != 2 or array.dtype.kind != "f":
-        raise DeitaError(f"{path}: expected a 2-D float array, got shape {array.shape} and dtype {array.dtype}")
-    if array.shape[0] != n_pool:
-        raise DeitaError(f"{path} has {array.shape[0]:,} rows but {data_path} has {n_pool:,} records; "
-                         "embed the same file you filter")
-    return array
-
-
 def select_indices(config: FilterConfig, n_pool: int, scores: np.ndarray | None, lengths: np.ndarray | None,
                    embeddings: np.ndarray | None) -> SelectionResult:
     """Run the configured strategy: indices in selection order, candidates examined, seconds, provenance."""
@@ -217,7 +189,7 @@ def annotations(result: SelectionResult, scores: np.ndarray | None, embeddings: 
 
 def nearest_neighbours(embeddings: np.ndarray, indices: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """For each of the rows `indices`, the position (in `indices`) of its most similar other row, and the cosine."""
-    from deita.selection._torch import read_rows
+    from deita.selection.tensors import read_rows
 
     vectors = read_rows(embeddings, indices).astype(np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -11,6 +11,17 @@ import numpy as np
 from deita.errors import DeitaError
 
 DEFAULT_SCORE_KEYS: tuple[str, ...] = ("complexity_scores", "quality_scores")
+LENGTH_SCORE_KEYS = ("instruction_lengths", "response_lengths")
+
+
+def resolve_sort_key(sort_key: tuple[str, ...] | None, first: dict | None) -> tuple[str, ...]:
+    """`sort_key` when given, or the score fields the records carry: Deita scores, else length scores."""
+    if sort_key:
+        return sort_key
+    if first is not None and all(key in first for key in LENGTH_SCORE_KEYS) \
+            and not any(key in first for key in DEFAULT_SCORE_KEYS):
+        return LENGTH_SCORE_KEYS
+    return DEFAULT_SCORE_KEYS
 
 
 def final_scores(

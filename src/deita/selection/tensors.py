@@ -1,4 +1,4 @@
-"""Exact-float32 matmul settings and row reading shared by the selection strategies."""
+"""Embedding rows as float32 tensors for the selection strategies: exact-float32 matmul settings, checks, reading."""
 
 from __future__ import annotations
 
