@@ -16,12 +16,19 @@ import numpy as np
 import torch
 
 from deita.data.io import iter_records
-from deita.runtime.batching import DEFAULT_BATCH_TOKENS, padding_fraction, plan_batches
+from deita.runtime.batching import DEFAULT_BATCH_TOKENS, plan_batches
 from deita.runtime.prefill import Head, PrefillEngine
 from deita.scoring.prompts import Prompt, build_prompts
 from deita.testing import ARCHITECTURES, random_causal_lm
 
 SHAREGPT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sharegpt_v3_5k.json"
+
+
+def padding_fraction(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
+    """Share of computed positions that are padding."""
+    real = sum(int(lengths[b].sum()) for b in batches)
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
+    return 1.0 - real / padded if padded else 0.0
 
 
 def common_args(description: str, default_arch: str) -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ saved with np.save and opened with np.load(mmap_mode="r"), as real embeddings wo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,10 +22,22 @@ import torch
 
 from deita.selection import deita_filter
 from deita.selection.tensors import exact_float32
-from deita.selection.reference import one_at_a_time_filter, toolkit_style_filter
 
 _CHUNK = 16384
 T = TypeVar("T")
+
+
+def _reference():
+    """tests/selection/reference.py (the plain filters the tests hold deita_filter to) as a module."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "selection" / "reference.py"
+    spec = importlib.util.spec_from_file_location("deita_selection_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_REFERENCE = _reference()
+one_at_a_time_filter, toolkit_style_filter = _REFERENCE.one_at_a_time_filter, _REFERENCE.toolkit_style_filter
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from _prefill import SHAREGPT, matmul_peak_tflops
 
 from deita.data.io import iter_records
 from deita.runtime.options import RunOptions
-from deita.testing import save_random_causal_lm, write_jsonl
+from deita.testing import save_random_causal_lm
 from deita.training.config import SFTConfig
 from deita.training.packing import attention_implementation
 from deita.training.render import IGNORE, bos_prefix, render_vicuna, tokenize
@@ -69,7 +69,9 @@ def conversations(path: Path, n: int, folder: Path) -> Path:
             records.append(record.raw)
         if len(records) >= n:
             break
-    return write_jsonl(folder / "conversations.jsonl", records)
+    path = folder / "conversations.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
 
 
 def old_recipe(model_dir: Path, data: Path, args: argparse.Namespace, device: str, out: Path) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
 

@@ -13,7 +13,7 @@ from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.backends.vllm import VLLMOptions
 from deita.scoring.scorer import ScoreConfig, ScoreWorker
 from deita.selection.scorer import Llama_Scorer
-from deita.testing import sharegpt
+from builders import sharegpt
 
 
 def test_llama_scorer_matches_core(tiny_llama):

@@ -73,29 +73,3 @@ def save_random_causal_lm(directory: str | Path, name: str = "tiny-llama", seed:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return Path(directory)
-
-
-def example_turns():
-    """Varied turns for scoring tests: short, long (truncation), unanswered, multi-sentence."""
-    from deita.data.records import Turn
-
-    return [
-        Turn("What is 2+2?", "4"),
-        Turn("Write a poem about the sea. " * 12, "The sea is blue and wide. " * 20),
-        Turn("Explain recursion", ""),
-        Turn("hi", "hello there, how can I help you today?"),
-        Turn("Summarise this text: " + "lorem ipsum dolor sit amet " * 30, "A summary."),
-    ]
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    """Write records as JSON Lines (test data)."""
-    import json
-
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
-
-
-def sharegpt(*messages: tuple[str, str], **fields) -> dict:
-    """A ShareGPT record from (role, text) pairs plus extra fields (test data)."""
-    return {**fields, "conversations": [{"from": role, "value": text} for role, text in messages]}

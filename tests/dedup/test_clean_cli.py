@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
 EVAL_PROMPT = ("Compose an engaging travel blog post about a recent trip to Hawaii, highlighting cultural "

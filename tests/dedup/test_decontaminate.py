@@ -13,7 +13,7 @@ from deita.dedup.config import DecontaminateConfig
 from deita.dedup.decontaminate import read_eval_items
 from deita.dedup.decontaminate_file import contaminated_path_for, decontaminate_file
 from deita.errors import DeitaError
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 
 NGRAM = 13
 

@@ -4,9 +4,9 @@ import json
 import unicodedata
 
 from deita.dedup.config import DedupConfig
-from deita.dedup.normalize import exact_text, normalize, words
+from deita.dedup.normalize import compared_texts, normalize, words
 from deita.dedup.run import dedup_file, duplicates_path_for
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 
 QUESTION = "Écris un résumé de « Le Petit Prince » en cinq phrases, s'il te plaît."
 ANSWER = "Le Petit Prince raconte l'histoire d'un pilote échoué dans le désert et d'un enfant venu d'une étoile."
@@ -29,7 +29,7 @@ def test_normalize_is_nfkc_casefold_whitespace():
     assert normalize(unicodedata.normalize("NFD", "é")) == "é"
     assert words("It's “quoted”, e.g. 3.5!") == ["it", "s", "quoted", "e", "g", "3", "5"]
     # roles are part of the compared text: the same words from the other side are a different record
-    assert exact_text([("user", "Hi"), ("assistant", "Yo")]) != exact_text([("assistant", "Hi"), ("user", "Yo")])
+    assert compared_texts([("user", "Hi"), ("assistant", "Yo")])[0] != compared_texts([("assistant", "Hi"), ("user", "Yo")])[0]
 
 
 def test_whitespace_case_and_unicode_variants_are_removed(tmp_path):

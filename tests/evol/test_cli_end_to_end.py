@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from chat_server import phrases, seed_records
 
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
 SECRET = "sk-test-secret-123"

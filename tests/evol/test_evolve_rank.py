@@ -12,7 +12,7 @@ from deita.evol.evolve import clean, evolution_problem
 from deita.evol.rank import parse_scores, scores_by_variant, shown_order
 from deita.evol.run import rank_file
 from deita.runtime.options import RunOptions
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 
 
 def test_each_step_evolves_the_previous_variant(chat_server, tmp_path):

@@ -16,7 +16,7 @@ from chat_server import seed_records, seeds_in
 from evol_helpers import read_jsonl, run_evol, run_rank
 
 from deita.errors import DeitaError
-from deita.testing import write_jsonl
+from builders import write_jsonl
 
 
 def stored_seeds(cache) -> set[str]:

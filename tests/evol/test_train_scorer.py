@@ -13,7 +13,7 @@ import pytest
 
 from chat_server import evolve_text, phrases, seed_records
 from evol_helpers import run_evol, run_rank
-from deita.testing import write_jsonl
+from builders import write_jsonl
 
 pytest.importorskip("trl")
 DEITA = shutil.which("deita")

@@ -12,7 +12,7 @@ import pytest
 
 from deita.errors import DeitaError
 from deita.report.run import ReportConfig, reject_kind, report_file
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 
 DEITA = shutil.which("deita")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,14 +14,14 @@ import pytest
 
 from deita.data.io import RejectsWriter, UnwritableRecord
 from deita.errors import DeitaError, RecordError
-from deita.runtime.batching import padding_fraction, plan_batches
+from deita.runtime.batching import plan_batches
 from deita.runtime.options import RunOptions
 from deita.runtime.progress import ProgressBar
 from deita.runtime.runner import run_stage
 from deita.runtime.shards import LocalExecutor
 from deita.runtime.sinks import ArraySink, RecordSink
 from deita.runtime.stage import RecordProblem, WorkResult, check_text
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 
 
 class LengthStage:
@@ -227,6 +227,13 @@ def test_progress_lines_when_not_a_terminal():
     assert len(lines) == 2
     assert lines[1].startswith("scoring: 20 records,") and "records/s" in lines[1]
     assert "50 % of the input" in lines[1] and "ETA" in lines[1]
+
+
+def padding_fraction(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
+    """Share of computed positions that are padding."""
+    real = sum(int(lengths[b].sum()) for b in batches)
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
+    return 1.0 - real / padded if padded else 0.0
 
 
 def test_plan_batches_respects_budget_and_covers_everything():

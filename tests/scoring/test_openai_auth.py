@@ -20,7 +20,7 @@ from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions, split_credentials
 from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreStage, ScoreWorker
-from deita.testing import example_turns, sharegpt, write_jsonl
+from builders import example_turns, sharegpt, write_jsonl
 from deita.workflow import SelectConfig
 
 TURNS = example_turns()

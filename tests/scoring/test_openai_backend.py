@@ -16,7 +16,7 @@ from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions
 from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreConfig, ScoreWorker, expected_scores
-from deita.testing import example_turns
+from builders import example_turns
 
 TURNS = example_turns()
 

@@ -13,7 +13,7 @@ from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreConfig, ScoreWorker, expected_scores
 from deita.scoring.templates import render
 from deita.scoring.tokens import score_token_ids
-from deita.testing import example_turns
+from builders import example_turns
 
 TURNS = example_turns()
 

@@ -14,7 +14,7 @@ from datasets import Dataset
 
 from deita.data.io import RejectsWriter
 from deita.errors import DeitaError, RecordError
-from deita.testing import sharegpt, write_jsonl
+from builders import sharegpt, write_jsonl
 from deita.training.data import iter_pairs, parse_pair, sample_pairs
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")

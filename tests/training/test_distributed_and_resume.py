@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from train_helpers import conversations
 
 from deita.runtime.options import RunOptions
-from deita.testing import write_jsonl
+from builders import write_jsonl
 from deita.training.config import SFTConfig
 from deita.training.sft import run_sft
 

@@ -8,7 +8,7 @@ import random
 from train_helpers import sentence
 
 from deita.runtime.options import RunOptions
-from deita.testing import write_jsonl
+from builders import write_jsonl
 from deita.training.config import DPOConfig
 from deita.training.dpo import run_dpo
 

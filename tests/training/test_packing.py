@@ -9,8 +9,22 @@ from train_helpers import conversations
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from deita.data.records import Turn
-from deita.training.packing import collator, pack
+from deita.training.packing import PACKING_STRATEGY
 from deita.training.render import IGNORE, bos_prefix, render_vicuna, tokenize
+
+
+def pack(dataset: Dataset, max_length: int) -> Dataset:
+    """Rows of packed conversations, as SFTTrainer builds them (`seq_lengths` keeps each one's length)."""
+    from trl.data_utils import pack_dataset
+
+    return pack_dataset(dataset, max_length, PACKING_STRATEGY)
+
+
+def collator(pad_token_id: int, packing: bool):
+    """The collator SFTTrainer uses: padding-free (one flat row, position ids) when packing."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    return DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=packing)
 
 
 def per_token_loss(model, input_ids, labels, **kwargs) -> torch.Tensor:

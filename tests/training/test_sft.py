@@ -9,7 +9,7 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from deita.data.io import iter_records
 from deita.runtime.options import RunOptions
-from deita.testing import write_jsonl
+from builders import write_jsonl
 from deita.training.config import SFTConfig
 from deita.training.render import bos_prefix, render_vicuna, tokenize
 from deita.training.sft import run_sft

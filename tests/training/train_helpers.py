@@ -13,7 +13,7 @@ def sentence(rng: random.Random, words: int) -> str:
 
 def conversations(n: int, seed: int = 0, words: int = 6, turns: int = 1) -> list[dict]:
     """ShareGPT records with role aliases; every third opens with a leading assistant message (split chat)."""
-    from deita.testing import sharegpt
+    from builders import sharegpt
 
     rng = random.Random(seed)
     records = []

@@ -54,18 +54,10 @@ def field_messages(record: Record, fmt: str, field: str) -> list[tuple[str, str]
     return role_messages(record.raw, fmt)
 
 
-def exact_text(messages: Sequence[tuple[str, str]]) -> str:
-    """The normalised text exact dedup hashes: one `role: text` line per message."""
-    return "\n".join(f"{role}: {normalize(text)}" for role, text in messages)
-
-
-def shingle_text(messages: Sequence[tuple[str, str]]) -> str:
-    """The words near dedup shingles, on one line: each message's words after its role's name."""
-    return " ".join(f"{role} {words_text(normalize(text))}" for role, text in messages)
-
-
 def compared_texts(messages: Sequence[tuple[str, str]]) -> tuple[str, str]:
-    """(`exact_text`, `shingle_text`) of the same messages, normalising each message once."""
+    """(exact text, shingle text) of the same messages, normalising each message once: the text exact dedup
+    hashes (one `role: text` line per message) and the words near dedup shingles (each message's words after
+    its role's name, on one line)."""
     normalized = [(role, normalize(text)) for role, text in messages]
     return ("\n".join(f"{role}: {text}" for role, text in normalized),
             " ".join(f"{role} {words_text(text)}" for role, text in normalized))

@@ -30,10 +30,3 @@ def plan_batches(lengths: np.ndarray, batch_tokens: int, max_batch_size: int = 1
         batches.append(order[start : start + rows])
         start += rows
     return batches
-
-
-def padding_fraction(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
-    """Share of computed positions that are padding, for reports and benchmarks."""
-    real = sum(int(lengths[b].sum()) for b in batches)
-    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
-    return 1.0 - real / padded if padded else 0.0

@@ -3,8 +3,8 @@
 Candidates are walked in stable descending score order; one is accepted when its cosine similarity to
 every already accepted sample is <= threshold. Instead of one matrix-vector product per candidate, a
 block of candidates is compared with the accepted set in one matmul, and the survivors are then settled
-among themselves, in order, with the block's own Gram matrix. The result is the same as the
-one-at-a-time definition (`reference.one_at_a_time_filter`) for any block size or device.
+among themselves, in order, with the block's own Gram matrix. The result is the same as the one-at-a-time
+definition (`one_at_a_time_filter` in tests/selection/reference.py) for any block size or device.
 """
 
 from __future__ import annotations

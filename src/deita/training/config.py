@@ -21,7 +21,6 @@ TEMPLATES = ("vicuna", "model")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ATTENTIONS = ("auto", "flash_attention_2", "flex_attention", "sdpa", "eager")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_min_lr")
-DEEPSPEED_PRESETS = ("zero2", "zero3")
 READ_OPTIONS = ("format", "pairing", "on_error", "quiet", "progress_interval")
 """The RunOptions a training command takes (flags, and keys of the YAML's `run:` section)."""
 

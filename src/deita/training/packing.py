@@ -33,17 +33,3 @@ def attention_implementation(choice: str, device_type: str) -> str:
 def trainer_packing(packing: bool) -> dict[str, Any]:
     """The TRL SFTConfig settings for packed (padding-free) or plainly padded batches."""
     return {"packing": packing, "packing_strategy": PACKING_STRATEGY, "padding_free": packing}
-
-
-def pack(dataset: Any, max_length: int) -> Any:
-    """Rows of packed conversations, as SFTTrainer builds them (`seq_lengths` keeps each one's length)."""
-    from trl.data_utils import pack_dataset
-
-    return pack_dataset(dataset, max_length, PACKING_STRATEGY)
-
-
-def collator(pad_token_id: int, packing: bool) -> Any:
-    """The collator SFTTrainer uses: padding-free (one flat row, position ids) when packing, padded otherwise."""
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    return DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=packing)

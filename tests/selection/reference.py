@@ -1,4 +1,4 @@
-"""Plain implementations of the Repr Filter, for tests and benchmarks only.
+"""Plain implementations of the Repr Filter, for tests and benchmarks (`benchmarks/selection.py` loads this file).
 
 `one_at_a_time_filter` is the definition of DEITA.md §4 written out directly; `deita_filter` must return
 exactly its indices. `toolkit_style_filter` reproduces the flawed earlier approach (DEITA.md §7): every
