@@ -304,7 +304,7 @@ def convert_record(raw: dict, src: str, dst: str) -> dict:
         return _splice(raw, drop, {lay.key: conv})
     src_lay = _LAYOUTS[src]
     conv = []
-    for m, original in zip(checked_messages(raw, src), raw[src_lay.key]):
+    for m, original in zip(checked_messages(raw, src), raw[src_lay.key], strict=True):
         rest = {k: v for k, v in original.items() if k not in (src_lay.role_key, src_lay.text_key)}
         conv.append({lay.role_key: lay.names[m.role], lay.text_key: m.text, **rest})
     return _splice(raw, (src_lay.key,), {lay.key: conv})

@@ -151,7 +151,7 @@ class NgramIndex:
             if not len(hits):
                 continue
             units = np.searchsorted(grams.offsets, hits, side="right") - 1
-            for hit, unit in zip(hits.tolist(), units.tolist()):
+            for hit, unit in zip(hits.tolist(), units.tolist(), strict=True):
                 if unit in found:
                     continue
                 words = split.setdefault(unit, texts[unit].split())

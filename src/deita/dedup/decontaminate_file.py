@@ -99,7 +99,7 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
                             total_unit=unit) as bar:
             for batch in batches(read_pool(input_path, output_path, options, rejects, stats)):
                 for record, row in zip(batch, _check_batch(batch, stats.format or "", config, index, embedder,
-                                                           items)):
+                                                           items), strict=True):
                     if row is None:
                         kept.write(record)
                         continue
@@ -140,7 +140,7 @@ def _check_batch(batch: list[Record], fmt: str, config: DecontaminateConfig, ind
         pending = [unit for unit, owner in enumerate(owners) if rows[owner[0]] is None]
         best, similarity = embedder.best([owners[unit][3] for unit in pending])
         threshold = config.embedding_threshold
-        for unit, item, value in zip(pending, best.tolist(), similarity.tolist()):
+        for unit, item, value in zip(pending, best.tolist(), similarity.tolist(), strict=True):
             position, number, role, _ = owners[unit]
             if value >= threshold and rows[position] is None:
                 rows[position] = {"check": "embedding", "message": number, "role": role,

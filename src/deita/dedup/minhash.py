@@ -276,7 +276,7 @@ def near_duplicates(signatures: np.ndarray, order: np.ndarray, threshold: float,
     first_kept = np.full(group_count, -1, dtype=np.int64)
     more_kept: dict[int, list[int]] = {}
     compared = verified = 0
-    for start, end in zip(starts.tolist(), ends.tolist()):
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         row = int(member[start])
         its_groups = group[start:end]
         firsts = first_kept[its_groups]

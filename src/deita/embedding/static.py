@@ -152,7 +152,7 @@ class StaticModel:
         encodings = self.tokenizer.encode_batch(clipped, add_special_tokens=False)
         out = np.zeros((len(texts), self.vectors.shape[1]), dtype=np.float32)
         truncated = tokens = seen = 0
-        for row, (text, encoding) in enumerate(zip(texts, encodings)):
+        for row, (text, encoding) in enumerate(zip(texts, encodings, strict=True)):
             ids = encoding.ids
             if len(ids) > self.max_length or len(text) > limit:
                 truncated += 1

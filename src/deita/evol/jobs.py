@@ -176,7 +176,7 @@ async def _shard(items: list[Item], store: OutcomeStore, work: Work, summary: Jo
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        for i, task in zip(todo, tasks):
+        for i, task in zip(todo, tasks, strict=True):
             fresh: Outcome = task.result()
             summary.usage.add(fresh.usage)
             if outcomes[i] is not None:  # a transient reject asked again: keep the cost of both tries

@@ -104,7 +104,7 @@ class _Output:
         self.rejects, self.bar, self.position = rejects, bar, position
 
     def emit(self, items: list[Item], outcomes: list[Outcome]) -> None:
-        for item, outcome in zip(items, outcomes):
+        for item, outcome in zip(items, outcomes, strict=True):
             if outcome.row is not None:
                 self.writer.write(outcome.row)
             else:

@@ -50,7 +50,7 @@ def ranked_turns(row: dict[str, Any], score_type: str) -> list[tuple[Turn, int]]
         turns = [Turn(variant, "") for variant in row["variants"]]
     else:
         turns = [Turn(row["instruction"], variant) for variant in row["variants"]]
-    return list(zip(turns, row["scores"]))
+    return list(zip(turns, row["scores"], strict=True))
 
 
 def scorer_examples(rows: Sequence[dict[str, Any]], tokenizer, score_type: str, max_length: int = 2048,
@@ -65,7 +65,7 @@ def scorer_examples(rows: Sequence[dict[str, Any]], tokenizer, score_type: str, 
     pairs = [pair for row in rows for pair in ranked_turns(row, score_type)]
     prompts = build_prompts(tokenizer, score_type, [turn for turn, _ in pairs], max_length)
     examples = []
-    for prompt, (_, score) in zip(prompts, pairs):
+    for prompt, (_, score) in zip(prompts, pairs, strict=True):
         if not 1 <= score <= len(digits):
             raise DeitaError(f"score {score} has no digit token (scores run 1..{len(digits)})")
         digit = digits[score - 1]

@@ -130,7 +130,7 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     facts = collect.collect_pool(pool_path, selected_path, selection, keys, sort_key,
                                  {int(row["index"]) for row in evidence_rows}, n_examined, source_field)
     sel = facts.selected_index
-    by_pool_index = {int(index): record for index, record in zip(sel, selection)}
+    by_pool_index = {int(index): record for index, record in zip(sel, selection, strict=True)}
     funnel_counts = dict(stats.get("funnel") or {})
     funnel_counts.setdefault("input", facts.n + funnel_counts.get("rejected", 0))
     funnel_counts.setdefault("rejected", 0)

@@ -104,7 +104,7 @@ class ShardWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         out: dict[str, list] = {"index": [], "values": [], "counts": [], "counters": []}
-        for index, requests, counts in zip(batch["index"], batch["requests"], batch["counts"]):
+        for index, requests, counts in zip(batch["index"], batch["requests"], batch["counts"], strict=True):
             if not str(requests):  # a cached shard's marker: nothing to compute
                 out["index"].append(int(index))
                 out["values"].append(b"")

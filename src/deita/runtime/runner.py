@@ -173,7 +173,7 @@ def _emit(records: list[Record], result: ShardResult, sink: Sink, bad: _Rejects,
     summary.requests += len(result.values)
     for key, value in result.counters.items():
         summary.counters[key] = summary.counters.get(key, 0) + int(value)
-    for record, rows in zip(records, result.per_record()):
+    for record, rows in zip(records, result.per_record(), strict=True):
         try:
             sink.write(record, rows)
         except UnwritableRecord as problem:

@@ -39,7 +39,7 @@ def build_prompts(tokenizer, score_type: str, turns: Sequence[Turn], max_length:
     texts = [render(score_type, t.instruction, t.response) for t in clipped]
     encoded = tokenizer(texts)["input_ids"] if texts else []
     prompts = []
-    for original, turn, text, ids in zip(turns, clipped, texts, encoded):
+    for original, turn, text, ids in zip(turns, clipped, texts, encoded, strict=True):
         if len(ids) <= max_length:
             prompts.append(Prompt(text, list(ids), turn != original))
         else:

@@ -69,7 +69,7 @@ class FilterReport:
             stats["selected"] = self.result.indices.tolist()
             stats["skipped"] = [{"index": int(i), "duplicate_of": int(j), "similarity": round(float(v), 6)}
                                 for i, j, v in zip(self.result.skipped, self.result.duplicate_of,
-                                                   self.result.similarity)]
+                                                   self.result.similarity, strict=True)]
         return stats
 
     def lines(self) -> list[str]:
@@ -123,7 +123,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
         if stats.file_type == "jsonl":
             spans.append((stats.record_start, stats.bytes_read))
         if config.strategy in NEEDS_SCORES:
-            for key, column in zip(sort_key, lists):
+            for key, column in zip(sort_key, lists, strict=True):
                 column.append(record.raw.get(key))
             locations.append(record.location)
         elif config.strategy == "length":

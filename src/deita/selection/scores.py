@@ -44,9 +44,10 @@ def final_scores(
         lengths = []
         for i in range(n_records):
             where = locations[i] if locations is not None else f"record {i}"
-            turns = [_turn_scores(lists[i], key, where) for key, lists in zip(keys, per_key_lists)]
+            turns = [_turn_scores(lists[i], key, where)
+                     for key, lists in zip(keys, per_key_lists, strict=True)]
             _check_turn_counts(turns, keys, where)
-            for column, values in zip(columns, turns):
+            for column, values in zip(columns, turns, strict=True):
                 column.append(values)
             lengths.append(len(turns[0]))
         checked = ([np.concatenate(c) if c else np.zeros(0) for c in columns], np.asarray(lengths, dtype=np.int64))
@@ -105,10 +106,10 @@ def _plain_columns(per_key_lists: Sequence[Sequence[Sequence[float] | None]]
 def record_score(per_key: Sequence[Sequence[float] | None], keys: Sequence[str], where: str) -> float:
     """One record's final score from its per-turn lists (one per key), summed turn by turn in order;
     errors name `where`. Plain Python: a record has a handful of turns, and this runs once per record."""
-    turns = [_turn_scores(values, key, where) for key, values in zip(keys, per_key)]
+    turns = [_turn_scores(values, key, where) for key, values in zip(keys, per_key, strict=True)]
     _check_turn_counts(turns, keys, where)
     total = 0.0
-    for values in zip(*turns):
+    for values in zip(*turns, strict=True):
         product = 1.0
         for value in values:
             product *= value
@@ -124,7 +125,7 @@ def _check_shapes(per_key_lists: Sequence[Sequence[Sequence[float] | None]], key
     if len(per_key_lists) != len(keys):
         raise DeitaError(f"{len(keys)} score keys but {len(per_key_lists)} lists of scores")
     n_records = len(per_key_lists[0])
-    for key, lists in zip(keys, per_key_lists):
+    for key, lists in zip(keys, per_key_lists, strict=True):
         if len(lists) != n_records:
             raise DeitaError(f"'{key}' has {len(lists)} records but '{keys[0]}' has {n_records}")
     if locations is not None and len(locations) != n_records:
@@ -150,6 +151,6 @@ def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> list[f
 
 def _check_turn_counts(turns: list[list[float]], keys: Sequence[str], where: str) -> None:
     """All keys of one record must score the same number of turns."""
-    for key, values in zip(keys[1:], turns[1:]):
+    for key, values in zip(keys[1:], turns[1:], strict=True):
         if len(values) != len(turns[0]):
             raise DeitaError(f"{where}: '{key}' has {len(values)} turns but '{keys[0]}' has {len(turns[0])}")

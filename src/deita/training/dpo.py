@@ -47,7 +47,7 @@ def dpo_texts(path: Path, tokenizer: Any, config: DPOConfig, options: RunOptions
         kept = [*pair.turns[:-1], pair.turns[-1]]
         row = (prompt, renderer.completion(kept, pair.system, pair.chosen),
                renderer.completion(kept, pair.system, pair.rejected))
-        for key, text in zip(texts, row):
+        for key, text in zip(texts, row, strict=True):
             texts[key].append(text)
         cut += truncated
         digest.update(repr(row).encode())

@@ -116,7 +116,7 @@ def tokenize(tokenizer: Any, rendered: Rendered, max_length: int) -> Example:
     ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
     labels, span = [], 0
     spans = rendered.trained
-    for token, (start, _end) in zip(ids, offsets):
+    for token, (start, _end) in zip(ids, offsets, strict=True):
         while span < len(spans) and start >= spans[span][1]:
             span += 1
         inside = span < len(spans) and spans[span][0] <= start < spans[span][1]

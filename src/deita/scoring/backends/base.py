@@ -75,7 +75,7 @@ def digits_from_top_logprobs(top: Mapping[Hashable, float], digit_of: Callable[[
         index = digit_of(key)
         if index is not None and logprob is not None and float(logprob) > row[index]:
             row[index] = float(logprob)
-    missing = [digit for digit, value in zip(DIGITS, row) if not np.isfinite(value)]
+    missing = [digit for digit, value in zip(DIGITS, row, strict=True) if not np.isfinite(value)]
     if len(missing) == len(DIGITS):
         raise DeitaError(f"{where}: none of the digits 1..6 is among the {len(top)} log-probs the backend "
                          "returned; raise --max-logprobs, or make sure the server applies logit_bias")
