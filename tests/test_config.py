@@ -20,7 +20,7 @@ def test_yaml_values_are_type_checked_and_ranges_checked_before_work():
     from deita.config import check_config, config_from_mapping
     from deita.errors import DeitaError
     from deita.scoring.config import ScoreConfig
-    from deita.selection.run import FilterConfig
+    from deita.selection.config import FilterConfig
 
     with pytest.raises(DeitaError, match="threshold: expected a number, got 'high'"):
         config_from_mapping(FilterConfig, {"threshold": "high"}, "run.yaml [filter]")

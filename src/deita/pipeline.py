@@ -26,7 +26,8 @@ from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.runtime.runner import RunOptions
 from deita.scoring.run import score_file
 from deita.scoring.scorer import ScoreConfig
-from deita.selection.run import FilterConfig, filter_file
+from deita.selection.config import FilterConfig
+from deita.selection.run import filter_file
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
 from deita.manifest import write_manifest
-from deita.report.run import ReportConfig, report_file
+from deita.report.config import ReportConfig
 from deita.runtime.models import check_models_reachable
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary
 from deita.scoring.config import ScoreConfig
 from deita.scoring.lengths import MAX_CHARS, MAX_TOKENS, add_length_scores
 from deita.scoring.run import score_file
-from deita.selection.run import FilterConfig, filter_file
+from deita.selection.config import FilterConfig
 from deita.selection.scores import LENGTH_SCORE_KEYS
 
 PRESETS = ("paper", "offline")
@@ -200,6 +200,9 @@ def offline_length_lines(summary: StageSummary) -> list[str]:
 
 def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
     """Run every stage into `<output>.work/`, then write the selection, its report, config and manifest."""
+    from deita.report.run import report_file  # imports matplotlib
+    from deita.selection.run import filter_file  # imports torch: neither at import, so `select --help` stays light
+
     input_path, output_path = Path(input_path), Path(output_path)
     paths = prepare_select(input_path, output_path, config)
     paths.work.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from .outputs import echo_lines
 
 def filter_command() -> click.Command:
     from deita.runtime.options import RunOptions
-    from deita.selection.run import FilterConfig
+    from deita.selection.config import FilterConfig
 
     filter_flags, read_flags = config_flags(FilterConfig), read_option_flags(exclude=("pairing", "on_error"))
     embeddings = click.Option(["--embeddings"], type=click.Path(path_type=Path),
@@ -38,10 +38,10 @@ def filter_command() -> click.Command:
 
 
 def select_command() -> click.Command:
-    from deita.report.run import ReportConfig
+    from deita.report.config import ReportConfig
     from deita.runtime.devices import DEVICE_HELP
     from deita.runtime.options import RunOptions
-    from deita.selection.run import FilterConfig
+    from deita.selection.config import FilterConfig
     from deita.workflow import DEFAULT_PRESET, PRESETS, SECTIONS, SelectConfig
 
     filter_flags = config_flags(FilterConfig, exclude=("device",))
@@ -90,7 +90,7 @@ def select_command() -> click.Command:
 
 
 def report_command() -> click.Command:
-    from deita.report.run import ReportConfig
+    from deita.report.config import ReportConfig
 
     flags = config_flags(ReportConfig, exclude=("write",))
     pool = click.Option(["--pool"], type=click.Path(path_type=Path), required=True,

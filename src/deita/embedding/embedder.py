@@ -14,7 +14,6 @@ from deita.embedding.templates import render_answers, render_plain, render_vicun
 from deita.errors import DeitaError
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.runtime.devices import DEVICE_HELP, DTYPE_CHOICES, resolve_device
-from deita.runtime.prefill import ModelSpec, PrefillEngine, identity_head, load_causal_lm
 from deita.runtime.shards import file_identity
 from deita.runtime.stage import WorkResult, check_text
 from deita.scoring.prompts import clip
@@ -79,7 +78,10 @@ class CausalEmbedder:
     """Last layer's hidden state at the last real token of the (truncated) Vicuna rendering."""
 
     def __init__(self, config: EmbedConfig) -> None:
+        from deita.runtime.prefill import ModelSpec, PrefillEngine, identity_head, load_causal_lm  # torch: on use
+
         self.config = config
+        self.head = identity_head
         self.model, self.tokenizer = load_causal_lm(ModelSpec(config.resolved_model(), config.device, config.model_dtype))
         self.engine = PrefillEngine(self.model, batch_tokens=max(config.batch_tokens, config.max_length),
                                     compile=config.compile)
@@ -88,7 +90,7 @@ class CausalEmbedder:
         full = self.tokenizer([clip(text, self.config.max_length) for text in texts])["input_ids"]
         truncated = sum(len(ids) > self.config.max_length for ids in full)
         sequences = [ids[: self.config.max_length] for ids in full]
-        values = self.engine.run(sequences, identity_head)
+        values = self.engine.run(sequences, self.head)
         return WorkResult(values.astype(self.config.output_dtype()), {"truncated": truncated,
                                                                       "tokens": sum(map(len, sequences))})
 

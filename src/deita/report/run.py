@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deita import __version__
-from deita.config import option
 from deita.data.paths import check_paths, check_writable
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.report import collect, figures
+from deita.report.config import ReportConfig
 from deita.selection.embeddings import open_embeddings
 from deita.selection.scores import resolve_sort_key
 
@@ -31,18 +30,6 @@ CURVE_CAP = 3
 """The curve's walk stops after CURVE_CAP × size candidates (at least 1,000): past that, τ is too tight."""
 HEALTH_MODE_SHARE = 0.2
 HEALTH_REJECT_RATE = 0.01
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """Options of `deita report` (and of the report `deita select` writes)."""
-
-    write: bool = option(True, "select: write the HTML report OUTPUT.report.html.", flag="--report")
-    source_field: str | None = option(None, "Record field naming each record's source, for a per-source "
-                                      "breakdown (default: `source` when the records have it).")
-    examples: int = option(8, "Near-duplicate pairs shown as evidence.", min=0)
-    text_chars: int = option(600, "Characters of each record's text shown in examples.", min=50)
-    seed: int = option(0, "Seed for sampling the examples shown.", min=0)
 
 
 def _text(record: Record, limit: int) -> str:

@@ -1,23 +1,29 @@
-"""Selection: final scores, the blocked exact Repr Filter, and baseline strategies."""
+"""Selection: final scores, the blocked exact Repr Filter, and baseline strategies.
 
-from deita.selection.baselines import (
-    STRATEGIES,
-    kcenter_select,
-    length_select,
-    random_select,
-    score_select,
-)
-from deita.selection.deita import SelectionResult, deita_filter
-from deita.selection.scores import DEFAULT_SCORE_KEYS, final_scores
+The names below load on first use (PEP 562), so importing a light module of this package (its config,
+its scores) does not import torch."""
 
-__all__ = [
-    "DEFAULT_SCORE_KEYS",
-    "STRATEGIES",
-    "SelectionResult",
-    "deita_filter",
-    "final_scores",
-    "kcenter_select",
-    "length_select",
-    "random_select",
-    "score_select",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "DEFAULT_SCORE_KEYS": "deita.selection.scores",
+    "STRATEGIES": "deita.selection.config",
+    "SelectionResult": "deita.selection.deita",
+    "deita_filter": "deita.selection.deita",
+    "final_scores": "deita.selection.scores",
+    "kcenter_select": "deita.selection.baselines",
+    "length_select": "deita.selection.baselines",
+    "random_select": "deita.selection.baselines",
+    "score_select": "deita.selection.baselines",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'deita.selection' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

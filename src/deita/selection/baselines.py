@@ -12,8 +12,6 @@ from deita.runtime.devices import resolve_device
 from deita.selection.deita import validate_size
 from deita.selection.tensors import check_embeddings, exact_float32, normalized_block
 
-STRATEGIES: tuple[str, ...] = ("deita", "random", "score", "length", "kcenter")
-
 _CACHE_BYTES = 2 * 2**30  # keep normalized embeddings on the device when they fit in this
 
 

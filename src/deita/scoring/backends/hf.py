@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from deita.config import option
-from deita.runtime.prefill import ModelSpec, PrefillEngine, load_causal_lm, token_logprob_head
 from deita.scoring.backends.base import BackendCounters, ScorerSpec
 from deita.scoring.prompts import Prompt
 from deita.scoring.tokens import score_token_ids
@@ -26,6 +25,8 @@ class HFBackend:
     """Scores on a local transformers model: bf16 on GPU, fp32 on CPU, batches by token budget."""
 
     def __init__(self, scorer: ScorerSpec, options: HFOptions = HFOptions()) -> None:
+        from deita.runtime.prefill import ModelSpec, PrefillEngine, load_causal_lm, token_logprob_head  # torch: on use
+
         self.model, self.tokenizer = load_causal_lm(ModelSpec(scorer.model, scorer.device, scorer.dtype))
         self.score_token_ids = score_token_ids(self.tokenizer, scorer.score_token_ids)
         self.engine = PrefillEngine(self.model, batch_tokens=scorer.batch_tokens, compile=options.compile)

@@ -1,0 +1,19 @@
+"""`ReportConfig`: the options of `deita report` and of the `report:` YAML section (light: no plotting)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deita.config import option
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Options of `deita report` (and of the report `deita select` writes)."""
+
+    write: bool = option(True, "select: write the HTML report OUTPUT.report.html.", flag="--report")
+    source_field: str | None = option(None, "Record field naming each record's source, for a per-source "
+                                      "breakdown (default: `source` when the records have it).")
+    examples: int = option(8, "Near-duplicate pairs shown as evidence.", min=0)
+    text_chars: int = option(600, "Characters of each record's text shown in examples.", min=50)
+    seed: int = option(0, "Seed for sampling the examples shown.", min=0)
