@@ -140,6 +140,7 @@ def test_select_without_network_fails_fast_naming_the_offline_preset(tmp_path):
 # ---------------------------------------------------------------- nothing lost
 
 
+@pytest.mark.slow
 def test_outputs_that_resolve_to_the_input_are_refused_and_the_input_is_untouched(tmp_path):
     data = write_jsonl(tmp_path / "p.jsonl", pool(6))
     original = data.read_bytes()
@@ -233,6 +234,7 @@ def test_score_skip_writes_rejects_and_counts_add_up(tmp_path, tiny_llama):
     assert {r["location"] for r in rejects} == {"line 4", "line 5"}
 
 
+@pytest.mark.slow
 def test_score_resumes_after_kill_9_with_identical_output(tmp_path, tiny_llama):
     data = write_jsonl(tmp_path / "pool.jsonl", pool(600, long=True))
     args = ["score", data, "--model", tiny_llama, "--type", "quality", "--shard-size", "4", "-q"]
@@ -255,6 +257,7 @@ def test_score_resumes_after_kill_9_with_identical_output(tmp_path, tiny_llama):
     assert out.read_text() == (tmp_path / "full.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_damaged_cache_shard_is_one_line_and_recomputed(tmp_path, tiny_llama):
     data = write_jsonl(tmp_path / "pool.jsonl", pool(12))
     out = tmp_path / "out.jsonl"
@@ -271,6 +274,7 @@ def test_damaged_cache_shard_is_one_line_and_recomputed(tmp_path, tiny_llama):
     assert out.read_text() == first
 
 
+@pytest.mark.slow
 def test_changed_type_does_not_reuse_cache(tmp_path, tiny_llama):
     data = write_jsonl(tmp_path / "pool.jsonl", pool(6))
     out = tmp_path / "out.jsonl"
@@ -295,6 +299,7 @@ def test_progress_lines_reach_a_log_file_while_running(tmp_path, tiny_llama):
 # ---------------------------------------------------------------- the pipeline by hand and at once
 
 
+@pytest.mark.slow
 def test_score_embed_filter_by_hand(tmp_path, tiny_llama):
     data = write_jsonl(tmp_path / "pool.jsonl", pool(30))
     deita("score", data, "-o", tmp_path / "c.jsonl", "--model", tiny_llama, "--type", "complexity", "-q")
@@ -314,6 +319,7 @@ def test_score_embed_filter_by_hand(tmp_path, tiny_llama):
     assert all(r == scored[r["id"]] for r in selected)
 
 
+@pytest.mark.slow
 def test_filter_and_select_obey_the_threshold(tmp_path):
     """A threshold that changes the selection: a filter that ignored --threshold fails here."""
     records = pool(12)
@@ -351,6 +357,7 @@ def test_filter_rejects_mismatched_embeddings(tmp_path):
     assert "line 3" in line and "quality_scores" in line
 
 
+@pytest.mark.slow
 def test_select_offline_end_to_end_resume_and_refilter(tmp_path):
     data = write_jsonl(tmp_path / "pool.jsonl", pool(40))
     out = tmp_path / "out" / "selected.jsonl"

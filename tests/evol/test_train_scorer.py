@@ -24,6 +24,7 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(*ranks)[0, 1])
 
 
+@pytest.mark.slow
 def test_trained_scorer_ranks_held_out_instructions(chat_server, tiny_llama, tmp_path):
     seeds = write_jsonl(tmp_path / "seeds.jsonl", seed_records(24))
     _, evolved, _ = run_evol(chat_server, seeds, tmp_path / "evolved.jsonl", concurrency=4)

@@ -19,6 +19,7 @@ def test_compile_is_off_by_default_on_cpu():
     assert not PrefillEngine(model).compiled
 
 
+@pytest.mark.slow
 def test_compiled_layers_match_eager_across_batch_shapes():
     eager_model, _ = random_causal_lm("tiny-llama", seed=3)
     compiled_model, _ = random_causal_lm("tiny-llama", seed=3)

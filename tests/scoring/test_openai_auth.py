@@ -182,6 +182,7 @@ def test_cache_key_follows_server_and_model_not_credentials(tiny_llama, server):
     assert SECRET not in repr(key(base_url=with_credentials(server.url)))
 
 
+@pytest.mark.slow
 def test_cli_served_model_and_base_url_key_the_cache(tmp_path, tiny_llama, server, options):
     """`deita score` against the fake server, key from --api-key-env: only the same server and model resume."""
     options.api_key = SECRET

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from train_helpers import conversations
@@ -35,6 +36,7 @@ def log(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes_to_the_same_weights(tiny_llama, tmp_path, one_thread):
     data = write_jsonl(tmp_path / "data.jsonl", conversations(12, seed=5, words=4))
     recipe = {**RECIPE, "grad_accum": 1, "save_steps": 3}
@@ -67,6 +69,7 @@ def test_kill_9_then_the_same_command_resumes_to_the_same_weights(tiny_llama, tm
     assert again.already_done and "already holds this finished run" in again.lines()[0]  # nothing left to do
 
 
+@pytest.mark.slow
 def test_two_processes_follow_one_process_with_twice_the_accumulation(tiny_llama, tmp_path, one_thread):
     data = write_jsonl(tmp_path / "data.jsonl", conversations(16, seed=9, words=4))
     recipe = {**RECIPE, "epochs": 1, "save_steps": 1000}
