@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from builders import sharegpt, write_jsonl
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
@@ -314,7 +313,7 @@ def test_score_embed_filter_by_hand(tmp_path, tiny_llama):
     assert {"n_examined", "n_near_duplicates", "threshold", "seconds"} <= set(stats)
     selected = read_jsonl(tmp_path / "sel.jsonl")
     scored = {r["id"]: r for r in read_jsonl(tmp_path / "cq.jsonl")}
-    finals = [sum(c * q for c, q in zip(r["complexity_scores"], r["quality_scores"])) for r in selected]
+    finals = [sum(c * q for c, q in zip(r["complexity_scores"], r["quality_scores"], strict=True)) for r in selected]
     assert finals == sorted(finals, reverse=True)
     assert all(r == scored[r["id"]] for r in selected)
 
@@ -406,6 +405,6 @@ def test_select_paper_path_with_config_file(tmp_path, tiny_llama):
     assert "into 'complexity_scores'" in printed and "into 'quality_scores'" in printed and "selected 6 of 24" in printed
     selected = read_jsonl(out)
     scored = {r["id"]: r for r in read_jsonl(tmp_path / "sel.jsonl.work" / "scored.jsonl")}
-    finals = {k: sum(c * q for c, q in zip(r["complexity_scores"], r["quality_scores"])) for k, r in scored.items()}
+    finals = {k: sum(c * q for c, q in zip(r["complexity_scores"], r["quality_scores"], strict=True)) for k, r in scored.items()}
     assert [r["id"] for r in selected] == sorted(finals, key=finals.get, reverse=True)[:6]
     assert "max_length: 256" in (tmp_path / "sel.jsonl.config.yaml").read_text()

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from builders import sharegpt
 
 from deita.data.records import Turn
 from deita.errors import DeitaError
@@ -13,7 +14,6 @@ from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.backends.vllm import VLLMOptions
 from deita.scoring.scorer import ScoreConfig, ScoreWorker
 from deita.selection.scorer import Llama_Scorer
-from builders import sharegpt
 
 
 def test_llama_scorer_matches_core(tiny_llama):

@@ -201,7 +201,9 @@ def offline_length_lines(summary: StageSummary) -> list[str]:
 def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
     """Run every stage into `<output>.work/`, then write the selection, its report, config and manifest."""
     from deita.report.run import report_file  # imports matplotlib
-    from deita.selection.run import filter_file  # imports torch: neither at import, so `select --help` stays light
+    from deita.selection.run import (
+        filter_file,  # imports torch: neither at import, so `select --help` stays light
+    )
 
     input_path, output_path = Path(input_path), Path(output_path)
     paths = prepare_select(input_path, output_path, config)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from deita.data.readers import text as text_reader
 from deita.data.io import (
     MAX_NESTING,
     ReadStats,
@@ -21,6 +20,7 @@ from deita.data.io import (
     iter_records,
     write_records,
 )
+from deita.data.readers import text as text_reader
 from deita.data.validate import validate_file
 from deita.errors import RecordError
 
@@ -198,7 +198,7 @@ def test_deep_nesting_is_a_reject_not_a_crash(tmp_path: Path, array: bool) -> No
     assert [r.index for r in kept] == [0, len(NESTED) + 1, len(NESTED) + 2]  # depth MAX_NESTING is fine
     assert (stats.records, stats.rejected) == (len(texts), len(NESTED))
     rows = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
-    for n, (row, (_, problem)) in enumerate(zip(rows, NESTED), 1):
+    for n, (row, (_, problem)) in enumerate(zip(rows, NESTED, strict=True), 1):
         assert row["location"] == (f"index {n}" if array else f"line {n + 1}")
         assert problem in row["reason"]
     with pytest.raises(RecordError) as e:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from deita.data import writers
-from deita.data.readers import text as text_reader
 from deita.data.io import (
     ReadStats,
     RecordWriter,
@@ -20,6 +19,7 @@ from deita.data.io import (
     rejects_path_for,
     write_records,
 )
+from deita.data.readers import text as text_reader
 from deita.errors import DeitaError, RecordError
 
 SAMPLES = {
@@ -253,7 +253,7 @@ def test_skip_mode_writes_rejects_and_counts_add_up(tmp_path: Path) -> None:
     ]
     assert [r["index"] for r in rows] == list(range(1, len(BAD_LINES) + 1))
     assert [r["location"] for r in rows] == [f"line {i}" for i in range(2, len(BAD_LINES) + 2)]
-    for row, (bad, problem) in zip(rows, BAD_LINES):
+    for row, (bad, problem) in zip(rows, BAD_LINES, strict=True):
         assert problem in row["reason"]
         if isinstance(bad, bytes):  # the raw line, when it did not decode or parse
             assert row["record"] == bad.decode("utf-8", "replace")
@@ -388,7 +388,7 @@ def test_streaming_memory_is_bounded(tmp_path: Path, array: bool) -> None:
     it = iter_records(path)
     first = next(it)
     base, grown, n = sys.getallocatedblocks(), 0, 1
-    for rec in it:
+    for rec in it:  # noqa: B007 (the last record is checked after the loop)
         n += 1
         if n % 5000 == 0:
             grown = max(grown, sys.getallocatedblocks() - base)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from deita.data import formats
-from deita.data.readers import text as text_reader
 from deita.data.io import READS, ReadStats, iter_records, records_at, write_records
+from deita.data.readers import text as text_reader
 from deita.data.records import Turn
 from deita.data.validate import validate_file
 
@@ -45,7 +45,7 @@ def same(a: object, b: object) -> bool:
     if isinstance(a, dict):
         return isinstance(b, dict) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float):
         return type(b) is float and (a == b and math.copysign(1, a) == math.copysign(1, b))
     return type(a) is type(b) and a == b
@@ -65,12 +65,12 @@ def test_round_trip_keeps_order_unicode_and_exact_numbers(tmp_path: Path, layout
         path.write_text(json.dumps(raws, indent=1 if layout == "array-pretty" else 4, ensure_ascii=False),
                         encoding="utf-8")
     read = [r.raw for r in iter_records(path)]
-    assert all(same(a, b) for a, b in zip(raws, read)) and len(read) == len(raws)
+    assert all(same(a, b) for a, b in zip(raws, read, strict=True)) and len(read) == len(raws)
     for out in (tmp_path / "out.jsonl", tmp_path / "out.json"):
         assert write_records(out, read) == len(raws)
         back = json.loads("[" + ",".join(out.read_text().rstrip("\n").split("\n")) + "]") if out.suffix == ".jsonl" \
             else json.loads(out.read_text())
-        assert all(same(a, b) for a, b in zip(raws, back))  # the stdlib reads our output back exactly
+        assert all(same(a, b) for a, b in zip(raws, back, strict=True))  # the stdlib reads our output back exactly
 
 
 def test_pretty_and_one_per_line_arrays_are_read_by_orjson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,7 +168,7 @@ def test_read_counter_and_fetch_by_span(tmp_path: Path) -> None:
         spans.append((stats.record_start, stats.bytes_read))
     assert READS[key] == before + 1
     picked = [7, 0, 39, 3]
-    assert all(same(raws[i], got) for i, got in zip(picked, records_at(path, [spans[i] for i in picked])))
+    assert all(same(raws[i], got) for i, got in zip(picked, records_at(path, [spans[i] for i in picked]), strict=True))
     assert READS[key] == before + 1  # fetching a few records is not a read of the file
 
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from builders import sharegpt, write_jsonl
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")

@@ -8,12 +8,12 @@ import unicodedata
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import sharegpt, write_jsonl
 
 from deita.dedup.config import DecontaminateConfig
 from deita.dedup.decontaminate import read_eval_items
 from deita.dedup.decontaminate_file import contaminated_path_for, decontaminate_file
 from deita.errors import DeitaError
-from builders import sharegpt, write_jsonl
 
 NGRAM = 13
 
@@ -59,7 +59,7 @@ def planted(tmp_path_factory):
         records.append(sharegpt(("human", " ".join(rng.choices(vocab, k=rng.randint(10, 60)))),
                                 ("gpt", " ".join(rng.choices(vocab, k=rng.randint(20, 120)))), id=f"r{number}"))
     spots = rng.sample(range(1500), 60)
-    for slot, (spot, prompt) in enumerate(zip(spots, prompts)):
+    for slot, (spot, prompt) in enumerate(zip(spots, prompts, strict=True)):
         kind = ("verbatim", "inside", "edited")[slot % 3]
         if kind == "verbatim":
             text = prompt

@@ -3,10 +3,11 @@
 import json
 import unicodedata
 
+from builders import sharegpt, write_jsonl
+
 from deita.dedup.config import DedupConfig
 from deita.dedup.normalize import compared_texts, normalize, words
 from deita.dedup.run import dedup_file, duplicates_path_for
-from builders import sharegpt, write_jsonl
 
 QUESTION = "Écris un résumé de « Le Petit Prince » en cinq phrases, s'il te plaît."
 ANSWER = "Le Petit Prince raconte l'histoire d'un pilote échoué dans le désert et d'un enfant venu d'une étoile."

@@ -7,13 +7,13 @@ from itertools import combinations
 
 import numpy as np
 import pytest
+from builders import sharegpt, write_jsonl
 
 from deita.data.formats import role_messages
 from deita.dedup.config import DedupConfig
 from deita.dedup.minhash import lsh_params, ngram_hashes, signatures, word_hashes
 from deita.dedup.normalize import compared_texts, words
 from deita.dedup.run import dedup_file, duplicates_path_for
-from builders import sharegpt, write_jsonl
 
 THRESHOLD, NGRAM = 0.8, 5
 EDIT_RATES = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.1, 0.2, 0.4)

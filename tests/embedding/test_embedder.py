@@ -45,7 +45,7 @@ def test_causal_batched_equals_one_at_a_time(request, fixture, padding_side):
     result = worker(texts)
     assert result.counters["truncated"] >= 1  # the long conversations hit max_length: padding is present
     model, tokenizer = load_causal_lm(ModelSpec(str(path), device="cpu"))
-    for row, text in zip(result.values, texts):
+    for row, text in zip(result.values, texts, strict=True):
         expected = reference_embedding(model, tokenizer, text, 96)
         cosine = float(row @ expected / np.linalg.norm(row) / np.linalg.norm(expected))
         assert cosine >= 0.9999
@@ -63,7 +63,7 @@ def test_sentence_embedder_matches_sentence_transformers():
     texts = [config.text(r) for r in records()]
     values = EmbedStage(config).load_worker()(texts).values
     model = SentenceTransformer(default_sentence_model(), device="cpu")
-    for row, text in zip(values, texts):
+    for row, text in zip(values, texts, strict=True):
         expected = model.encode([text])[0]
         assert float(row @ expected / np.linalg.norm(row) / np.linalg.norm(expected)) >= 0.9999
     assert values.shape == (4, 384) and values.dtype == np.float32

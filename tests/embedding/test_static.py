@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import write_jsonl
 
 from deita.data.records import Record, Turn
 from deita.embedding import static
 from deita.embedding.embedder import EmbedConfig, EmbedStage, default_sentence_model
 from deita.embedding.run import embed_file
 from deita.runtime.options import RunOptions
-from builders import write_jsonl
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 

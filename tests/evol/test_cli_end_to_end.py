@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from chat_server import phrases, seed_records
-
 from builders import sharegpt, write_jsonl
+from chat_server import phrases, seed_records
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
 SECRET = "sk-test-secret-123"

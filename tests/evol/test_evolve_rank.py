@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from builders import sharegpt, write_jsonl
 from chat_server import PHRASE, phrases, seed_records, seeds_in
 from evol_helpers import read_jsonl, run_evol, run_rank, server_options
 
@@ -12,7 +13,6 @@ from deita.evol.evolve import clean, evolution_problem
 from deita.evol.rank import parse_scores, scores_by_variant, shown_order
 from deita.evol.run import rank_file
 from deita.runtime.options import RunOptions
-from builders import sharegpt, write_jsonl
 
 
 def test_each_step_evolves_the_previous_variant(chat_server, tmp_path):

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from builders import write_jsonl
 from chat_server import seed_records, seeds_in
 from evol_helpers import read_jsonl, run_evol, run_rank
 
 from deita.errors import DeitaError
-from builders import write_jsonl
 
 
 def stored_seeds(cache) -> set[str]:

@@ -36,7 +36,7 @@ def test_prompt_ids_then_the_digit_with_loss_on_the_digit_only(tokenizer, score_
     examples = scorer_examples([ranked_row(score_type, scores=scores)], tokenizer, score_type)
     digits = score_token_ids(tokenizer)
     assert len(examples) == 6
-    for variant, score, example in zip(VARIANTS, scores, examples):
+    for variant, score, example in zip(VARIANTS, scores, examples, strict=True):
         prompt = render(score_type, variant) if score_type == "complexity" else \
             render(score_type, "Describe the sea.", variant)
         prompt_ids = tokenizer(prompt)["input_ids"]  # no chat template; the tokenizer's own BOS
@@ -64,7 +64,7 @@ def test_long_prompts_are_cut_exactly_as_scoring_cuts_them(tokenizer, score_type
     turns = [Turn(v, "") if score_type == "complexity" else Turn(row["instruction"], v) for v in variants]
     reference = build_prompts(tokenizer, score_type, turns, max_length)
     digits = score_token_ids(tokenizer)
-    for example, prompt, score in zip(examples, reference, (1, 2)):
+    for example, prompt, score in zip(examples, reference, (1, 2), strict=True):
         assert example.truncated and prompt.truncated
         assert example.input_ids == prompt.token_ids + [digits[score - 1]]
         assert len(example.input_ids) <= max_length + 1

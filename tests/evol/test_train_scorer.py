@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
-
+from builders import write_jsonl
 from chat_server import evolve_text, phrases, seed_records
 from evol_helpers import run_evol, run_rank
-from builders import write_jsonl
 
 pytest.importorskip("trl")
 DEITA = shutil.which("deita")

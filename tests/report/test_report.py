@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from builders import sharegpt
 
 from deita.errors import DeitaError
 from deita.report.run import ReportConfig, reject_kind, report_file
-from builders import sharegpt, write_jsonl
 
 DEITA = shutil.which("deita")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

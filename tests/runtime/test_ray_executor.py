@@ -17,9 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
-
 from deita.data.io import iter_records
 from deita.data.records import Turn
 from deita.embedding.embedder import EmbedConfig
@@ -32,6 +29,9 @@ from deita.runtime.shards import shard_key
 from deita.runtime.sinks import RecordSink
 from deita.scoring.run import score_file
 from deita.scoring.scorer import ScoreConfig, ScoreStage
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
 
 # The probe stage below is defined here, a module Ray workers cannot import: ship it by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -113,7 +113,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def assert_same_scores(local: list[dict], remote: list[dict], field: str = "quality_scores") -> None:
     assert len(local) == len(remote) == N_RECORDS
-    for a, b in zip(local, remote):
+    for a, b in zip(local, remote, strict=True):
         assert a["id"] == b["id"] and a["conversations"] == b["conversations"]
         np.testing.assert_allclose(b[field], a[field], rtol=0, atol=1e-5)
 

@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+from builders import sharegpt, write_jsonl
 
 from deita.data.io import RejectsWriter, UnwritableRecord
 from deita.errors import DeitaError, RecordError
@@ -21,7 +22,6 @@ from deita.runtime.runner import run_stage
 from deita.runtime.shards import LocalExecutor
 from deita.runtime.sinks import ArraySink, RecordSink
 from deita.runtime.stage import RecordProblem, WorkResult, check_text
-from builders import sharegpt, write_jsonl
 
 
 class LengthStage:
@@ -151,7 +151,7 @@ def test_each_record_gets_its_own_results_in_input_order(tmp_path):
     data = write_jsonl(tmp_path / "pool.jsonl", records)
     out = tmp_path / "out.jsonl"
     run(LengthStage(), data, out, tmp_path / "cache", RunOptions(shard_size=4, quiet=True))
-    for record, written in zip(records, read(out)):
+    for record, written in zip(records, read(out), strict=True):
         assert written["id"] == record["id"]
     assert [r["lengths"] for r in read(out)] == expected(records)
 

@@ -81,7 +81,7 @@ def create_app(model_dir: str, options: ServerOptions):
         logprobs = torch.log_softmax(logits, dim=-1)
         values, indices = logprobs.topk(min(k, logprobs.numel()))
         top: dict[str, float] = {}
-        for value, index in zip(values.tolist(), indices.tolist()):
+        for value, index in zip(values.tolist(), indices.tolist(), strict=True):
             top.setdefault(tokenizer.decode([index]), value)  # like real servers: colliding strings keep one
         text = tokenizer.decode([int(logits.argmax())])
         return {"id": "cmpl-test", "object": "text_completion", "model": body.get("model"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from builders import example_turns, sharegpt, write_jsonl
 from openai_server import score_config
 
 from deita.errors import DeitaError
@@ -20,7 +21,6 @@ from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions, split_credentials
 from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreStage, ScoreWorker
-from builders import example_turns, sharegpt, write_jsonl
 from deita.workflow import SelectConfig
 
 TURNS = example_turns()

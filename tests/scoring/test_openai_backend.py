@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from builders import example_turns
 from openai_server import score_config
 
 from deita.errors import DeitaError
@@ -16,7 +17,6 @@ from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions
 from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreConfig, ScoreWorker, expected_scores
-from builders import example_turns
 
 TURNS = example_turns()
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from builders import example_turns
 
 from deita.data.records import Turn
 from deita.errors import DeitaError
@@ -13,7 +14,6 @@ from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreConfig, ScoreWorker, expected_scores
 from deita.scoring.templates import render
 from deita.scoring.tokens import score_token_ids
-from builders import example_turns
 
 TURNS = example_turns()
 

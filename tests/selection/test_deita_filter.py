@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reference import one_at_a_time_filter, toolkit_style_filter
 
 from deita.errors import DeitaError
 from deita.selection import deita_filter
-from reference import one_at_a_time_filter, toolkit_style_filter
 
 
 def clustered_pool(n: int, dim: int, seed: int, n_clusters: int = 8, spread: float = 0.15) -> np.ndarray:

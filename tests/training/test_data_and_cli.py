@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from builders import sharegpt, write_jsonl
 from datasets import Dataset
 
 from deita.data.io import RejectsWriter
 from deita.errors import DeitaError, RecordError
-from builders import sharegpt, write_jsonl
 from deita.training.data import iter_pairs, parse_pair, sample_pairs
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")

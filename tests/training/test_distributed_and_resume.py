@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import write_jsonl
 from safetensors.torch import load_file
 from train_helpers import conversations
 
 from deita.runtime.options import RunOptions
-from builders import write_jsonl
 from deita.training.config import SFTConfig
 from deita.training.sft import run_sft
 
@@ -82,7 +82,7 @@ def test_two_processes_follow_one_process_with_twice_the_accumulation(tiny_llama
     run_sft(data, tmp_path / "one", SFTConfig(model=str(tiny_llama), **recipe, grad_accum=2), RunOptions(quiet=True))
     one_rows, two_rows = log(tmp_path / "one"), log(tmp_path / "two")
     assert len(one_rows) == len(two_rows) >= 4
-    for a, b in zip(one_rows, two_rows):
+    for a, b in zip(one_rows, two_rows, strict=True):
         assert a["step"] == b["step"]
         assert abs(a["loss"] - b["loss"]) < 1e-4, (a, b)
         assert abs(a["learning_rate"] - b["learning_rate"]) < 1e-12

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import random
 
+from builders import write_jsonl
 from train_helpers import sentence
 
 from deita.runtime.options import RunOptions
-from builders import write_jsonl
 from deita.training.config import DPOConfig
 from deita.training.dpo import run_dpo
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
+from builders import write_jsonl
 from train_helpers import conversations
 from transformers import AutoTokenizer, TrainerCallback
 
 from deita.data.io import iter_records
 from deita.runtime.options import RunOptions
-from builders import write_jsonl
 from deita.training.config import SFTConfig
 from deita.training.render import bos_prefix, render_vicuna, tokenize
 from deita.training.sft import run_sft

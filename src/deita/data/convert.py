@@ -7,8 +7,8 @@ from pathlib import Path
 from deita.errors import DeitaError, RecordError
 
 from .formats import FORMATS, convert_record
-from .reading import iter_records
 from .readers import ReadStats
+from .reading import iter_records
 from .rejects import SKIP_HINT, RejectsWriter, rejects_path_for
 from .writers import RecordWriter, UnwritableRecord
 

@@ -78,7 +78,12 @@ class CausalEmbedder:
     """Last layer's hidden state at the last real token of the (truncated) Vicuna rendering."""
 
     def __init__(self, config: EmbedConfig) -> None:
-        from deita.runtime.prefill import ModelSpec, PrefillEngine, identity_head, load_causal_lm  # torch: on use
+        from deita.runtime.prefill import (  # torch: on use
+            ModelSpec,
+            PrefillEngine,
+            identity_head,
+            load_causal_lm,
+        )
 
         self.config = config
         self.head = identity_head

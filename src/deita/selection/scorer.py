@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 from deita.data.records import Turn
-from deita.scoring.prompts import build_prompts
 from deita.scoring.backends.hf import HFOptions
+from deita.scoring.prompts import build_prompts
 from deita.scoring.scorer import ScoreConfig, expected_scores, load_backend
 
 

@@ -77,12 +77,13 @@ def sft_examples(path: str | Path, tokenizer: Any, template: str, max_length: in
 
     stats = ReadStats()
     bad = BadRecords(path, options.on_error, rejects, rejects_hint)
-    render: Callable[[Any], Rendered]
-    if template == "vicuna":
-        bos, eos = bos_prefix(tokenizer), eos_token(tokenizer)
-        render = lambda record: render_vicuna(record.turns, bos, eos)
-    else:
-        render = lambda record: render_with_template(tokenizer, messages_of(record.turns, record.system))
+    bos, eos = (bos_prefix(tokenizer), eos_token(tokenizer)) if template == "vicuna" else ("", "")
+
+    def render(record: Any) -> Rendered:
+        if template == "vicuna":
+            return render_vicuna(record.turns, bos, eos)
+        return render_with_template(tokenizer, messages_of(record.turns, record.system))
+
     out, digest = SFTExamples(), hashlib.sha256()
     for record in iter_records(path, fmt=options.format, on_error=options.on_error, rejects=rejects,
                                pairing=options.pairing, stats=stats, rejects_hint=rejects_hint):

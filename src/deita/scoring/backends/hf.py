@@ -25,7 +25,12 @@ class HFBackend:
     """Scores on a local transformers model: bf16 on GPU, fp32 on CPU, batches by token budget."""
 
     def __init__(self, scorer: ScorerSpec, options: HFOptions = HFOptions()) -> None:
-        from deita.runtime.prefill import ModelSpec, PrefillEngine, load_causal_lm, token_logprob_head  # torch: on use
+        from deita.runtime.prefill import (  # torch: on use
+            ModelSpec,
+            PrefillEngine,
+            load_causal_lm,
+            token_logprob_head,
+        )
 
         self.model, self.tokenizer = load_causal_lm(ModelSpec(scorer.model, scorer.device, scorer.dtype))
         self.score_token_ids = score_token_ids(self.tokenizer, scorer.score_token_ids)

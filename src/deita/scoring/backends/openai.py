@@ -26,7 +26,12 @@ import numpy as np
 
 from deita.config import option
 from deita.errors import DeitaError
-from deita.scoring.backends.base import BackendCounters, ScorerSpec, TopLogprobOptions, digits_from_top_logprobs
+from deita.scoring.backends.base import (
+    BackendCounters,
+    ScorerSpec,
+    TopLogprobOptions,
+    digits_from_top_logprobs,
+)
 from deita.scoring.prompts import Prompt
 from deita.scoring.tokens import DIGITS, load_tokenizer, score_token_ids
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from deita.errors import DeitaError
-from deita.scoring.backends.base import BackendCounters, ScorerSpec, TopLogprobOptions, digits_from_top_logprobs
+from deita.scoring.backends.base import (
+    BackendCounters,
+    ScorerSpec,
+    TopLogprobOptions,
+    digits_from_top_logprobs,
+)
 from deita.scoring.prompts import Prompt
 from deita.scoring.tokens import DIGITS, load_tokenizer, score_token_ids
 
