@@ -23,6 +23,7 @@ import click
 
 from deita.config import check_config, config_from_mapping, field_types, is_config
 from deita.errors import DeitaError
+from deita.serve.command import serve_command
 
 _state = {"debug": False}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -662,7 +663,8 @@ COMMANDS = {"validate": validate_command, "convert": convert_command, "score": s
             "embed": embed_command, "filter": filter_command, "select": select_command, "report": report_command,
             "evol": evol_command, "rank": rank_command,
             "train": train_command, "dpo-data": dpo_data_command, "dedup": dedup_command,
-            "decontaminate": decontaminate_command}
+            "decontaminate": decontaminate_command,
+            "serve": serve_command}
 
 
 class LazyGroup(click.Group):
