@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deita.config import option
+from deita.errors import DeitaError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -32,6 +33,12 @@ class ServeConfig:
     shutdown_timeout: float = option(30.0, "Seconds to finish the requests in flight after SIGINT/SIGTERM.",
                                      min=0.0)
     access_log: bool = option(True, "Log one line per request (method, path, status; never the key).")
+
+    def check(self) -> None:
+        """A request as large as allowed must fit in the queue, or it could never be served."""
+        if self.max_queue < self.max_records:
+            raise DeitaError(f"--max-queue ({self.max_queue}) must be at least --max-records ({self.max_records}): "
+                             "a request that cannot fit in the queue would be refused for ever")
 
     @property
     def max_body_bytes(self) -> int:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+SCORE_TOLERANCE = 1e-6
+"""Relative: scores this close are ties (a record's score moves by ~1e-7 with the batch it is computed in)."""
 BLOCK_ROWS = 65536
 """Pool rows compared per matrix product: bounds the memory of a search over a memory-mapped pool."""
 
@@ -87,7 +89,8 @@ class PoolIndex:
         if self.strategy != "deita" or self.selected_units is None:
             return None
         sims = self.selected_units @ unit_rows(vector)
-        sims[self.scores[self.selected_sorted] < score] = -np.inf
+        below = self.scores[self.selected_sorted] < score - SCORE_TOLERANCE * max(1.0, abs(score))
+        sims[below] = -np.inf
         best = int(np.argmax(sims))
         if not sims[best] > self.threshold:
             return None

@@ -3,6 +3,7 @@ document every route at /docs."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -105,17 +106,22 @@ UNION_HINTS = {"input": "expected a string or a list of strings"}
 
 
 def validation_answer(err: ValidationError) -> tuple[str, str]:
-    """(field, reason) of the first problem, the field written as in the body (`records`, `input[2]`)."""
-    problem = err.errors()[0]
-    location = [part for part in problem["loc"]]
+    """(field, reason) of the first problem, the field written as in the body (`records`, `input[2]`); an
+    unknown field comes first, with the missing one it may be a typo of."""
+    errors = err.errors()
+    missing = [str(e["loc"][0]) for e in errors if e["type"] == "missing" and e["loc"]]
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    problem = unknown[0] if unknown else errors[0]
+    location = list(problem["loc"])
     if not location:
         return "body", "the body must be a JSON object"
     top = str(location[0])
     path = top + "".join(f"[{part}]" for part in location[1:] if isinstance(part, int))
     if problem["type"] == "extra_forbidden":
-        return path, f"{path}: unknown field"
+        near = difflib.get_close_matches(top, missing, n=1)
+        return path, f"{path}: unknown field" + (f" (did you mean '{near[0]}'?)" if near else "")
     if problem["type"] == "missing":
         return path, f"{path}: required field missing"
-    if top in UNION_HINTS and len(err.errors()) > 1:
+    if top in UNION_HINTS and len(errors) > 1:
         return top, f"{top}: {UNION_HINTS[top]}"
     return path, f"{path}: {problem['msg']}"
