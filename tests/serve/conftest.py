@@ -17,33 +17,39 @@ SCORER = {"device": "cpu", "max_length": 256}
 
 
 @pytest.fixture(scope="session")
-def selected(tiny_llama, tmp_path_factory) -> Path:
-    """OUTPUT of `deita select` (both scorers the tiny LLaMA, max_length 256, the static embedder)."""
+def prepared(tiny_llama, tmp_path_factory) -> tuple[Path, list[dict]]:
+    """Side by side: `deita select` on the pool (both scorers the tiny LLaMA, max_length 256, the static
+    embedder) and `deita score` (complexity, quality) on the ShareGPT side of `request_records()`."""
     folder = tmp_path_factory.mktemp("serve-run")
     write_jsonl(folder / "pool.jsonl", pool_records())
+    write_jsonl(folder / "in.jsonl", [cli for cli, _ in request_records()])
     scorer = {"model": str(tiny_llama), **SCORER}
     config = {"complexity": scorer, "quality": scorer, "embed": {"kind": "static"},
               "filter": {"size": 8, "threshold": 0.99}}
     (folder / "run.yaml").write_text(json.dumps(config))
-    subprocess.run([DEITA, "select", folder / "pool.jsonl", "-o", folder / "sel.jsonl", "--config",
-                    folder / "run.yaml", "-q"], check=True, capture_output=True)
-    return folder / "sel.jsonl"
-
-
-@pytest.fixture(scope="session")
-def cli_scores(tiny_llama, tmp_path_factory) -> list[dict]:
-    """Per record of `request_records()`: what `deita score` writes, complexity and quality (run side by side)."""
-    folder = tmp_path_factory.mktemp("serve-cli")
-    write_jsonl(folder / "in.jsonl", [cli for cli, _ in request_records()])
     flags = ["--model", str(tiny_llama), "--device", SCORER["device"], "--max-length", str(SCORER["max_length"]), "-q"]
-    runs = {kind: subprocess.Popen([DEITA, "score", folder / "in.jsonl", "-o", folder / f"{kind}.jsonl", "--type",
-                                    kind, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            for kind in ("complexity", "quality")}
-    for run in runs.values():
+    commands = [[DEITA, "select", folder / "pool.jsonl", "-o", folder / "sel.jsonl", "--config", folder / "run.yaml",
+                 "-q"]]
+    commands += [[DEITA, "score", folder / "in.jsonl", "-o", folder / f"{kind}.jsonl", "--type", kind, *flags]
+                 for kind in ("complexity", "quality")]
+    runs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for command in commands]
+    for run in runs:
         assert run.wait(timeout=300) == 0, run.stderr.read()
     complexity, quality = ([json.loads(line) for line in (folder / f"{kind}.jsonl").read_text().splitlines()]
                            for kind in ("complexity", "quality"))
-    return [{**c, **q} for c, q in zip(complexity, quality, strict=True)]
+    return folder / "sel.jsonl", [{**c, **q} for c, q in zip(complexity, quality, strict=True)]
+
+
+@pytest.fixture(scope="session")
+def selected(prepared) -> Path:
+    """OUTPUT of the finished `deita select` run."""
+    return prepared[0]
+
+
+@pytest.fixture(scope="session")
+def cli_scores(prepared) -> list[dict]:
+    """Per record of `request_records()`: what `deita score` writes, complexity and quality."""
+    return prepared[1]
 
 
 @pytest.fixture(scope="session")
