@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -177,3 +178,18 @@ def test_every_request_needs_the_key(server):
     assert server.call("GET", "/v1/info").status == 200
     page = server.call("GET", "/", headers={})  # the page itself holds no data: it asks for the key
     assert page.status == 200 and "<textarea" in page.body
+
+
+def test_without_the_serve_extra_it_says_what_to_install():
+    code = ("import sys; sys.modules['fastapi'] = None\n"
+            "from deita.cli import main\n"
+            "sys.argv = ['deita'] + sys.argv[1:]\n"
+            "main()\n")
+    help_run = subprocess.run([sys.executable, "-c", code, "serve", "--help"], capture_output=True, text=True,
+                              check=False)
+    assert help_run.returncode == 0 and "--max-body-mb" in help_run.stdout
+    run = subprocess.run([sys.executable, "-c", code, "serve", "--preset", "offline", "--port", "0"],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == ("error: deita serve needs the serve extra (fastapi is not installed): "
+                                  "pip install -e '.[serve]'")

@@ -86,8 +86,24 @@ def graceful_server_class() -> type:
     return GracefulServer
 
 
+SERVE_PACKAGES = ("fastapi", "uvicorn", "prometheus_client")
+
+
+def require_serve_extra() -> None:
+    """The web stack is an extra: say how to install it rather than fail on an import."""
+    import importlib
+
+    for name in SERVE_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise DeitaError(f"deita serve needs the serve extra ({name} is not installed): "
+                             "pip install -e '.[serve]'") from None
+
+
 def serve(config: Any, options: Any, run: Any = None) -> None:
     """Bind, load, serve; returns after a clean stop."""
+    require_serve_extra()
     import uvicorn
 
     from deita.serve.app import build_app
