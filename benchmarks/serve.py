@@ -101,14 +101,16 @@ class Reference:
     def run(self, path: Path, folder: Path, number: int) -> tuple[float, dict[str, list]]:
         """Seconds of both passes (a fresh cache each time, so nothing is resumed); the scores written."""
         seconds, scores = 0.0, {}
+        self.cpu = 0.0
         for kind, stage in self.stages.items():
             output = folder / f"reference-{kind}-{number}.jsonl"
             field = SCORE_FIELDS[kind]
             sink = RecordSink(output, lambda rows, field=field: {field: [float(s) for s in rows]})
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             run_stage(stage, path, sink, RunOptions(quiet=True), folder / f"cache-{kind}-{number}",
                       executor=self.executors[kind])
             seconds += time.perf_counter() - start
+            self.cpu += time.process_time() - cpu
             scores[field] = [json.loads(line)[field] for line in output.read_text().splitlines()]
         return seconds, scores
 
@@ -148,6 +150,17 @@ def metric(address: str, name: str) -> float:
     connection.request("GET", "/metrics")
     text = connection.getresponse().read().decode()
     return float(re.search(rf"^{name} (\S+)", text, re.MULTILINE).group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the server process and its children so far."""
+    import psutil
+
+    total = 0.0
+    for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -232,7 +245,7 @@ def main() -> None:
         print(f"deita score (the two whole commands, start-up and loading included): {cli:.2f} s, "
               f"{len(pool) / cli:,.1f} records/s", flush=True)
     process, address = start_server(config)
-    reference_times, serve_times, latencies = [], [], []
+    reference_times, serve_times, latencies, reference_cpu, serve_cpu = [], [], [], [], []
     try:
         warm = http.client.HTTPConnection(address, timeout=600)
         for start in range(0, len(pool), 16):  # warm-up: the same first calls on the server's side
@@ -241,10 +254,14 @@ def main() -> None:
         for number in range(args.rounds):  # alternated, so that a busy machine slows both sides alike
             seconds, expected = reference.run(path, folder, number)
             reference_times.append(seconds)
+            reference_cpu.append(reference.cpu)
+            cpu = cpu_seconds(process.pid)
             seconds, round_latencies, results = drive(address, pool, args.clients, args.per_request)
             serve_times.append(seconds)
+            serve_cpu.append(cpu_seconds(process.pid) - cpu)
             latencies += round_latencies
-            print(f"round {number + 1}: deita score {reference_times[-1]:.2f} s, deita serve {seconds:.2f} s", flush=True)
+            print(f"round {number + 1}: deita score {reference_times[-1]:.2f} s ({reference_cpu[-1]:.2f} CPU s), "
+                  f"deita serve {seconds:.2f} s ({serve_cpu[-1]:.2f} CPU s)", flush=True)
         batches = metric(address, "deita_batch_records_count") - batches
         batched = metric(address, "deita_batch_records_sum") - batched
         rss = peak_rss_mib(process.pid)
@@ -260,12 +277,13 @@ def main() -> None:
         for field, values in expected.items():
             worst = max(worst, float(np.max(np.abs(np.asarray(result[field]) - np.asarray(values[i])))))
     rate = len(pool) / seconds
+    cpu_ratio = float(np.median(reference_cpu)) / max(float(np.median(serve_cpu)), 1e-9)
     p50, p99 = np.percentile(latencies, [50, 99])
     figures = {"device": "gpu" if args.gpu else "cpu", "records": len(pool), "clients": args.clients,
                "rounds": args.rounds,
                "per_request": args.per_request, "serve_records_per_s": round(rate, 2),
                "score_records_per_s": round(reference_rate, 2), "ratio_to_deita_score": round(rate / reference_rate, 3),
-               "ratio_to_deita_score_commands": round(rate * cli / len(pool), 3) if cli else None,
+               "cpu_time_ratio": round(cpu_ratio, 3), "ratio_to_deita_score_commands": round(rate * cli / len(pool), 3) if cli else None,
                "latency_p50_s": round(float(p50), 4), "latency_p99_s": round(float(p99), 4),
                "mean_batch_records": round(batched / max(batches, 1), 2), "engine_batches": int(batches),
                "server_peak_rss_mib": round(rss, 1), "max_abs_score_difference": worst, "server_exit_code": code}
@@ -273,6 +291,8 @@ def main() -> None:
           f"records a request")
     print(f"throughput ratio serve / deita score: {rate / reference_rate:.2f}× (target ≥ 0.8× on CPU)"
           + (f"; {figures['ratio_to_deita_score_commands']:.2f}× the whole commands" if cli else ""))
+    print(f"CPU seconds per record, deita score / deita serve: {cpu_ratio:.2f}× (what a shared machine's "
+          "contention distorts least)")
     print(f"latency p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms; mean engine batch {figures['mean_batch_records']} "
           f"records over {int(batches)} batches; server peak RSS {rss:,.0f} MiB")
     print(f"every answer equals deita score's to {worst:.1e} (≤ 1e-4 required); server exit code {code}")
