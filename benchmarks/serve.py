@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHAREGPT)
     parser.add_argument("--records", type=int, default=None, help="records to score (default: 120 CPU, 400 GPU)")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--per-request", type=int, default=2)
+    parser.add_argument("--per-request", type=int, default=None, help="records a request (default: 2 CPU, 8 GPU)")
     parser.add_argument("--rounds", type=int, default=None, help="alternated rounds of both sides, medians reported "
                         "(default: 3 CPU, 2 GPU)")
     parser.add_argument("--skip-cli", action="store_true", help="do not time the whole `deita score` commands "
@@ -226,6 +226,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.records or (400 if args.gpu else 120)
     args.rounds = args.rounds or (2 if args.gpu else 3)
+    args.per_request = args.per_request or (8 if args.gpu else 2)
     args.skip_cli = args.skip_cli or args.gpu
     folder = Path(tempfile.mkdtemp(prefix="deita-serve-bench-"))
     pool = records(args.data, n)

@@ -162,8 +162,8 @@ class Engine:
         elif isinstance(embedder, StaticEmbedder):
             ids = [e.ids for e in embedder.model.tokenizer.encode_batch([clip(t, limit) for t in texts],
                                                                          add_special_tokens=False)]
-        else:  # pragma: no cover - a new embedder kind without a tokenizer known here
-            return [0] * len(texts)
+        else:
+            raise DeitaError(f"the service cannot count the tokens of a {type(embedder).__name__}")
         return [min(len(row), limit) for row in ids]
 
     def models(self) -> list[dict[str, str]]:
