@@ -33,8 +33,13 @@ def prepared(tiny_llama, tmp_path_factory) -> tuple[Path, list[dict]]:
     commands += [[DEITA, "score", folder / "in.jsonl", "-o", folder / f"{kind}.jsonl", "--type", kind, *flags]
                  for kind in ("complexity", "quality")]
     runs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for command in commands]
-    for run in runs:
-        assert run.wait(timeout=300) == 0, run.stderr.read()
+    try:
+        for run in runs:
+            assert run.wait(timeout=1800) == 0, run.stderr.read()  # generous: a shared machine can be very slow
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
     complexity, quality = ([json.loads(line) for line in (folder / f"{kind}.jsonl").read_text().splitlines()]
                            for kind in ("complexity", "quality"))
     return folder / "sel.jsonl", [{**c, **q} for c, q in zip(complexity, quality, strict=True)]

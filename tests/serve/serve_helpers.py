@@ -40,7 +40,7 @@ class Server:
     reader: threading.Thread | None = None
 
     def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-             headers: dict[str, str] | None = None, timeout: float = 60) -> Answer:
+             headers: dict[str, str] | None = None, timeout: float = 600) -> Answer:
         """One request with urllib (which sends the whole body before reading the answer)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         if headers is None:
@@ -56,7 +56,7 @@ class Server:
     def text(self) -> str:
         return "".join(self.output)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 300) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         code = self.process.wait(timeout=timeout)
@@ -76,7 +76,7 @@ def decode(data: bytes) -> Any:
         return data.decode("utf-8", "replace")
 
 
-def start(*args: Any, env: dict[str, str] | None = None, key: str | None = None, timeout: float = 120) -> Server:
+def start(*args: Any, env: dict[str, str] | None = None, key: str | None = None, timeout: float = 900) -> Server:
     """`deita serve ARGS --port 0`, once it prints its URL; its output (stdout and stderr) is collected."""
     process = subprocess.Popen([DEITA, "serve", *map(str, args), "--port", "0"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})

@@ -1,5 +1,5 @@
 """The offline service's queue bound (503 with Retry-After) and a clean SIGTERM that answers the request in
-flight. A 1 s batch window holds requests in the queue long enough to see both."""
+flight. A 3 s batch window holds requests in the queue long enough to see both."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ def queued(server) -> float:
 
 
 def wait_until_queued(server, records: int) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 600
     while queued(server) < records:
         assert time.monotonic() < deadline, "the request never reached the queue"
         time.sleep(0.02)
 
 
 def test_queue_bound_then_clean_sigterm_answers_the_request_in_flight():
-    server = start("--preset", "offline", "--max-records", "2", "--max-queue", "2", "--batch-wait-ms", "1000")
+    server = start("--preset", "offline", "--max-records", "2", "--max-queue", "2", "--batch-wait-ms", "3000")
     record = {"question": "What is the capital of France?", "answer": "Paris."}
     answers = {}
 

@@ -21,7 +21,7 @@ def submit(page, text: str) -> None:
     page.evaluate("document.body.dataset.state = ''")
     page.focus("#record")
     page.keyboard.press("Control+Enter")
-    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=600_000)
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="no chromium (apt-get install -y chromium)")
@@ -43,7 +43,7 @@ def test_page_scores_equal_the_api_and_show_the_near_duplicate(server, selected,
         requests: list[str] = []
         page.on("request", lambda request: requests.append(request.url))
         page.goto(server.url + "/")
-        page.wait_for_selector("#key-row", state="visible")  # /v1/info answered 401: the page asks for the key
+        page.wait_for_selector("#key-row", state="visible", timeout=600_000)  # /v1/info answered 401: the page asks for the key
         page.fill("#key", server.key)
         submit(page, json.dumps(record, indent=1))
         assert page.get_attribute("body", "data-state") == "done", page.inner_text("#error")

@@ -158,7 +158,7 @@ def test_a_config_that_differs_from_the_run_is_refused_naming_the_difference(sel
                                                      "embed": {"kind": "static", "max_length": 64}}))
     result = subprocess.run([DEITA, "serve", "--selection", selected, "--config", tmp_path / "other.yaml",
                              "--host", "0.0.0.0", "--port", "0"], check=False, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=900)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     warning, error = result.stderr.strip().splitlines()
     assert warning.startswith("warning: listening on 0.0.0.0 without an API key") and "--api-key-env" in warning

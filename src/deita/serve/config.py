@@ -26,7 +26,7 @@ class ServeConfig:
     max_queue: int = option(4096, "Most records waiting for the engine; past that requests get 503 with "
                             "Retry-After.", min=1)
     batch_wait_ms: float = option(5.0, "How long the engine waits for more requests to join a batch when "
-                                  "it is idle.", min=0.0, max=1000.0)
+                                  "it is idle.", min=0.0, max=10_000.0)
     max_batch_records: int = option(512, "Most records merged into one engine batch (the engine then splits "
                                     "it into token-budget batches).", min=1)
     max_neighbors: int = option(50, "Largest k of /v1/neighbors.", min=1)
