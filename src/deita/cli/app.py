@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "dpo-data": "deita.cli.training:dpo_data_command",
     "dedup": "deita.cli.data:dedup_command",
     "decontaminate": "deita.cli.data:decontaminate_command",
+    "serve": "deita.serve.command:serve_command",
 }
 """Command name → "module:factory" of the function that builds it; a new command is one line here. The
 factory runs only when its command is asked for (or listed by --help): building flags imports the configs."""
