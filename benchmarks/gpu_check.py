@@ -61,7 +61,7 @@ PARTS = (  # in priority order: issue 24's training parts, its scoring and servi
                                                     *(["--records", "150", "--shard-size", "32"] if t else [])],
          120, 600, 60, needs=("model",)),
     Part("ifd", "ifd.py", lambda a, t: ["--data", str(a.data), "--json", str(a.work / "figures.json"),
-                                        *(["--n", "20", "--n-single", "5"] if t else
+                                        *(["--n", "6", "--n-single", "2"] if t else
                                           ["--gpu", "--n", "1000", "--n-single", "50", "--peak-seconds", "3"])],
          100, 400, 45, optional=True),
     Part("serve", "serve.py", lambda a, t: ["--data", str(a.data), "--json", str(a.work / "figures.json"),

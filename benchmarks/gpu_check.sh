@@ -12,8 +12,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CARRY=$ROOT/.gpu
-OUT=${OUT:-$ROOT/gpu_check_out}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check}
+OUT=${OUT:-$WORK/out}
 PYTHON=${PYTHON:-python3}
 tiny=0
 for arg in "$@"; do [ "$arg" = --tiny ] && tiny=1; done
