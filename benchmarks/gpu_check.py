@@ -36,8 +36,8 @@ class Part:
     name: str
     script: str
     arguments: Callable[[argparse.Namespace, bool], list[str]]
-    cap_s: int  # on the GPU; the budget below is what the lead's one call can spend
-    tiny_cap_s: int  # on a 2-core CPU with tiny models
+    cap_s: int  # on the GPU
+    tiny_cap_s: int  # with --tiny on a shared 2-core CPU (several times slower under other jobs' load)
     min_s: int  # not started with less than this left of the budget
     needs: tuple[str, ...] = ()
     optional: bool = False  # its script comes with another branch: skipped while it is not in the checkout
@@ -49,32 +49,32 @@ def _common(args: argparse.Namespace, tiny: bool) -> list[str]:
 
 PARTS = (  # in priority order: issue 24's training parts, its scoring and serving parts, issue 20's reruns
     Part("env", "gpu_env.py", lambda a, t: ["--json", str(a.work / "figures.json"), "--peak-seconds", "6",
-                                              "--site", str(a.site), "--tokenizer", str(a.tokenizer)], 60, 180, 15),
+                                              "--site", str(a.site), "--tokenizer", str(a.tokenizer)], 60, 300, 15),
     Part("model", "gpu_model.py", lambda a, t: ["--tokenizer", str(a.tokenizer), "--out", str(a.work / "model"),
-                                                "--json", str(a.work / "figures.json")], 60, 120, 15),
+                                                "--json", str(a.work / "figures.json")], 60, 300, 15),
     Part("sft", "train.py", lambda a, t: [*_common(a, t), "--model", str(a.work / "model"), "--peak-json",
-                                          str(a.work / "env.json")], 170, 900, 60, needs=("model",)),
+                                          str(a.work / "env.json")], 170, 1500, 60, needs=("model",)),
     Part("dpo", "dpo.py", lambda a, t: [*_common(a, t), "--model", str(a.work / "model"), "--peak-json",
-                                        str(a.work / "env.json")], 150, 900, 60, needs=("model",)),
+                                        str(a.work / "env.json")], 150, 1500, 60, needs=("model",)),
     Part("score_cli", "score_cli.py", lambda a, t: ["--data", str(a.data), "--json", str(a.work / "figures.json"),
                                                     "--model", str(a.work / "model"),
                                                     *(["--records", "150", "--shard-size", "32"] if t else [])],
-         120, 600, 60, needs=("model",)),
+         120, 1200, 60, needs=("model",)),
     Part("ifd", "ifd.py", lambda a, t: ["--data", str(a.data), "--json", str(a.work / "figures.json"),
                                         *(["--n", "6", "--n-single", "2"] if t else
                                           ["--gpu", "--n", "1000", "--n-single", "50", "--peak-seconds", "3"])],
-         100, 400, 45, optional=True),
+         100, 900, 45, optional=True),
     Part("serve", "serve.py", lambda a, t: ["--data", str(a.data), "--json", str(a.work / "figures.json"),
-                                            *([] if t else ["--gpu"])], 100, 400, 45, optional=True),
+                                            *([] if t else ["--gpu"])], 100, 900, 45, optional=True),
     Part("score", "score.py", lambda a, t: ["--data", str(a.data), "--json", str(a.work / "figures.json"),
-                                            "--peak-seconds", "3", *(["--n", "80", "--n-single", "20", "--n-toolkit",
-                                                                      "5"] if t else
+                                            "--peak-seconds", "3", *(["--n", "40", "--n-single", "10", "--n-toolkit",
+                                                                      "3"] if t else
                                                                      ["--n", "1000", "--n-single", "60",
-                                                                      "--n-toolkit", "20"])], 100, 400, 45),
+                                                                      "--n-toolkit", "20"])], 100, 900, 45),
     Part("embed", "embed.py", lambda a, t: ["--data", str(a.data), "--json", str(a.work / "figures.json"),
-                                            "--peak-seconds", "3", *(["--n", "40", "--n-single", "10"] if t else
+                                            "--peak-seconds", "3", *(["--n", "20", "--n-single", "5"] if t else
                                                                      ["--n", "600", "--n-single", "40"])],
-         100, 400, 45),
+         100, 900, 45),
 )
 NAMES = tuple(part.name for part in PARTS)
 
@@ -88,7 +88,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--site", type=Path, required=True, help="where the carried wheels were installed")
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: the same code paths, fast")
     parser.add_argument("--budget", type=float, help="seconds for all parts together (default: 300 on a GPU; "
-                        "3600 with --tiny)")
+                        "7200 with --tiny)")
     parser.add_argument("--parts", default=",".join(NAMES), help=f"comma-separated, run in this order: {NAMES}; "
                         "env always runs (versions, matmul rate), model whenever a part needs it")
     args = parser.parse_args()
@@ -97,7 +97,7 @@ def arguments() -> argparse.Namespace:
     if unknown:
         parser.error(f"--parts: unknown {unknown}; choose from {', '.join(NAMES)}")
     args.chosen = {"env"} | set(chosen) | {need for part in PARTS if part.name in chosen for need in part.needs}
-    args.budget = args.budget or (3600.0 if args.tiny else 300.0)
+    args.budget = args.budget or (7200.0 if args.tiny else 300.0)
     return args
 
 
