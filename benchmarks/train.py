@@ -3,14 +3,21 @@ every conversation padded to 2,048 tokens, no packing), in one run, on real Shar
 
     python benchmarks/train.py                 # GPU: random ~1.1B LLaMA (TinyLlama's shape), bf16
     python benchmarks/train.py --tiny          # CPU: tiny LLaMA, fp32, 256-token rows: proves the script runs
+    python benchmarks/train.py --model DIR --data FILE --peak-json env.json --json sft.json   # gpu_check.sh
 
 Both runs see the same conversations rendered and masked the same way (Vicuna v1.1, loss on the answers),
 with the same tokens per micro-batch (--batch rows of --max-length tokens), the same attention kernel (flash
-attention where installed, else sdpa), the same precision and the same gradient checkpointing setting.
-For each it prints real (non-padding) tokens/s over the steps after --warmup (compilation and start-up left
-out), MFU = 6 · parameters · real tokens/s over the sustained bf16 matmul peak measured at the start of the
-same run, and peak GPU memory; then the ratio. The old recipe runs first, on a model that deita has not
-touched (Liger patches the LLaMA module globally).
+attention where installed, else sdpa), the same precision and the same gradient checkpointing setting
+(deita's default unless given: on with a GPU). deita runs with its own defaults otherwise (compiled layers,
+Liger kernels where installed). For each it prints real (non-padding) tokens/s over the steps after --warmup
+(compilation and start-up left out), MFU (see _training.py: 6·N·tokens/s over the datasheet's dense bf16
+peak and over the sustained matmul rate measured in the same call) and peak GPU memory; then the ratio. The
+old recipe runs first, on a model that deita has not touched (Liger patches the LLaMA module globally). If
+deita's run fails, the error is kept and it runs again without Liger (`deita_sft_no_liger`), then without
+compilation too (`deita_sft_eager`). deita's runs go on for --profile-steps more steps under torch.profiler:
+GPU kernel time by kind (GEMM, attention, compiled elementwise, Liger/TRL kernels, optimizer), which says
+what stands between the MFU and the matmul rate. The figures are written after each run, so a run stopped at a time
+cap leaves the earlier ones.
 """
 
 from __future__ import annotations
@@ -23,6 +30,18 @@ from pathlib import Path
 
 import torch
 from _prefill import SHAREGPT, matmul_peak_tflops
+from _training import (
+    FALLBACKS,
+    KernelProfile,
+    attempt,
+    load_peak,
+    mfu,
+    parameter_counts,
+    peak_memory_gib,
+    release_memory,
+    with_fallbacks,
+    write_json,
+)
 
 from deita.data.io import iter_records
 from deita.runtime.options import RunOptions
@@ -30,6 +49,7 @@ from deita.testing import save_random_causal_lm
 from deita.training.config import SFTConfig
 from deita.training.packing import attention_implementation
 from deita.training.render import IGNORE, bos_prefix, render_vicuna, tokenize
+from deita.training.run import resolved_flag
 from deita.training.sft import run_sft
 
 
@@ -42,8 +62,17 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="steps left out of the rates (default: 10, 2 with --tiny)")
     parser.add_argument("--batch", type=int, help="rows per micro-batch, both runs (default: 4, 2 with --tiny)")
     parser.add_argument("--max-length", type=int, help="tokens per row (default: 2048, 256 with --tiny)")
-    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=False,
-                        help="checkpoint activations in both runs (a 1B model does not need it on an 80 GB card)")
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                        help="checkpoint activations in both runs (default: as deita does, on with a GPU)")
+    parser.add_argument("--attention", default="auto", help="attention kernel of both runs, as `deita train "
+                        "--attention` takes it (auto: flash attention where installed, else sdpa)")
+    parser.add_argument("--model", type=Path, help="model folder to train (default: build a random one)")
+    parser.add_argument("--peak-json", type=Path, help="gpu_env.py's figures: use its matmul rates instead of "
+                        "measuring them again")
+    parser.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
+                        help="if deita's run fails, run it again without Liger, then without compilation")
+    parser.add_argument("--profile-steps", type=int, default=2, help="deita's steps after --steps that run "
+                        "under torch.profiler (kernel time by kind; left out of the rates)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="deita's compiled decoder layers (default: as deita does, on with a GPU)")
     parser.add_argument("--liger", action=argparse.BooleanOptionalAction, default=None,
@@ -58,6 +87,7 @@ def arguments() -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.tiny = tiny
+    args.gradient_checkpointing = resolved_flag(args.gradient_checkpointing, "cpu" if tiny else "cuda")
     return args
 
 
@@ -93,7 +123,7 @@ def old_recipe(model_dir: Path, data: Path, args: argparse.Namespace, device: st
         rows["attention_mask"].append([1] * len(example.input_ids) + [0] * pad)
     dataset = Dataset.from_dict(rows)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                 attn_implementation=attention_implementation("auto", device))
+                                                 attn_implementation=attention_implementation(args.attention, device))
 
     class Clock(TrainerCallback):
         """Real tokens and seconds of each optimizer step (the collator counts, the step end times)."""
@@ -123,16 +153,18 @@ def old_recipe(model_dir: Path, data: Path, args: argparse.Namespace, device: st
     clock.marks.append(0.0)
     trainer = Trainer(model=model, args=training, train_dataset=dataset, data_collator=collate, callbacks=[clock])
     trainer.remove_callback(PrinterCallback)
-    _reset_memory()
+    release_memory()
     start = time.perf_counter()
     clock.marks[0] = start
     trainer.train()
     steps = clock.marks[args.warmup:]
     seconds = steps[-1] - steps[0]
     tokens = sum(real[args.warmup:len(steps) - 1 + args.warmup])
-    parameters = sum(p.numel() for p in model.parameters())
-    return {"real_tokens_per_s": tokens / seconds, "parameters": parameters, "peak_memory_gib": _peak_memory(),
-            "conversations": len(dataset), "padding_share": 1 - sum(real) / (len(real) * args.batch * args.max_length)}
+    figures = {"real_tokens_per_s": tokens / seconds, "peak_memory_gib": peak_memory_gib(),
+               "attention": model.config._attn_implementation, "conversations": len(dataset), "padding_share": 1 - sum(real) / (len(real) * args.batch * args.max_length)}
+    del trainer, model
+    release_memory()
+    return figures
 
 
 def _checkpointing(enabled: bool) -> dict:
@@ -141,65 +173,89 @@ def _checkpointing(enabled: bool) -> dict:
     return checkpointing_arguments(enabled)
 
 
-def _reset_memory() -> None:
-    import gc
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_memory() -> float | None:
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-
-
-def deita_sft(model_dir: Path, data: Path, args: argparse.Namespace, out: Path) -> dict:
+def deita_sft(model_dir: Path, data: Path, args: argparse.Namespace, out: Path, liger: bool | None,
+              compile: bool | None) -> dict:
     """`deita train sft` as the command runs it (run_sft), for --steps optimizer steps."""
-    config = SFTConfig(model=str(model_dir), max_length=args.max_length, max_steps=args.steps,
-                       per_device_batch=args.batch, grad_accum=1, save_steps=10**6, compile=args.compile,
-                       liger=args.liger, gradient_checkpointing=args.gradient_checkpointing)
-    _reset_memory()
-    summary = run_sft(data, out, config, RunOptions(quiet=True))
+    config = SFTConfig(model=str(model_dir), max_length=args.max_length, max_steps=args.steps + args.profile_steps,
+                       per_device_batch=args.batch, grad_accum=1, save_steps=10**6, attention=args.attention,
+                       gradient_checkpointing=args.gradient_checkpointing, liger=liger, compile=compile)
+    profile = KernelProfile(after=args.steps, steps=args.profile_steps)
+    release_memory()
+    summary = run_sft(data, out, config, RunOptions(quiet=True), callbacks=[profile.callback()])
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    timed = rows[args.warmup - 1:] if args.warmup > 0 else rows
+    timed = [row for row in rows if max(args.warmup, 1) <= row["step"] <= args.steps]
     seconds = timed[-1]["seconds"] - timed[0]["seconds"]
     tokens = timed[-1]["tokens"] - timed[0]["tokens"]
-    return {"real_tokens_per_s": tokens / seconds, "peak_memory_gib": _peak_memory(), "rows": summary.rows,
-            "conversations": summary.examples, "resolved": summary.resolved}
+    figures = {"real_tokens_per_s": tokens / seconds, "peak_memory_gib": peak_memory_gib(), "rows": summary.rows,
+               "conversations": summary.examples, "resolved": summary.resolved, "first_loss": summary.first_loss,
+               "last_loss": summary.last_loss, "profile": profile.figures}
+    release_memory()
+    return figures
+
+
+RUNS = ("old_recipe", *(f"deita_sft{suffix}" for suffix, _ in FALLBACKS))
+
+
+def add_mfu(figures: dict, peak: dict | None) -> None:
+    for name in RUNS:
+        run = figures.get(name)
+        if run and "real_tokens_per_s" in run:
+            run.update(mfu(figures["flop_parameters"], run["real_tokens_per_s"], peak))
+
+
+def summary_lines(figures: dict) -> list[str]:
+    old = figures["old_recipe"]
+    lines = []
+    for name in RUNS[1:]:
+        new = figures.get(name, {})
+        if "real_tokens_per_s" not in new or "real_tokens_per_s" not in old:
+            continue
+        ratio = new["real_tokens_per_s"] / old["real_tokens_per_s"]
+        figures[f"ratio_real_tokens_per_s{name.removeprefix('deita_sft')}"] = ratio
+        lines.append(f"real tokens/s: {name} {new['real_tokens_per_s']:,.0f} vs old recipe "
+                     f"{old['real_tokens_per_s']:,.0f} = {ratio:.2f}× (old recipe padding {old['padding_share']:.0%})")
+        if "mfu_of_datasheet_peak" in new:
+            sustained = (f", {new['mfu_of_sustained_matmul']:.1%} of the sustained matmul rate"
+                         if "mfu_of_sustained_matmul" in new else "")
+            lines.append(f"MFU {name}: {new['mfu_of_datasheet_peak']:.1%} of 989 TFLOP/s{sustained} (old recipe "
+                         f"{old['mfu_of_datasheet_peak']:.1%}); peak memory {new['peak_memory_gib']:.1f} vs "
+                         f"{old['peak_memory_gib']:.1f} GiB")
+    return lines
 
 
 def main() -> None:
     args = arguments()
     device = "cpu" if args.tiny else "cuda"
-    peak = matmul_peak_tflops(args.peak_seconds) if device == "cuda" else None  # first, on a cool card
+    peak = load_peak(args.peak_json)
+    if peak is None and device == "cuda":
+        peak = matmul_peak_tflops(args.peak_seconds)  # first, on a cool card
+    figures: dict = {"benchmark": "train", "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                     "steps": args.steps, "warmup_steps_left_out": args.warmup, "rows_per_micro_batch": args.batch,
+                     "max_length": args.max_length, "tokens_per_micro_batch": args.batch * args.max_length,
+                     "gradient_checkpointing": args.gradient_checkpointing, "attention": args.attention,
+                     "matmul_peak_tflops": peak}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model_dir = save_random_causal_lm(folder / "model", "tiny-llama" if args.tiny else "llama-1b")
+        model_dir = args.model or save_random_causal_lm(folder / "model", "tiny-llama" if args.tiny else "llama-1b")
         data = conversations(args.data, args.n, folder)
-        old = old_recipe(model_dir, data, args, device, folder / "old")
-        new = deita_sft(model_dir, data, args, folder / "deita")
-    figures = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "steps": args.steps,
-               "warmup_steps_left_out": args.warmup, "rows_per_micro_batch": args.batch, "max_length": args.max_length,
-               "tokens_per_micro_batch": args.batch * args.max_length, "gradient_checkpointing": args.gradient_checkpointing,
-               "parameters": old["parameters"], "old_recipe": old, "deita_sft": new,
-               "ratio_real_tokens_per_s": new["real_tokens_per_s"] / old["real_tokens_per_s"]}
-    if peak is not None:
-        figures["matmul_peak_tflops"] = peak
-        for run in (old, new):
-            run["mfu_of_sustained_peak"] = 6 * old["parameters"] * run["real_tokens_per_s"] / (peak["sustained"] * 1e12)
-    print(json.dumps({"benchmark": "train", **figures}, indent=2))
-    print(f"\nreal tokens/s: deita sft {new['real_tokens_per_s']:,.0f} vs old recipe {old['real_tokens_per_s']:,.0f} "
-          f"= {figures['ratio_real_tokens_per_s']:.2f}× (old recipe padding {old['padding_share']:.0%})")
-    if peak is not None:
-        print(f"MFU (6·N·tokens/s ÷ sustained {peak['sustained']:.0f} TFLOP/s): deita {new['mfu_of_sustained_peak']:.1%}"
-              f", old recipe {old['mfu_of_sustained_peak']:.1%}; peak memory {new['peak_memory_gib']:.1f} vs "
-              f"{old['peak_memory_gib']:.1f} GiB")
+        figures["model"] = str(args.model) if args.model else "tiny-llama" if args.tiny else "llama-1b"
+        figures.update(parameter_counts(model_dir))
+        figures["old_recipe"] = attempt("old recipe", lambda: old_recipe(model_dir, data, args, device, folder / "old"))
+        add_mfu(figures, peak)
+        write_json(args.json, figures)
+
+        def deita(**settings) -> dict:
+            return deita_sft(model_dir, data, args, Path(tempfile.mkdtemp(prefix="deita", dir=folder)), **settings)
+
+        figures.update(with_fallbacks("deita_sft", deita, args.liger, args.compile, args.fallback))
+    add_mfu(figures, peak)
+    lines = summary_lines(figures)
+    write_json(args.json, figures)
+    print(json.dumps(figures, indent=2))
+    print("\n" + "\n".join(lines))
     if args.tiny:
-        print("CPU check only: TRL's fused LM head has no CPU kernel and scores the whole 32K vocabulary in torch, "
+        print("CPU check only: TRL's fused LM head has no CPU kernel and scores the whole vocabulary in torch, "
               "so the ratio says nothing about a GPU")
-    if args.json:
-        args.json.write_text(json.dumps({"benchmark": "train", **figures}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
