@@ -12,7 +12,7 @@ from deita.runtime.devices import resolve_device
 from deita.selection._torch import check_embeddings, exact_float32, normalized_block
 from deita.selection.deita import validate_size
 
-STRATEGIES: tuple[str, ...] = ("deita", "random", "score", "length", "kcenter")
+STRATEGIES: tuple[str, ...] = ("deita", "random", "score", "length", "kcenter", "ifd")
 
 _CACHE_BYTES = 2 * 2**30  # keep normalized embeddings on the device when they fit in this
 
