@@ -23,8 +23,8 @@ DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
 
 QUESTIONS = [
     ("What is the capital of France?", "The capital of France is Paris."),
-    ("How do plants make food?", "Plants make food through photosynthesis: they use sunlight, water and carbon "
-                                 "dioxide to produce sugar and oxygen."),
+    ("How do plants make food?", ("Plants make food through photosynthesis: they use sunlight, water and carbon "
+                                  "dioxide to produce sugar and oxygen.")),
     ("Translate 'good morning' into Spanish.", "'Good morning' in Spanish is 'buenos días'."),
     ("What is 12 times 12?", "12 times 12 is 144."),
 ]
@@ -50,7 +50,8 @@ def test_good_answers_have_lower_ifd_than_shuffled_or_mismatched(tmp_path):
     pool = write_jsonl(tmp_path / "pool.jsonl", records)
     args = ["score", pool, "-o", tmp_path / "ifd.jsonl", "--type", "ifd", "--model", smollm2_gguf(), "--device", "cpu",
             "--quiet"]
-    result = subprocess.run([DEITA, *map(str, args)], capture_output=True, text=True, env=dict(os.environ))
+    result = subprocess.run([DEITA, *map(str, args)], capture_output=True, text=True, env=dict(os.environ),
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert "scored 12 turns of 12 records into 'ifd_scores'" in result.stdout
     ifd = {row["id"]: row["ifd_scores"][0] for row in map(json.loads, (tmp_path / "ifd.jsonl").read_text().splitlines())}

@@ -220,12 +220,14 @@ def mean_nll_head(model: torch.nn.Module, chunk_bytes: int = LOGIT_CHUNK_BYTES) 
 
     def head(states: torch.Tensor, targets: torch.Tensor, owners: torch.Tensor, rows: int) -> torch.Tensor:
         total = torch.zeros(rows, dtype=torch.float32, device=states.device)
+        count = torch.zeros(rows, dtype=torch.float32, device=states.device).index_add_(
+            0, owners, torch.ones_like(owners, dtype=torch.float32))  # bincount would wait for the GPU
         for lo in range(0, states.shape[0], chunk):
             logits = lm_head(states[lo : lo + chunk]).float()
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
             picked = logits.gather(1, targets[lo : lo + chunk, None])[:, 0]
             total.index_add_(0, owners[lo : lo + chunk], torch.logsumexp(logits, dim=-1) - picked)
-        return total / torch.bincount(owners, minlength=rows)
+        return total / count
 
     return head
