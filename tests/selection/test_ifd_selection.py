@@ -112,3 +112,21 @@ def test_sort_key_does_not_apply(tmp_path):
     data, emb = write_pool(tmp_path, [[0.5]], np.ones((1, 4), dtype=np.float32))
     with pytest.raises(DeitaError, match="--sort-key does not apply to --strategy ifd"):
         filter_file(data, tmp_path / "out.jsonl", FilterConfig(strategy="ifd", sort_key=("x",), device="cpu"), emb)
+
+
+def test_report_of_an_ifd_selection(tmp_path):
+    """`deita report` ranks an ifd selection as the filter did: records with no turn below --max-ifd (a null
+    turn, or every turn at 1 or above) have no score and never enter the threshold curve's walk."""
+    from deita.report.run import ReportConfig, report_file
+
+    per_record, embeddings = random_pool(40, seed=3)
+    data, emb = write_pool(tmp_path, per_record, embeddings)
+    stats_path = tmp_path / "stats.json"
+    filter_file(data, tmp_path / "out.jsonl", FilterConfig(strategy="ifd", size=8, device="cpu"), emb,
+                stats_path=stats_path)
+    html = tmp_path / "report.html"
+    report_file(tmp_path / "out.jsonl", data, html, emb, config=ReportConfig(),
+                stats=json.loads(stats_path.read_text()))
+    text = html.read_text()
+    assert "ranked by ifd_scores" in text and '<th class="n">examined</th>' in text  # the threshold curve's table
+    assert "score nan" not in text.lower()  # no unscored record among the best, worst or just below the cut
