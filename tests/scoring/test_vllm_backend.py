@@ -47,3 +47,18 @@ def test_vllm_scores_equal_hf(tiny_llama, vllm_backend, score_type):
     expected = expected_scores(hf.digit_logprobs(prompts))
     np.testing.assert_allclose(expected_scores(got), expected, atol=0.1)  # vLLM runs in bf16
     assert np.corrcoef(expected_scores(got), expected)[0, 1] > 0.9
+
+
+def test_vllm_span_nll_equals_hf(tiny_llama, vllm_backend):
+    """IFD on vLLM reads its prompt log-probs; the same engine serves digits and IFD (the module's one engine)."""
+    from deita.scoring.ifd import IFDRequest, ifd_requests
+
+    hf = HFBackend(ScorerSpec(str(tiny_llama), device="cpu", batch_tokens=4096, digits=False))  # fp32 reference
+    requests = [r for r in ifd_requests(hf.tokenizer, TURNS, MAX_LENGTH) if isinstance(r, IFDRequest)]
+    assert any(r.instruction_cut for r in requests) and len(requests) == len(TURNS) - 1  # one empty response
+    spans = [r.conditioned for r in requests] + [r.plain for r in requests]
+    got, expected = vllm_backend.span_nll(spans), hf.span_nll(spans)
+    np.testing.assert_allclose(got, expected, rtol=0.05)  # vLLM runs in bf16
+    half = len(requests)
+    ifd_got, ifd_expected = np.exp(got[:half] - got[half:]), np.exp(expected[:half] - expected[half:])
+    assert np.corrcoef(ifd_got, ifd_expected)[0, 1] > 0.9

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 from deita.data.io import iter_records
 from deita.data.records import Record
 from deita.errors import DeitaError
+from deita.selection.ifd import IFD_KEY, ifd_record_scores
 from deita.selection.scores import record_score
 
 ADDED_FIELDS = ("complexity_scores", "quality_scores", "instruction_lengths", "response_lengths", "deita")
@@ -84,10 +86,20 @@ def _field_mean(values: Any) -> float:
         return float("nan")
 
 
+def _record_score(raw: dict, sort_key: tuple[str, ...], max_ifd: float, where: str) -> float:
+    if sort_key == (IFD_KEY,):
+        scores, selectable = ifd_record_scores([raw[IFD_KEY]], max_ifd, [where])
+        return float(scores[0]) if selectable[0] else float("nan")
+    return record_score([raw[k] for k in sort_key], sort_key, where)
+
+
 def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record], keys: list[bytes],
                  sort_key: tuple[str, ...], wanted: set[int], n_examined: int,
-                 source_field: str | None) -> PoolFacts:
-    """Read the pool once; match every selected record to its pool index (an error names the first missing)."""
+                 source_field: str | None, max_ifd: float = 1.0) -> PoolFacts:
+    """Read the pool once; match every selected record to its pool index (an error names the first missing).
+
+    A selection ranked by `ifd_scores` scores each record by the mean IFD of its turns below `max_ifd`; a record
+    without such a turn has no score (NaN) and is no candidate."""
     where_selected: dict[bytes, list[int]] = {}
     for rank, key in enumerate(keys):
         where_selected.setdefault(key, []).append(rank)
@@ -110,7 +122,7 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
         score = float("nan")
         if scored:
             if all(k in raw for k in sort_key):
-                score = record_score([raw[k] for k in sort_key], sort_key, f"{pool_path}, {record.location}")
+                score = _record_score(raw, sort_key, max_ifd, f"{pool_path}, {record.location}")
             else:
                 scored = False
         scores.append(score)
@@ -120,6 +132,8 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
             if isinstance(field_values, list):
                 counts = values[name]
                 for value in field_values:
+                    if value is None:  # a turn without a score (IFD of an unanswered turn)
+                        continue
                     if value != value:
                         nans[name] += 1
                     else:
@@ -133,7 +147,7 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
             sources.append(source_ids.setdefault(name, len(source_ids)))
         if position in wanted:
             kept[position] = record
-        if heap_size and scored:
+        if heap_size and scored and not math.isnan(score):
             item = (score, -position, record)
             if len(heap) < heap_size:
                 heapq.heappush(heap, item)

@@ -22,6 +22,7 @@ from deita.errors import DeitaError
 from deita.report import collect, figures
 from deita.report.config import ReportConfig
 from deita.selection.embeddings import open_embeddings
+from deita.selection.ifd import IFD_KEY
 from deita.selection.scores import resolve_sort_key
 
 THRESHOLDS = tuple(round(0.80 + 0.025 * i, 3) for i in range(7))
@@ -65,8 +66,10 @@ def _curve(scores: np.ndarray, embeddings: np.ndarray, size: int) -> list[tuple[
     target = len(scores) if size == -1 else min(size, len(scores))
     cap = min(len(scores), max(CURVE_CAP * target, 1000))
     points = []
+    scored = np.isfinite(scores)  # records without a score (ifd: no turn below --max-ifd) are never candidates
     for tau in THRESHOLDS:
-        result = deita_filter(scores, embeddings, target, tau, max_examined=cap, device="cpu")
+        result = deita_filter(np.where(scored, scores, 0.0), embeddings, target, tau, max_examined=cap, device="cpu",
+                              selectable=scored)
         points.append((tau, result.n_examined, len(result.indices) >= target))
     return points
 
@@ -115,7 +118,8 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     n_examined = int(stats.get("n_examined", len(selection)))
     source_field = collect.detect_source_field(first, config.source_field)
     facts = collect.collect_pool(pool_path, selected_path, selection, keys, sort_key,
-                                 {int(row["index"]) for row in evidence_rows}, n_examined, source_field)
+                                 {int(row["index"]) for row in evidence_rows}, n_examined, source_field,
+                                 float(stats.get("max_ifd") or 1.0))
     sel = facts.selected_index
     by_pool_index = {int(index): record for index, record in zip(sel, selection, strict=True)}
     funnel_counts = dict(stats.get("funnel") or {})
@@ -133,8 +137,9 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     distributions = []
     scores = facts.scores
     if scores is not None:
-        distributions.append(figures.distribution(f"final score ({' × '.join(sort_key)}, Σ over turns)", scores,
-                                                  scores[sel]))
+        title = f"final score ({' × '.join(sort_key)}, Σ over turns)" if sort_key != (IFD_KEY,) else \
+            f"mean IFD of the turns below {stats.get('max_ifd', 1.0)}"
+        distributions.append(figures.distribution(title, scores, scores[sel]))
     for name, means in facts.field_means.items():
         if np.isfinite(means).any():
             distributions.append(figures.distribution(f"{name} (mean per record)", means, means[sel]))

@@ -1,5 +1,6 @@
 """Can the models of a run be had? Checked before any stage runs, so a run without network fails in
-seconds with a way out, instead of after hub retries or hours of scoring."""
+seconds with a way out, instead of after hub retries or hours of scoring. And where `from_pretrained` finds
+a model given as a folder or a GGUF file."""
 
 from __future__ import annotations
 
@@ -61,3 +62,36 @@ def check_models_reachable(models: Iterable[tuple[str, str]], way_out: str, time
                              f"`huggingface-cli login`). {way_out}")
         if response.status_code == 404:
             raise DeitaError(f"{where}, and the hub has no such model (HTTP 404). {way_out}")
+
+
+def pretrained_location(model: str) -> tuple[str, dict[str, str]]:
+    """Where `from_pretrained` looks for `model`, and the `gguf_file` argument when it is a GGUF model.
+
+    `model` is a hub id, a model folder, a `.gguf` file (`--model path/to/model.gguf`), or a folder that holds
+    exactly one `.gguf` file and no `config.json` (such as the folder of a package that ships one). transformers
+    dequantises a GGUF model on load, which needs the `gguf` package.
+    """
+    path = Path(model)
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), {"gguf_file": path.name}
+    if not path.is_dir() or (path / "config.json").exists():
+        return model, {}
+    ggufs = sorted(p.name for p in path.glob("*.gguf"))
+    if len(ggufs) > 1:
+        raise DeitaError(f"{model} holds {len(ggufs)} .gguf files ({', '.join(ggufs)}); pass the one to load, "
+                         f"e.g. --model {path / ggufs[0]}")
+    if not ggufs:
+        return model, {}
+    return model, {"gguf_file": ggufs[0]}
+
+
+GGUF_HINT = "loading a .gguf model needs the gguf package: pip install gguf (or pip install -e '.[ifd]')"
+
+
+def gguf_missing(extra: dict[str, str]) -> bool:
+    """Whether a GGUF model is asked for and the gguf package is absent (transformers then raises ImportError)."""
+    if "gguf_file" not in extra:
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("gguf") is None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deita.data.io import RejectsWriter, rejects_path_for
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary, cache_root, run_stage
 from deita.runtime.sinks import RecordSink
+from deita.scoring.ifd import IFD_FIELD
 from deita.scoring.scorer import ScoreConfig, ScoreStage
 from deita.scoring.templates import SCORE_FIELDS
 
@@ -26,13 +29,26 @@ class ScoreReport:
             f"scored {s.requests:,} turns of {s.records:,} records into '{self.field}' → {self.output}",
             f"throughput {rate:,.1f} turns/s over {s.seconds:,.1f} s"
             + (f" ({s.resumed_shards} of {s.shards} shards resumed from cache)" if s.resumed_shards else ""),
-            f"truncated to fit the scorer's context: {s.counters.get('truncated', 0):,} turns",
         ]
+        if self.field == IFD_FIELD:
+            return lines + self.ifd_lines()
+        lines.append(f"truncated to fit the scorer's context: {s.counters.get('truncated', 0):,} turns")
         if s.counters.get("renormalised"):
             lines.append(f"scores renormalised over the digits the server returned: {s.counters['renormalised']:,} turns")
-        if s.rejected:
-            lines.append(f"rejected {s.rejected:,} records → {s.rejects}")
-        return lines
+        return lines + self.rejected_lines()
+
+    def ifd_lines(self) -> list[str]:
+        counters = self.summary.counters
+        empty, short = counters.get("empty_responses", 0), counters.get("too_short", 0)
+        truncated = (f"truncated to fit --max-length: {counters.get('truncated', 0):,} turns lost the start of their "
+                     f"instruction, {counters.get('responses_cut', 0):,} of them also the end of their response")
+        nulls = f"ifd null (no score): {empty + short:,} turns, {empty:,} with an empty response"
+        nulls += f", {short:,} with a one-token response and no token before it" if short else ""
+        return [truncated, nulls, *self.rejected_lines()]
+
+    def rejected_lines(self) -> list[str]:
+        s = self.summary
+        return [f"rejected {s.rejected:,} records → {s.rejects}"] if s.rejected else []
 
 
 def score_file(input_path: str | Path, output_path: str | Path, config: ScoreConfig,
@@ -42,10 +58,16 @@ def score_file(input_path: str | Path, output_path: str | Path, config: ScoreCon
     `rejects`: where bad records go; without one the first bad record stops the run.
     """
     output_path = Path(output_path)
-    field = SCORE_FIELDS[config.type]
-    sink = RecordSink(output_path, lambda rows: {field: [float(s) for s in rows]})
+    field = IFD_FIELD if config.type == "ifd" else SCORE_FIELDS[config.type]
+    sink = RecordSink(output_path, lambda rows: {field: turn_values(rows, nullable=config.type == "ifd")})
     summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
                         rejects=rejects, description=f"scoring {config.type}",
                         rejects_hint=rejects_path_for(output_path))
     return ScoreReport(summary, output_path, field)
 
+
+
+def turn_values(rows: Any, nullable: bool) -> list[float | None]:
+    """Per-turn scores as JSON values; only a nullable field (IFD) turns NaN, a turn with no score, into null."""
+    values = [float(v) for v in rows]
+    return [None if math.isnan(v) else v for v in values] if nullable else values

@@ -13,6 +13,7 @@ from deita.runtime.shards import file_identity
 from deita.runtime.stage import WorkResult, check_text
 from deita.scoring.backends.base import ScoringBackend
 from deita.scoring.config import ScoreConfig
+from deita.scoring.ifd import IFD_DEFINITION, IFDWorker
 from deita.scoring.prompts import build_prompts
 from deita.scoring.templates import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
 
@@ -79,7 +80,7 @@ class ScoreWorker:
 
 
 class ScoreStage:
-    """Scoring as a runtime stage: one request per turn."""
+    """Scoring as a runtime stage: one request per turn (Deita digit scores, or IFD)."""
 
     def __init__(self, config: ScoreConfig) -> None:
         self.config = config
@@ -88,6 +89,10 @@ class ScoreStage:
     def fingerprint(self) -> dict[str, Any]:
         config = self.config
         backend = backend_class(config.backend)
+        if config.type == "ifd":
+            return {"stage": "score", "type": "ifd", "model": file_identity(config.resolved_model()),
+                    "definition": IFD_DEFINITION, "backend": config.backend, "dtype": config.dtype,
+                    "max_length": config.max_length, "options": backend.fingerprint(config.backend_options())}
         return {
             "stage": "score", "type": config.type, "model": file_identity(config.resolved_model()),
             "template": COMPLEXITY_TEMPLATE if config.type == "complexity" else QUALITY_TEMPLATE,
@@ -98,9 +103,11 @@ class ScoreStage:
     def requests(self, record: Record) -> list[Turn]:
         for number, turn in enumerate(record.turns, 1):
             check_text(turn.instruction, f"turn {number}'s instruction")
-            if self.config.type == "quality":
+            if self.config.type != "complexity":
                 check_text(turn.response, f"turn {number}'s response")
         return list(record.turns)
 
-    def load_worker(self) -> ScoreWorker:
+    def load_worker(self) -> ScoreWorker | IFDWorker:
+        if self.config.type == "ifd":
+            return IFDWorker(load_backend(self.config), self.config.max_length)
         return ScoreWorker(self.config)

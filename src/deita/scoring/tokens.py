@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deita.errors import DeitaError
+from deita.runtime.models import GGUF_HINT, gguf_missing, pretrained_location
 from deita.scoring.templates import render
 
 DIGITS = ("1", "2", "3", "4", "5", "6")
@@ -47,8 +48,11 @@ def load_tokenizer(model: str):
     """A scorer's tokenizer alone (prompt truncation and digit ids need it), as a DeitaError if it cannot load."""
     from transformers import AutoTokenizer
 
+    location, extra = pretrained_location(model)
+    if gguf_missing(extra):
+        raise DeitaError(f"{model}: {GGUF_HINT}")
     try:
-        return AutoTokenizer.from_pretrained(model)
+        return AutoTokenizer.from_pretrained(location, **extra)
     except OSError as err:
         where = "directory" if Path(model).exists() else "model id (no network? pass a local directory)"
         raise DeitaError(f"cannot load the scorer's tokenizer from {where} '{model}': {err}") from err

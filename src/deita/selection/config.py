@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from deita.config import option
 from deita.runtime.devices import DEVICE_HELP
 
-STRATEGIES: tuple[str, ...] = ("deita", "random", "score", "length", "kcenter")
+STRATEGIES: tuple[str, ...] = ("deita", "random", "score", "length", "kcenter", "ifd")
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,13 @@ class FilterConfig:
     sort_key: tuple[str, ...] | None = option(
         None, "Comma-separated per-turn score fields; Σ over turns of their product ranks the pool (default: "
         "complexity_scores,quality_scores, or the length fields an offline run wrote).")
-    strategy: str = option("deita", "deita (score-first diversity filter), random, score, length or kcenter.",
-                           choices=STRATEGIES)
+    strategy: str = option("deita", "deita (score-first diversity filter), random, score, length, kcenter, or ifd "
+                           "(mean IFD of the turns below --max-ifd, highest first, with the same diversity filter; "
+                           "needs ifd_scores from `deita score --type ifd`).", choices=STRATEGIES)
     device: str = option("auto", DEVICE_HELP)
     block_size: int = option(1024, "Candidates compared per matrix product (does not change the result).", min=1)
     seed: int = option(42, "Seed for random and kcenter.", min=0)
+    max_ifd: float = option(1.0, "ifd: leave out turns whose IFD is at or above this (at 1 the instruction does not "
+                            "help predict the response); a record with no turn left is not selectable.", min=0.0)
     annotate: bool = option(False, "Add a `deita` field to each selected record: its rank, final score and "
                             "nearest selected neighbour with the similarity.")

@@ -91,15 +91,22 @@ def deita_filter(
     device: str = "cpu",
     progress: Progress | None = None,
     max_examined: int | None = None,
+    selectable: np.ndarray | None = None,
 ) -> SelectionResult:
     """Select up to `size` samples (-1: walk the whole pool) by score, skipping near-duplicates.
 
     `embeddings` may be a read-only float16/float32 memmap larger than RAM: only the rows examined are
     read, block by block. `max_examined` stops the walk after that many candidates (for what-if curves).
+    `selectable` (a boolean mask over the pool) leaves the other records out of the walk altogether.
     Errors are DeitaError naming the offending row.
     """
     start = time.perf_counter()
     order = _validated_order(scores, embeddings, size, threshold, block_size)
+    if selectable is not None:
+        selectable = np.asarray(selectable, dtype=bool)
+        if selectable.shape != (len(order),):
+            raise DeitaError(f"a selectable mask of shape {selectable.shape} for {len(order)} records")
+        order = order[selectable[order]]
     if max_examined is not None:
         order = order[:max_examined]
     dev = resolve_device(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,8 @@ from deita.selection.baselines import kcenter_select, length_select, random_sele
 from deita.selection.config import FilterConfig
 from deita.selection.deita import SelectionResult, deita_filter
 from deita.selection.embeddings import open_embeddings
+from deita.selection.ifd import IFD_KEY, ifd_record_scores
 from deita.selection.scores import final_scores, resolve_sort_key
-
-NEEDS_EMBEDDINGS = ("deita", "kcenter")
-NEEDS_SCORES = ("deita", "score")
 
 
 @dataclass
@@ -34,11 +33,14 @@ class FilterReport:
     sort_key: tuple[str, ...]
     output: Path
     result: SelectionResult | None = None
+    n_unselectable: int = 0
+    """Records the strategy could not select (ifd: no turn below --max-ifd)."""
+    max_ifd: float | None = None
 
     @property
     def n_near_duplicates(self) -> int:
-        """Candidates skipped as too similar to an accepted one (deita strategy)."""
-        return self.n_examined - self.n_selected if self.strategy == "deita" else 0
+        """Candidates skipped as too similar to an accepted one (the strategies that walk: deita, ifd)."""
+        return self.n_examined - self.n_selected if self.strategy in ("deita", "ifd") else 0
 
     def stats(self) -> dict:
         """The statistics JSON: counts, and provenance by pool index (positions in the filter's input)."""
@@ -46,6 +48,8 @@ class FilterReport:
                  "n_near_duplicates": self.n_near_duplicates, "threshold": self.threshold,
                  "strategy": self.strategy, "seconds": self.seconds, "sort_key": list(self.sort_key),
                  "output": str(self.output)}
+        if self.strategy == "ifd":
+            stats.update(max_ifd=self.max_ifd, n_unselectable=self.n_unselectable)
         if self.result is not None:
             stats["selected"] = self.result.indices.tolist()
             stats["skipped"] = [{"index": int(i), "duplicate_of": int(j), "similarity": round(float(v), 6)}
@@ -60,6 +64,10 @@ class FilterReport:
                     f"threshold {self.threshold}, ranked by {' × '.join(self.sort_key)}")
         elif self.strategy == "score":
             how += f", ranked by {' × '.join(self.sort_key)}"
+        elif self.strategy == "ifd":
+            how += (f": examined {self.n_examined:,}, skipped {self.n_near_duplicates:,} as near-duplicates at "
+                    f"threshold {self.threshold}, ranked by the mean IFD of the turns below {self.max_ifd}; "
+                    f"{self.n_unselectable:,} records have no such turn and were not selectable")
         return [f"selected {self.n_selected:,} of {self.n_pool:,} records ({how}) in {self.seconds:.3f} s "
                 f"→ {self.output}"]
 
@@ -70,7 +78,9 @@ class Pool:
 
     size: int
     scores: np.ndarray | None
-    """Final scores (strategies that use them)."""
+    """Final scores (strategies that use them; ifd: mean IFD of the kept turns)."""
+    selectable: np.ndarray | None
+    """Which records the strategy may pick (ifd); None: all."""
     lengths: np.ndarray | None
     """Response lengths (strategy `length`)."""
     sort_key: tuple[str, ...]
@@ -86,32 +96,37 @@ def _identity(path: Path) -> tuple[int, int]:
 
 
 def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
-    """Pool size, final scores (if the strategy uses them), response lengths (for `length`), the sort key,
+    """Pool size, the column the strategy ranks by (final scores, mean IFD or response lengths), the sort key,
     and, for JSONL, where each record lies in the file."""
     identity = _identity(path)
-    sort_key: tuple[str, ...] = config.sort_key or ()
-    lists: list[list] = []
+    reads = STRATEGY_TABLE[config.strategy].reads
+    sort_key: tuple[str, ...] = (IFD_KEY,) if reads == "ifd" else config.sort_key or ()
+    lists: list[list] = [[] for _ in sort_key]
     locations: list[str] = []
     lengths: list[int] = []
     spans: list[tuple[int, int]] = []
     count = 0
     stats = ReadStats()
     for record in iter_records(path, fmt=fmt, stats=stats):
-        if count == 0:
+        if count == 0 and reads != "ifd":
             sort_key = resolve_sort_key(config.sort_key, record.raw)
             lists = [[] for _ in sort_key]
         count += 1
         if stats.file_type == "jsonl":
             spans.append((stats.record_start, stats.bytes_read))
-        if config.strategy in NEEDS_SCORES:
+        if reads in ("scores", "ifd"):
             for key, column in zip(sort_key, lists, strict=True):
                 column.append(record.raw.get(key))
             locations.append(record.location)
-        elif config.strategy == "length":
+        elif reads == "lengths":
             lengths.append(sum(len(t.response) for t in record.turns))
     locations = [f"{path}, {location}" for location in locations]
-    scores = final_scores(lists, sort_key, locations) if config.strategy in NEEDS_SCORES and count else None
-    return Pool(count, scores, np.asarray(lengths, dtype=np.float64) if config.strategy == "length" else None,
+    scores = selectable = None
+    if reads == "scores" and count:
+        scores = final_scores(lists, sort_key, locations)
+    elif reads == "ifd":
+        scores, selectable = ifd_record_scores(lists[0], config.max_ifd, locations)
+    return Pool(count, scores, selectable, np.asarray(lengths, dtype=np.float64) if reads == "lengths" else None,
                 sort_key, spans if stats.file_type == "jsonl" else None, identity)
 
 
@@ -133,22 +148,53 @@ def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None
 
 
 def select_indices(config: FilterConfig, n_pool: int, scores: np.ndarray | None, lengths: np.ndarray | None,
-                   embeddings: np.ndarray | None) -> SelectionResult:
+                   embeddings: np.ndarray | None, selectable: np.ndarray | None = None) -> SelectionResult:
     """Run the configured strategy: indices in selection order, candidates examined, seconds, provenance."""
-    device = str(resolve_device(config.device))
-    if config.strategy == "deita":
-        return deita_filter(scores, embeddings, config.size, config.threshold, config.block_size, device)
+    columns = Columns(n_pool, scores, lengths, embeddings, selectable)
     start = time.perf_counter()
-    if config.strategy == "random":
-        indices = random_select(n_pool, config.size, config.seed)
-    elif config.strategy == "score":
-        indices = score_select(scores, config.size)
-    elif config.strategy == "length":
-        indices = length_select(lengths, config.size)
-    else:
-        indices = kcenter_select(embeddings, config.size, config.seed, device, config.block_size)
-    examined = n_pool if config.strategy == "kcenter" else len(indices)
-    return SelectionResult(indices, examined, time.perf_counter() - start)
+    picked = STRATEGY_TABLE[config.strategy].select(config, columns, str(resolve_device(config.device)))
+    if isinstance(picked, SelectionResult):
+        return picked
+    examined = n_pool if config.strategy == "kcenter" else len(picked)
+    return SelectionResult(picked, examined, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What a strategy selects from: per-record arrays read from the pool, and the embeddings."""
+
+    n_pool: int
+    scores: np.ndarray | None = None
+    lengths: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+    selectable: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A selection strategy: what it reads from the pool, and how it picks (indices in selection order)."""
+
+    select: Callable[[FilterConfig, Columns, str], np.ndarray | SelectionResult]
+    reads: str | None
+    """The per-record column it ranks by: "scores" (final scores), "ifd", "lengths", or None."""
+    needs_embeddings: bool
+
+
+def _walk(config: FilterConfig, columns: Columns, device: str) -> SelectionResult:
+    return deita_filter(columns.scores, columns.embeddings, config.size, config.threshold, config.block_size, device,
+                        selectable=columns.selectable)
+
+
+STRATEGY_TABLE: dict[str, Strategy] = {
+    "deita": Strategy(_walk, "scores", True),
+    "ifd": Strategy(_walk, "ifd", True),
+    "random": Strategy(lambda config, c, _: random_select(c.n_pool, config.size, config.seed), None, False),
+    "score": Strategy(lambda config, c, _: score_select(c.scores, config.size), "scores", False),
+    "length": Strategy(lambda config, c, _: length_select(c.lengths, config.size), "lengths", False),
+    "kcenter": Strategy(lambda config, c, device: kcenter_select(c.embeddings, config.size, config.seed, device,
+                                                                config.block_size), None, True),
+}
+"""Strategy name → implementation (`STRATEGIES` lists the same names, the choices of --strategy)."""
 
 
 def annotations(result: SelectionResult, scores: np.ndarray | None, embeddings: np.ndarray | None) -> list[dict]:
@@ -193,24 +239,28 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
                 {"--output": output_path, "--stats": stats_path})
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
+    if config.strategy == "ifd" and config.sort_key:
+        raise DeitaError(f"--sort-key does not apply to --strategy ifd, which ranks by {IFD_KEY}")
     pool = _read_pool(input_path, config, fmt)
     n_pool, scores, lengths, sort_key = pool.size, pool.scores, pool.lengths, pool.sort_key
     if n_pool == 0:
         raise DeitaError(f"{input_path}: no records to select from")
     embeddings = None
-    if config.strategy in NEEDS_EMBEDDINGS:
+    if STRATEGY_TABLE[config.strategy].needs_embeddings:
         if embeddings_path is None:
             raise DeitaError(f"--strategy {config.strategy} needs --embeddings EMB.npy (from `deita embed`)")
         embeddings = open_embeddings(embeddings_path, n_pool, input_path)
-    result = select_indices(config, n_pool, scores, lengths, embeddings)
+    result = select_indices(config, n_pool, scores, lengths, embeddings, pool.selectable)
     indices = result.indices
     chosen = _chosen_records(input_path, pool, indices, fmt)
     notes = annotations(result, scores, embeddings) if config.annotate else None
     with RecordWriter(output_path) as writer:
         for rank, raw in enumerate(chosen):
             writer.write({**raw, "deita": notes[rank]} if notes is not None else raw)
+    unselectable = int((~pool.selectable).sum()) if pool.selectable is not None else 0
     report = FilterReport(n_pool, len(indices), result.n_examined, config.threshold, config.strategy,
-                          result.seconds, sort_key, output_path, result)
+                          result.seconds, sort_key, output_path, result, unselectable,
+                          config.max_ifd if config.strategy == "ifd" else None)
     if stats_path:
         Path(stats_path).write_text(json.dumps(report.stats(), indent=2) + "\n")
     return report

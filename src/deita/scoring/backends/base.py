@@ -1,4 +1,5 @@
-"""What every scoring backend answers: log-probs of the six digit tokens after each prompt."""
+"""What scoring backends answer: log-probs of the six digit tokens after each prompt (the Deita scorers), and,
+where a backend can, the mean log-likelihood of a span of each sequence's tokens (IFD)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ class ScorerSpec:
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     max_length: int = 2048
     score_token_ids: tuple[int, ...] | None = None
+    digits: bool = True
+    """Whether the model answers with a digit (the Deita scorers); False for likelihoods only (IFD), where no
+    digit ids are derived, so any causal LM's tokenizer serves."""
+
+
+@dataclass(frozen=True)
+class TokenSpan:
+    """A token sequence whose tokens from `start` (≥ 1) to the end are scored, each after all before it."""
+
+    token_ids: list[int]
+    start: int
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,10 @@ class ScoringBackend(Protocol):
 
     def digit_logprobs(self, prompts: Sequence[Prompt]) -> np.ndarray:
         """(n, 6) log-probabilities of "1".."6" at the next position; -inf where a backend did not see a digit."""
+        ...
+
+    def span_nll(self, spans: Sequence[TokenSpan]) -> np.ndarray:
+        """(n,) mean negative log-likelihood of each span's scored tokens (backends with prompt log-probs)."""
         ...
 
     @staticmethod

@@ -6,6 +6,9 @@ the digit ids (`allowed_token_ids`) and the engine reports log-probs after that 
 renormalised over themselves, which leaves the expected score unchanged. On an older vLLM without that
 mode the log-probs are the raw ones over the whole vocabulary, so up to --max-logprobs are requested and
 digits outside them are renormalised away (counted) or, with --strict, an error.
+
+IFD (`span_nll`) reads the engine's prompt log-probs (`prompt_logprobs=0`: the log-prob of each prompt token
+itself). vLLM computes those from the raw logits whatever `logprobs_mode` is, so one engine serves both.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from deita.errors import DeitaError
 from deita.scoring.backends.base import (
     BackendCounters,
     ScorerSpec,
+    TokenSpan,
     TopLogprobOptions,
     digits_from_top_logprobs,
 )
@@ -65,7 +69,7 @@ class VLLMBackend:
         vllm = _import_vllm()
         self.scorer, self.options = scorer, options
         self.tokenizer = load_tokenizer(scorer.model)
-        self.score_token_ids = score_token_ids(self.tokenizer, scorer.score_token_ids)
+        self.score_token_ids = score_token_ids(self.tokenizer, scorer.score_token_ids) if scorer.digits else []
         self.counters = BackendCounters()
         processed = _supports_processed_logprobs()
         self.num_logprobs = max(1, min(len(DIGITS), options.max_logprobs) if processed else options.max_logprobs)
@@ -74,7 +78,9 @@ class VLLMBackend:
                         "top-%d; digits outside it are renormalised away", self.num_logprobs)
         self.llm = vllm.LLM(**self._engine_args(processed))
         self.params = vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.num_logprobs,
-                                          allowed_token_ids=list(self.score_token_ids), detokenize=False)
+                                          allowed_token_ids=list(self.score_token_ids), detokenize=False) \
+            if scorer.digits else None
+        self.span_params = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
 
     @staticmethod
     def fingerprint(options: VLLMOptions) -> dict[str, Any]:
@@ -95,6 +101,8 @@ class VLLMBackend:
         """(n, 6) digit log-probs in input order; see `digits_from_top_logprobs` for missing digits."""
         if not prompts:
             return np.empty((0, len(DIGITS)))
+        if self.params is None:
+            raise DeitaError("this backend was loaded for likelihoods only (digits=False)")
         from vllm.inputs import TokensPrompt
 
         inputs = [TokensPrompt(prompt_token_ids=list(p.token_ids)) for p in prompts]
@@ -104,6 +112,31 @@ class VLLMBackend:
                                          f"prompt {i}", self.options.strict)
                 for i, output in enumerate(outputs)]
         return np.asarray(rows, dtype=np.float64).reshape(len(prompts), len(DIGITS))
+
+
+    def span_nll(self, spans: Sequence[TokenSpan]) -> np.ndarray:
+        """(n,) mean NLL of each span's tokens from the engine's prompt log-probs, in input order."""
+        if not spans:
+            return np.empty(0, dtype=np.float64)
+        from vllm.inputs import TokensPrompt
+
+        inputs = [TokensPrompt(prompt_token_ids=list(s.token_ids)) for s in spans]
+        outputs = self.llm.generate(inputs, self.span_params, use_tqdm=False)
+        return np.array([_mean_nll(output, span, i) for i, (output, span) in enumerate(zip(outputs, spans, strict=True))])
+
+
+def _mean_nll(output: Any, span: TokenSpan, index: int) -> float:
+    """Mean of -log p(token) over a span, from one RequestOutput's prompt log-probs (entry t: token t)."""
+    steps = output.prompt_logprobs
+    if steps is None or len(steps) != len(span.token_ids):
+        raise DeitaError(f"sequence {index}: vLLM returned no prompt log-probs for its {len(span.token_ids)} tokens")
+    total = 0.0
+    for position in range(span.start, len(span.token_ids)):
+        step, token = steps[position], span.token_ids[position]
+        if not step or token not in step:
+            raise DeitaError(f"sequence {index}: vLLM returned no log-prob for prompt token {position}")
+        total -= float(step[token].logprob)
+    return total / (len(span.token_ids) - span.start)
 
 
 def _first_step(output: Any, index: int) -> dict[int, float]:
