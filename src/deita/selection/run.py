@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,15 +11,11 @@ import numpy as np
 from deita.data.io import ReadStats, RecordWriter, iter_records, records_at
 from deita.data.paths import check_paths
 from deita.errors import DeitaError
-from deita.runtime.devices import resolve_device
-from deita.selection.baselines import kcenter_select, length_select, random_select, score_select
 from deita.selection.config import FilterConfig
-from deita.selection.deita import SelectionResult, deita_filter
+from deita.selection.deita import SelectionResult
 from deita.selection.embeddings import open_embeddings
 from deita.selection.scores import final_scores, resolve_sort_key
-
-NEEDS_EMBEDDINGS = ("deita", "kcenter")
-NEEDS_SCORES = ("deita", "score")
+from deita.selection.strategies import STRATEGIES, SelectionPool
 
 
 @dataclass
@@ -95,6 +90,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     lengths: list[int] = []
     spans: list[tuple[int, int]] = []
     count = 0
+    strategy = STRATEGIES[config.strategy]
     stats = ReadStats()
     for record in iter_records(path, fmt=fmt, stats=stats):
         if count == 0:
@@ -103,15 +99,15 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
         count += 1
         if stats.file_type == "jsonl":
             spans.append((stats.record_start, stats.bytes_read))
-        if config.strategy in NEEDS_SCORES:
+        if strategy.scores:
             for key, column in zip(sort_key, lists, strict=True):
                 column.append(record.raw.get(key))
             locations.append(record.location)
-        elif config.strategy == "length":
+        if strategy.lengths:
             lengths.append(sum(len(t.response) for t in record.turns))
     locations = [f"{path}, {location}" for location in locations]
-    scores = final_scores(lists, sort_key, locations) if config.strategy in NEEDS_SCORES and count else None
-    return Pool(count, scores, np.asarray(lengths, dtype=np.float64) if config.strategy == "length" else None,
+    scores = final_scores(lists, sort_key, locations) if strategy.scores and count else None
+    return Pool(count, scores, np.asarray(lengths, dtype=np.float64) if strategy.lengths else None,
                 sort_key, spans if stats.file_type == "jsonl" else None, identity)
 
 
@@ -134,21 +130,9 @@ def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None
 
 def select_indices(config: FilterConfig, n_pool: int, scores: np.ndarray | None, lengths: np.ndarray | None,
                    embeddings: np.ndarray | None) -> SelectionResult:
-    """Run the configured strategy: indices in selection order, candidates examined, seconds, provenance."""
-    device = str(resolve_device(config.device))
-    if config.strategy == "deita":
-        return deita_filter(scores, embeddings, config.size, config.threshold, config.block_size, device)
-    start = time.perf_counter()
-    if config.strategy == "random":
-        indices = random_select(n_pool, config.size, config.seed)
-    elif config.strategy == "score":
-        indices = score_select(scores, config.size)
-    elif config.strategy == "length":
-        indices = length_select(lengths, config.size)
-    else:
-        indices = kcenter_select(embeddings, config.size, config.seed, device, config.block_size)
-    examined = n_pool if config.strategy == "kcenter" else len(indices)
-    return SelectionResult(indices, examined, time.perf_counter() - start)
+    """Run the configured strategy (`STRATEGIES`): indices in selection order, candidates examined, seconds,
+    provenance."""
+    return STRATEGIES[config.strategy].select(SelectionPool(n_pool, scores, lengths, embeddings), config)
 
 
 def annotations(result: SelectionResult, scores: np.ndarray | None, embeddings: np.ndarray | None) -> list[dict]:
@@ -198,7 +182,7 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
     if n_pool == 0:
         raise DeitaError(f"{input_path}: no records to select from")
     embeddings = None
-    if config.strategy in NEEDS_EMBEDDINGS:
+    if STRATEGIES[config.strategy].embeddings:
         if embeddings_path is None:
             raise DeitaError(f"--strategy {config.strategy} needs --embeddings EMB.npy (from `deita embed`)")
         embeddings = open_embeddings(embeddings_path, n_pool, input_path)
