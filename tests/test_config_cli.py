@@ -161,7 +161,9 @@ def test_help_lists_each_table_and_an_unknown_name_gets_the_nearest(tmp_path, da
     assert line.endswith("did you mean 'vllm'?")
     assert one_line_error(deita("embed", data, "-o", tmp_path / "o.npy", "--kind", "statik")).endswith(
         "did you mean 'static'?")
-    assert "did you mean '.jsonl'" in one_line_error(deita("validate", tmp_path / "pool.jsnl"))
+    typo = tmp_path / "pool.jsnl"
+    typo.write_bytes(data.read_bytes())
+    assert "unknown file type '.jsnl' (did you mean '.jsonl'?" in one_line_error(deita("validate", typo))
 
 
 def test_each_backend_of_the_table_has_its_options_section():
