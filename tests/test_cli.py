@@ -96,12 +96,12 @@ def test_select_out_of_range_flags_fail_before_any_stage(tmp_path, flags, name):
 @pytest.mark.parametrize("yaml_text, expected", [
     ("filter:\n  threshold: high\n", "threshold: expected a number, got 'high'"),
     ("filter:\n  threshold: 1.5\n", "threshold: 1.5 is out of range"),
-    ("filter: [1, 2]\n", "section 'filter' must be a mapping"),
+    ("filter: [1, 2]\n", "filter: expected a mapping of options, got [1, 2]"),
     ("filter:\n  treshold: 0.8\n", "did you mean 'threshold'"),
     ("filter: {size: 10\n", "not valid YAML"),
     ("- just\n- a list\n", "expected a mapping of sections"),
     ("run:\n  on_error: maybe\n", "on_error: 'maybe' is not one of fail, skip"),
-    ("preset: fast\n", "preset 'fast' is not one of paper, offline"),
+    ("preset: fast\n", "preset: 'fast' is not one of paper, offline"),
 ])
 def test_config_file_errors_are_one_line(tmp_path, yaml_text, expected):
     data = write_jsonl(tmp_path / "pool.jsonl", pool(4))

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deita.config import check_config, config_from_mapping
+from deita.config import Config, config_from_mapping
 from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
-from deita.errors import DeitaError
+from deita.errors import ConfigError, DeitaError
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.runtime.runner import RunOptions
 from deita.scoring.run import score_file
@@ -32,8 +32,12 @@ from deita.selection.run import filter_file
 log = logging.getLogger(__name__)
 
 
+SCORE_OPTION_NAMES = {"type": "score_type", "model": "scorer_name_or_path", "backend": "is_vllm"}
+"""ScoreConfig options under the names the seed's score pipeline gives them."""
+
+
 @dataclass
-class ScorePipelineOptions:
+class ScorePipelineOptions(Config):
     data_path: str
     output_path: str
     scorer_name_or_path: str
@@ -49,18 +53,19 @@ class ScorePipelineOptions:
         """The core's config for these options, checked like the CLI's (a bad score_type is an error here)."""
         if self.scorer not in ("llama", "mistral"):
             raise DeitaError(f"scorer must be 'llama' or 'mistral', not '{self.scorer}'")
-        config = ScoreConfig(type=self.score_type, model=self.scorer_name_or_path,
-                             backend="vllm" if self.is_vllm else "hf", batch_tokens=self.batch_tokens,
-                             max_length=self.max_length, device=self.device)
-        check_config(config, "Pipeline('score_pipeline'): ")
-        return config
+        try:
+            return ScoreConfig(type=self.score_type, model=self.scorer_name_or_path,
+                               backend="vllm" if self.is_vllm else "hf", batch_tokens=self.batch_tokens,
+                               max_length=self.max_length, device=self.device)
+        except ConfigError as err:
+            raise err.located("Pipeline('score_pipeline')", lambda name: SCORE_OPTION_NAMES.get(name, name)) from None
 
     def run(self) -> Any:
         return score_file(self.data_path, self.output_path, self.score_config(), RunOptions(quiet=True))
 
 
 @dataclass
-class EmbedPipelineOptions:
+class EmbedPipelineOptions(Config):
     data_path: str
     output_path: str
     model_name_or_path: str = "mistralai/Mistral-7B-v0.1"
@@ -91,7 +96,7 @@ class EmbedPipelineOptions:
 
 
 @dataclass
-class FilterPipelineOptions:
+class FilterPipelineOptions(Config):
     data_path: str
     other_data_path: str
     output_path: str

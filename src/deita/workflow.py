@@ -11,115 +11,29 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from deita.config import check_config, check_keys, config_from_mapping, config_to_dict, option
 from deita.data.io import RejectsWriter
 from deita.data.paths import check_paths, check_writable
-from deita.dedup.config import DecontaminateConfig, DedupConfig
-from deita.embedding.embedder import EmbedConfig
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
 from deita.manifest import write_manifest
-from deita.report.config import ReportConfig
 from deita.runtime.models import check_models_reachable
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary
-from deita.scoring.config import ScoreConfig
 from deita.scoring.lengths import MAX_CHARS, MAX_TOKENS, add_length_scores
 from deita.scoring.run import score_file
-from deita.selection.config import FilterConfig
-from deita.selection.scores import LENGTH_SCORE_KEYS
+from deita.select_config import (  # noqa: F401  (the names `deita.workflow` always offered)
+    DEFAULT_PRESET,
+    PRESET_DEFAULTS,
+    PRESETS,
+    ROLES,
+    SECTIONS,
+    SelectConfig,
+)
 
-PRESETS = ("paper", "offline")
-DEFAULT_PRESET = "paper"
-SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "embed", "filter", "report", "run")
-PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {"complexity": {"type": "complexity"}, "quality": {"type": "quality"},
-              "embed": {"kind": "causal"}},
-    "offline": {"embed": {"kind": "static"}, "filter": {"sort_key": LENGTH_SCORE_KEYS, "threshold": 0.99}},
-}
-"""What each preset changes from the defaults: declared once, here. The offline threshold is calibrated for the
-static embedder's scale of cosine similarity (benchmarks/offline.py, docs/benchmarks.md): whole-conversation
-means of static token vectors sit closer together than MiniLM's sentence embeddings, so 0.9 would skip most
-of a pool; the calibrated value skips ≥ 95 % of planted near-copies and about as many real records as MiniLM
-does at 0.9."""
 OFFLINE_WAY_OUT = ("Run without network with `--preset offline` (length scores and the packaged MiniLM), or point "
                    "the config at local model folders (complexity: {model: DIR}, quality: {model: DIR}, "
                    "embed: {model: DIR}).")
-
-
-@dataclass
-class SelectConfig:
-    """The whole pipeline's settings; a YAML file has one section per field (`complexity:`, `embed:`, …)."""
-
-    preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
-                         "offline: length scores and a static embedder distilled from MiniLM (no network or GPU).",
-                         choices=PRESETS)
-    dedup: DedupConfig = option(default_factory=DedupConfig)
-    decontaminate: DecontaminateConfig = option(default_factory=DecontaminateConfig)
-    complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
-    quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
-    embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
-    filter: FilterConfig = option(default_factory=FilterConfig)
-    report: ReportConfig = option(default_factory=ReportConfig)
-    run: RunOptions = option(default_factory=RunOptions)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> dict[str, Any]:
-        """The sections of a YAML config file, as a mapping (checked when the config is built)."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DeitaError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise DeitaError(f"{path}: cannot read the config file ({err})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f", line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise DeitaError(f"{path}{where}: not valid YAML ({problem})") from None
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise DeitaError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}), got {data!r}")
-        return data
-
-    @classmethod
-    def build(cls, data: dict[str, Any], source: str = "config") -> SelectConfig:
-        """Defaults ← the preset's defaults ← `data`'s sections; unknown sections, keys or types are errors."""
-        check_keys(data, ["preset", *SECTIONS], source)
-        preset = data.get("preset") or DEFAULT_PRESET
-        if preset not in PRESETS:
-            raise DeitaError(f"{source}: preset '{preset}' is not one of {', '.join(PRESETS)}")
-        config = cls(preset=preset)
-        for layer, layer_source in ((PRESET_DEFAULTS[preset], f"preset {preset}"), (data, source)):
-            for name in SECTIONS:
-                values = layer.get(name)
-                if values is None:
-                    continue
-                if not isinstance(values, dict):
-                    raise DeitaError(f"{layer_source}: section '{name}' must be a mapping of options, got {values!r}")
-                current = getattr(config, name)
-                config = dataclasses.replace(config, **{
-                    name: config_from_mapping(type(current), values, f"{layer_source} [{name}]", base=current)})
-        check_config(config, f"{source}: ")
-        return config
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(config_to_dict(self), sort_keys=False, allow_unicode=True)
-
-    def models_used(self) -> list[tuple[str, str]]:
-        """(role, model id or folder) of every model this run loads, the packaged default embedder included."""
-        if self.preset == "offline":
-            return [("embedding model", self.embed.resolved_model())]
-        return [(f"{c.type} scorer", c.resolved_model()) for c in (self.complexity, self.quality)] + [
-            ("embedding model", self.embed.resolved_model())]
 
 
 @dataclass(frozen=True)
@@ -221,19 +135,25 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     try:
         cleaned = clean_pool(input_path, paths, config, run, rejects, lines)
         seconds.update(cleaned.seconds)
-        if config.preset == "offline":
-            first = add_length_scores(cleaned.pool, scored, run, rejects=rejects)
-            seconds["lengths"] = first.seconds
-            lines += offline_length_lines(first)
-        else:
-            complexity = paths.work / "complexity.jsonl"
-            report = score_file(cleaned.pool, complexity, config.complexity, run, rejects=rejects)
-            first = report.summary
-            lines += report.lines()
-            quality = score_file(complexity, scored, config.quality, clean)
-            lines += quality.lines()
-            seconds.update(complexity=first.seconds, quality=quality.summary.seconds)
-            truncated = first.counters.get("truncated", 0) + quality.summary.counters.get("truncated", 0)
+        # per role, its scorer or (where the preset says so and the user wrote no section) its length score
+        scorers = [(role, scorer) for role in ROLES if (scorer := config.scorer_for(role)) is not None]
+        steps = ([None] if len(scorers) < len(ROLES) else []) + scorers
+        source, first = cleaned.pool, None
+        for number, step in enumerate(steps, 1):
+            target = scored if number == len(steps) else paths.work / f"{step[0] if step else 'lengths'}.jsonl"
+            options, step_rejects = (run, rejects) if first is None else (clean, None)
+            if step is None:
+                summary = add_length_scores(source, target, options, rejects=step_rejects)
+                seconds["lengths"] = summary.seconds
+                lines += offline_length_lines(summary)
+            else:
+                report = score_file(source, target, step[1], options, rejects=step_rejects)
+                summary = report.summary
+                seconds[step[0]] = summary.seconds
+                lines += report.lines()
+                truncated += summary.counters.get("truncated", 0)
+            first = first or summary
+            source = target
     finally:
         if rejects is not None:
             rejects.close()
@@ -248,7 +168,8 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
         model = "a static model distilled from the packaged" if config.embed.kind == "static" else "the packaged"
         lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {model} "
                      f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
-    selection = filter_file(scored, output_path, config.filter, paths.work / "embeddings.npy", stats_path=None)
+    filter_config = dataclasses.replace(config.filter, sort_key=config.sort_key())
+    selection = filter_file(scored, output_path, filter_config, paths.work / "embeddings.npy", stats_path=None)
     seconds["filter"] = selection.seconds
     lines += selection.lines()
     funnel = {"input": records, "rejected": rejected, **cleaned.removed, "scored": first.records,
@@ -262,7 +183,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     paths.config.write_text(config.to_yaml())
     counts = {**funnel, **cleaned.details, "examined": selection.n_examined,
               "skipped_near_duplicates": selection.n_near_duplicates, "selected": selection.n_selected}
-    write_manifest(paths.manifest, input_path, output_path, counts, config_to_dict(config), config.models_used(),
+    write_manifest(paths.manifest, input_path, output_path, counts, config.effective(), config.models_used(),
                    seconds, {"filter": config.filter.seed, "report": config.report.seed})
     lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; stage outputs and caches in "
                  f"{paths.work}")

@@ -52,5 +52,5 @@ def test_bad_override_files_are_one_line_errors_naming_the_key(tmp_path, text, m
     with pytest.raises(DeitaError, match="prompts.yaml") as err:
         load_prompts(path)
     assert message in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(DeitaError, match="no such file"):
+    with pytest.raises(DeitaError, match="prompts file .* not found"):
         load_prompts(tmp_path / "missing.yaml")

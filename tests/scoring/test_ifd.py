@@ -149,9 +149,9 @@ def test_span_start_must_leave_a_token():
 
 
 def test_config_rules():
-    with pytest.raises(DeitaError, match="--type ifd needs --model"):
+    with pytest.raises(DeitaError, match="type ifd needs model"):
         ScoreConfig(type="ifd").check()
-    with pytest.raises(DeitaError, match="use --backend hf or vllm"):
+    with pytest.raises(DeitaError, match="use backend hf or vllm"):
         ScoreConfig(type="ifd", model="m", backend="openai").check()
 
 

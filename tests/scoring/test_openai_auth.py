@@ -153,8 +153,8 @@ def test_url_credentials_are_not_in_connection_errors_or_logs(tiny_llama, caplog
 
 def test_url_credentials_are_not_in_logs_of_a_run(tiny_llama, server, options, caplog):
     caplog.set_level(logging.DEBUG)
-    options.api_key, options.bias, options.max_logprobs = SECRET, "reject", 1_000_000
-    worker = ScoreWorker(score_config(tiny_llama, with_credentials(server.url), max_logprobs=1_000_000))
+    options.api_key, options.bias, options.max_logprobs = SECRET, "reject", 100_000
+    worker = ScoreWorker(score_config(tiny_llama, with_credentials(server.url), max_logprobs=100_000))
     worker.score(TURNS)
     assert "rejects logit_bias" in caplog.text  # the warning that names the server's URL
     assert SECRET not in caplog.text and USER not in caplog.text

@@ -28,7 +28,7 @@ def brute_force_kcenter(emb: np.ndarray, size: int, first: int) -> list[int]:
 
 
 def test_strategy_names() -> None:
-    assert STRATEGIES == ("deita", "random", "score", "length", "kcenter", "ifd")
+    assert tuple(STRATEGIES) == ("deita", "random", "score", "length", "kcenter", "ifd")
 
 
 def test_random_is_seeded_and_without_replacement() -> None:

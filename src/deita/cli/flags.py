@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from deita.config import check_config, config_from_mapping, field_types, is_config
+from deita.config import field_types, is_config
+from deita.config_layers import Layer, build_layered
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -102,7 +103,7 @@ def config_flags(cls: type, defaults: Any = None, exclude: tuple[str, ...] = (),
     return flags
 
 
-def _nested(flags: dict[str, Flag], values: dict[str, Any]) -> dict[str, Any]:
+def nested_values(flags: dict[str, Flag], values: dict[str, Any]) -> dict[str, Any]:
     """The flags given on the command line as a nested mapping of config fields."""
     out: dict[str, Any] = {}
     for flag in flags.values():
@@ -118,12 +119,22 @@ def _nested(flags: dict[str, Flag], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_config(cls: type, flags: dict[str, Flag], values: dict[str, Any], base: Any = None) -> Any:
-    """The command's config: defaults (or `base`) updated by the flags given, checked before any work."""
-    config = config_from_mapping(cls, _nested(flags, values), "options", base=base if base is not None else cls())
+def flag_label(flags: dict[str, Flag]) -> Callable[[str], str]:
+    """A config path → the flag that sets it (errors name what the user typed)."""
     by_path = {path: flag for flag, spec in flags.items() for path in spec.paths}
-    check_config(config, label=lambda name: by_path.get(name, name))
-    return config
+    return lambda path: by_path.get(path, path)
+
+
+def flag_layer(flags: dict[str, Flag], values: dict[str, Any]) -> Layer:
+    """The flags given on the command line as the last layer of settings."""
+    return Layer("", nested_values(flags, values), flag_label(flags))
+
+
+def build_config(cls: type, flags: dict[str, Flag], values: dict[str, Any], base: Any = None,
+                 layers: tuple[Layer, ...] = ()) -> Any:
+    """The command's config: defaults (or `base`), then `layers` (a YAML file), then the flags given; built
+    and checked once, before any work."""
+    return build_layered(cls, [*layers, flag_layer(flags, values)], base)
 
 
 def command(name: str, help: str, params: list[click.Parameter], run: Callable[..., None],

@@ -8,10 +8,19 @@ from typing import Any
 
 import click
 
-from deita.config import check_config
-from deita.errors import DeitaError
+from deita.config_layers import Layer
 
-from .flags import INPUT, OUTPUT, SELECTED, build_config, command, config_flags, read_option_flags
+from .flags import (
+    INPUT,
+    OUTPUT,
+    SELECTED,
+    build_config,
+    command,
+    config_flags,
+    flag_label,
+    nested_values,
+    read_option_flags,
+)
 from .outputs import echo_lines
 
 
@@ -41,12 +50,12 @@ def select_command() -> click.Command:
     from deita.report.config import ReportConfig
     from deita.runtime.devices import DEVICE_HELP
     from deita.runtime.options import RunOptions
+    from deita.select_config import DEFAULT_PRESET, SECTIONS, SelectConfig
     from deita.selection.config import FilterConfig
-    from deita.workflow import DEFAULT_PRESET, PRESETS, SECTIONS, SelectConfig
 
-    filter_flags = config_flags(FilterConfig, exclude=("device",))
-    report_flags = config_flags(ReportConfig, exclude=("examples", "text_chars", "seed"))
-    run_flags = config_flags(RunOptions)
+    flags = {**config_flags(FilterConfig, exclude=("device",), prefix="filter."),
+             **config_flags(ReportConfig, exclude=("examples", "text_chars", "seed"), prefix="report."),
+             **config_flags(RunOptions, prefix="run.")}
     preset_field = {f.name: f for f in dataclasses.fields(SelectConfig)}["preset"]
     config_file = click.Option(["--config", "config_file"], type=click.Path(path_type=Path),
                                help=f"YAML with sections {', '.join(SECTIONS)} (keys as the flags of each command).")
@@ -61,22 +70,15 @@ def select_command() -> click.Command:
         from deita.workflow import run_select
 
         data = SelectConfig.from_yaml(config_file) if config_file else {}
-        source = str(config_file) if config_file else "options"
+        given = nested_values(flags, values)
+        labels = {"preset": "--preset", "dedup.exact": "--dedup" if dedup else "--no-dedup",
+                  "dedup.near": "--dedup" if dedup else "--no-dedup"}
         if preset is not None:
-            if preset not in PRESETS:
-                raise DeitaError(f"--preset: '{preset}' is not one of {', '.join(PRESETS)}")
-            data["preset"] = preset
-        config = SelectConfig.build(data, source)
-        config = dataclasses.replace(config, filter=build_config(FilterConfig, filter_flags, values, config.filter),
-                                     report=build_config(ReportConfig, report_flags, values, config.report),
-                                     run=build_config(RunOptions, run_flags, values, config.run))
+            given["preset"] = preset
         if dedup is not None:
-            config = dataclasses.replace(config, dedup=dataclasses.replace(config.dedup, exact=dedup, near=dedup))
-        if device is not None:
-            config = dataclasses.replace(config, **{
-                name: dataclasses.replace(getattr(config, name), device=device)
-                for name in ("complexity", "quality", "embed", "filter")})
-        check_config(config)
+            given["dedup"] = {"exact": dedup, "near": dedup}
+        layer = Layer("", given, lambda path: labels.get(path) or flag_label(flags)(path))
+        config = SelectConfig.build(data, str(config_file) if config_file else "options", layer, device)
         echo_lines(run_select(input, output, config))
 
     return command("select", "The whole Deita pipeline: dedup (and decontamination, with a decontaminate section), "
@@ -85,8 +87,7 @@ def select_command() -> click.Command:
                    "effective config is saved as OUTPUT.config.yaml and bad records (with --on-error skip) go to "
                    "OUTPUT.rejects.jsonl.\n\nExamples:\n\n  deita select examples/sample.jsonl -o out/selected.jsonl "
                    "--size 20 --preset offline\n\n  deita select pool.json -o deita6k.json --size 6000 --config "
-                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device, dedup], run,
-                   (filter_flags, report_flags, run_flags))
+                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device, dedup], run, (flags,))
 
 
 def report_command() -> click.Command:

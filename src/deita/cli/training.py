@@ -8,15 +8,15 @@ from typing import Any
 
 import click
 
-from deita.errors import DeitaError
+from deita.errors import ConfigError, DeitaError
 
-from .flags import CONTEXT, INPUT, OUTPUT, build_config, command, config_flags, read_option_flags
+from .flags import CONTEXT, INPUT, OUTPUT, build_config, command, config_flags, flag_label, read_option_flags
 from .outputs import echo_lines, rejects_writer
 
 
 def _train_command(kind: str) -> click.Command:
     from deita.runtime.options import RunOptions
-    from deita.training.config import READ_OPTIONS, DPOConfig, SFTConfig, load_yaml
+    from deita.training.config import READ_OPTIONS, DPOConfig, SFTConfig, config_layers
     from deita.training.scorer import ScorerTrainConfig
 
     cls = {"sft": SFTConfig, "dpo": DPOConfig, "scorer": ScorerTrainConfig}[kind]
@@ -30,11 +30,13 @@ def _train_command(kind: str) -> click.Command:
                           help="Output folder: the trained model and tokenizer, logs, checkpoints while training.")
 
     def run(input: Path, output: Path, config_file: Path | None, **values: Any) -> None:
-        config, options = cls(), RunOptions()
-        if config_file is not None:
-            config, options = load_yaml(config_file, cls, options)
-        config = build_config(cls, train_flags, values, config)
-        options = build_config(RunOptions, read_flags, values, options)
+        file_layer, run_layer = config_layers(config_file) if config_file is not None else (None, None)
+        config = build_config(cls, train_flags, values, layers=(file_layer,) if file_layer else ())
+        options = build_config(RunOptions, read_flags, values, layers=(run_layer,) if run_layer else ())
+        try:
+            config.check_ready()
+        except ConfigError as err:
+            raise err.located(label=flag_label(train_flags)) from None
         if kind == "sft":
             from deita.training.sft import run_sft as train
         elif kind == "dpo":

@@ -8,12 +8,13 @@ adds the file and record location. Messages are numbered from 1 in problem sente
 # ruff: noqa: TRY004  (problems are ValueError by contract: the reader turns them into RecordError)
 from __future__ import annotations
 
+import difflib
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from deita.errors import DeitaError
+from deita.errors import DeitaError, quote
 
 from .records import Turn
 
@@ -99,9 +100,10 @@ def file_type_of(path: str | Path) -> str:
         return file_type
     if not p.suffix and not p.exists():
         return "dataset"
-    raise DeitaError(
-        f"{p}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a dataset directory)"
-    )
+    near = difflib.get_close_matches(p.suffix.lower(), list(_SUFFIXES), n=1)
+    hint = f"did you mean '{near[0]}'? " if near else ""
+    raise DeitaError(f"{p}: unknown file type {quote(p.suffix)} ({hint}expected "
+                     f"{', '.join(_SUFFIXES)} or a dataset directory)")
 
 
 def _blank(text: str) -> bool:
@@ -140,7 +142,7 @@ def checked_messages(raw: dict, fmt: str) -> list[Message]:
         name, text = m[lay.role_key], m[lay.text_key]
         role = lay.roles.get(name) or lay.roles.get(name.strip().lower())
         if role is None:
-            raise ValueError(f"message {n} has unknown role {name!r} (expected {lay.expected})")
+            raise ValueError(f"message {n} has unknown role {quote(name)} (expected {lay.expected})")
         if _blank(text) and role != "system":  # an empty system prompt is harmless: no system
             raise ValueError(f"message {n} ({name}) is empty (whitespace-only '{lay.text_key}')")
         out.append(Message(role, text, name))

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deita.config import option
+from deita.config import Config, option
 from deita.dedup.normalize import FIELD_HELP, FIELDS
-from deita.errors import DeitaError
+from deita.errors import ConfigError
 
 KEEP = ("first", "longest")
 
 
 @dataclass(frozen=True)
-class DedupConfig:
+class DedupConfig(Config):
     """Exact and near-duplicate removal."""
 
     exact: bool = option(True, "Remove records whose normalised text (NFKC, casefold, whitespace collapsed) is "
@@ -31,9 +31,12 @@ class DedupConfig:
     def enabled(self) -> bool:
         return self.exact or self.near
 
+    def ignored_options(self) -> dict[str, str]:
+        return {} if self.near else {name: "near" for name in ("threshold", "ngram", "num_perm")}
+
 
 @dataclass(frozen=True)
-class DecontaminateConfig:
+class DecontaminateConfig(Config):
     """Removal of records that hold the prompts of evaluation sets."""
 
     against: tuple[str, ...] = option((), "Eval files (--against A B, or A,B): any format deita reads, or JSON/JSONL "
@@ -50,4 +53,5 @@ class DecontaminateConfig:
 
     def check(self) -> None:
         if self.min_ngram > self.ngram:
-            raise DeitaError(f"min_ngram ({self.min_ngram}) is larger than ngram ({self.ngram})")
+            raise ConfigError(f"min_ngram ({self.min_ngram}) is larger than ngram ({self.ngram})",
+                              ["min_ngram", "ngram"], rule=True)

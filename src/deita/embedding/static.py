@@ -20,10 +20,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from deita.embedding.templates import render_plain
 from deita.errors import DeitaError
+from deita.runtime.stage import WorkResult
+
+if TYPE_CHECKING:
+    from deita.embedding.embedder import EmbedConfig
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +172,38 @@ class StaticModel:
                 norm = float(np.linalg.norm(mean))
                 out[row] = mean / norm if norm > 0 else mean
         return StaticEncoding(out, truncated, tokens, seen, sum(map(len, texts)))
+
+
+class StaticEmbedder:
+    """The `static` embedder: the mean of distilled token vectors over the first `max_length` tokens of the
+    whole conversation (distilled once from a sentence model, the packaged MiniLM by default)."""
+
+    summary: ClassVar[str] = "token vectors distilled once from a sentence model; whole conversations, fast"
+    output_dtype: ClassVar[str] = "float32"
+    render = staticmethod(render_plain)
+    uses: ClassVar[tuple[str, ...]] = ("static_dims", "cache_path")
+
+    @staticmethod
+    def default_model() -> str:
+        from deita.embedding.sentence import default_sentence_model
+
+        return default_sentence_model()
+
+    def __init__(self, config: EmbedConfig) -> None:
+        self.config = config
+        self.model = StaticModel.load(config.resolved_model(), config.static_dims, config.max_length,
+                                      config.cache_path or None)
+
+    @staticmethod
+    def window(config: EmbedConfig) -> str:
+        return f"the first --max-length {config.max_length} tokens"
+
+    @staticmethod
+    def fingerprint(config: EmbedConfig) -> dict[str, Any]:
+        return {"static_dims": config.static_dims, "distill": DISTILL_VERSION}
+
+    def __call__(self, texts: Sequence[str]) -> WorkResult:
+        encoded = self.model.encode(texts)
+        return WorkResult(encoded.values.astype(self.config.output_dtype()),
+                          {"truncated": encoded.truncated, "tokens": encoded.tokens,
+                           "chars_seen": encoded.chars_seen, "chars_total": encoded.chars_total})

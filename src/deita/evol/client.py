@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from deita.config import option
+from deita.config import Config, option
 from deita.errors import DeitaError
 from deita.scoring.backends.openai import (
     RETRY_STATUS,
@@ -47,12 +47,13 @@ REFUSALS_IN_A_ROW = 10
 
 
 @dataclass(frozen=True)
-class RetryOptions:
+class RetryOptions(Config):
     """How hard to try one HTTP request."""
 
     http_tries: int = option(6, "Tries per request on HTTP 429, 5xx, timeouts and dropped connections, with "
-                             "exponential backoff (a Retry-After header is honoured).", min=1)
-    backoff: float = option(1.0, "Seconds before the first retry of a request; doubled after each.", min=0.0)
+                             "exponential backoff (a Retry-After header is honoured).", min=1, max=100)
+    backoff: float = option(1.0, "Seconds before the first retry of a request; doubled after each.", min=0.0,
+                            max=3600.0)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from deita.config import option
+from deita.config import SEED_RANGE, Config, option
 from deita.errors import DeitaError
 from deita.evol.client import RetryOptions
 from deita.runtime.options import RunOptions
@@ -33,7 +33,7 @@ def _served(model: str, server: OpenAIOptions) -> str:
 
 
 @dataclass(frozen=True)
-class EvolConfig:
+class EvolConfig(Config):
     """Options of `deita evol complexity|quality`."""
 
     type: str = option("complexity", "complexity (evolve the instruction) or quality (evolve the response).",
@@ -48,7 +48,7 @@ class EvolConfig:
     max_tokens: int = option(2048, "Longest answer (tokens) of one evolution call; a cut-off answer is retried.",
                              min=16)
     tries: int = option(3, "Tries per step when an answer is empty, refused, unchanged or cut off; then the seed "
-                        "is a reject with the reason.", min=1)
+                        "is a reject with the reason.", min=1, max=100)
     openai: OpenAIOptions = option(default_factory=OpenAIOptions)
     retry: RetryOptions = option(default_factory=RetryOptions)
 
@@ -63,13 +63,13 @@ class EvolConfig:
 
 
 @dataclass(frozen=True)
-class RankConfig:
+class RankConfig(Config):
     """Options of `deita rank`."""
 
     type: str | None = option(None, "complexity or quality (default: the `type` of the EVOLVED rows).",
                               choices=SCORE_TYPES)
     seed: int = option(42, "Seed of the order the variants are shown in (one shuffle per item, against "
-                       "position bias).", min=0)
+                       "position bias).", min=SEED_RANGE[0], max=SEED_RANGE[1])
     structured: bool = option(True, "Ask for a JSON schema answer (response_format) when the server takes it; "
                               "off: always parse the plain answer strictly.")
     prompts: str | None = option(None, "YAML file overriding the evolution and ranking prompts, key by key "
@@ -79,7 +79,7 @@ class RankConfig:
     temperature: float = option(0.0, "Sampling temperature of the ranking calls.", min=0.0, max=2.0)
     max_tokens: int = option(256, "Longest answer (tokens) of one ranking call.", min=16)
     tries: int = option(3, "Tries per item when the scores are missing, malformed or out of range; then the item "
-                        "is a reject with the reason (never a default score).", min=1)
+                        "is a reject with the reason (never a default score).", min=1, max=100)
     openai: OpenAIOptions = option(default_factory=OpenAIOptions)
     retry: RetryOptions = option(default_factory=RetryOptions)
 

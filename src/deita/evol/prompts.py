@@ -6,7 +6,6 @@ examples with braces in a prompt stay as written (no `str.format` escaping for u
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from deita.errors import DeitaError
+from deita.config import unknown_name
+from deita.config_yaml import parse_yaml, read_yaml
+from deita.errors import DeitaError, quote
 from deita.scoring.templates import SCORE_TYPES
 
 PLACEHOLDERS = {
@@ -92,19 +91,15 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
     Unknown keys, templates that lack one of their placeholders and empty operation lists are errors
     naming the file and the key.
     """
-    data = yaml.safe_load(default_prompts_text())
+    data = parse_yaml(default_prompts_text(), "default prompts")
     source = "default prompts"
     if path is not None:
         path = Path(path)
         source = str(path)
-        try:
-            override = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DeitaError(f"--prompts {path}: no such file") from None
-        except yaml.YAMLError as err:
-            raise DeitaError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+        override = read_yaml(path, "prompts file (--prompts)")
         if not isinstance(override, dict):
-            raise DeitaError(f"{path}: expected a mapping with the sections {', '.join(SCORE_TYPES)}")
+            raise DeitaError(f"{path}: expected a mapping with the sections {', '.join(SCORE_TYPES)}, got "
+                             f"{quote(override)}")
         _merge(data, override, source)
     return PromptSet(*(_type_prompts(score_type, data[score_type], source) for score_type in SCORE_TYPES),
                      source=source)
@@ -122,9 +117,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any], source: str) -> None:
 
 def _known(key: Any, valid: list[str], where: str) -> None:
     if key not in valid:
-        near = difflib.get_close_matches(str(key), valid, n=1)
-        hint = f" (did you mean '{near[0]}'?)" if near else f" (valid keys: {', '.join(valid)})"
-        raise DeitaError(f"{where}: unknown key '{key}'{hint}")
+        raise DeitaError(f"{where}: {unknown_name('key', key, valid)}")
 
 
 def _type_prompts(score_type: str, section: dict[str, Any], source: str) -> TypePrompts:
@@ -132,7 +125,7 @@ def _type_prompts(score_type: str, section: dict[str, Any], source: str) -> Type
     for key, names in PLACEHOLDERS[score_type].items():
         value = section.get(key) or ""
         if not isinstance(value, str):
-            raise DeitaError(f"{source}: {score_type}.{key}: expected a text, got {value!r}")
+            raise DeitaError(f"{source}: {score_type}.{key}: expected a text, got {quote(value)}")
         missing = [name for name in names if "{" + name + "}" not in value]
         if missing:
             raise DeitaError(f"{source}: {score_type}.{key} lacks the placeholder "
@@ -143,6 +136,6 @@ def _type_prompts(score_type: str, section: dict[str, Any], source: str) -> Type
         raise DeitaError(f"{source}: {score_type}.operations: expected a mapping of name: text, at least one")
     for name, text in operations.items():
         if not isinstance(text, str) or not text.strip():
-            raise DeitaError(f"{source}: {score_type}.operations.{name}: expected a non-empty text")
+            raise DeitaError(f"{source}: {score_type}.operations[{quote(name)}]: expected a non-empty text")
     return TypePrompts(texts["system"], texts["evolve"], tuple((str(k), v) for k, v in operations.items()),
                        texts["rank"], texts["variant"])

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deita.errors import quote
 from deita.evol.client import AnswerRejected, ChatClient, Usage, json_schema_format
 from deita.evol.config import RankConfig
 from deita.evol.prompts import TypePrompts, fill
@@ -85,10 +86,10 @@ def parse_scores(text: str, count: int) -> list[int]:
         raise ValueError(f"unexpected keys {sorted(set(data) - {'scores'})} in the answer")
     scores = data["scores"]
     if not isinstance(scores, list) or len(scores) != count:
-        raise ValueError(f"'scores' is not a list of {count} numbers: {scores!r}"[:160])
+        raise ValueError(f"'scores' is not a list of {count} numbers: {quote(scores)}")
     for score in scores:
         if isinstance(score, bool) or not isinstance(score, int):
-            raise ValueError(f"score {score!r} is not a whole number")
+            raise ValueError(f"score {quote(score)} is not a whole number")
         if not 1 <= score <= count:
             raise ValueError(f"score {score} is out of range 1..{count}")
     return scores

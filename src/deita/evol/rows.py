@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deita.errors import DeitaError
+from deita.errors import DeitaError, quote
 from deita.scoring.templates import SCORE_TYPES
 
 MIN_VARIANTS, MAX_VARIANTS = 2, 6
@@ -70,7 +70,7 @@ def evolved_problem(row: dict[str, Any], score_type: str | None = None) -> str |
     if "type" not in row and "variants" not in row:
         return "not an EVOLVED row (it has no 'type' and 'variants'; `deita evol` writes them)"
     if row_type not in SCORE_TYPES:
-        return f"'type' must be one of {', '.join(SCORE_TYPES)}, got {row_type!r}"
+        return f"'type' must be one of {', '.join(SCORE_TYPES)}, got {quote(row_type)}"
     if score_type is not None and row_type != score_type:
         return f"a {row_type} row, but --type is {score_type}"
     problem = _texts(row.get("variants"), "variants")
@@ -91,7 +91,7 @@ def ranked_problem(row: dict[str, Any], score_type: str | None = None) -> str | 
         return f"'scores' must be a list of {count} scores, one per variant"
     for i, score in enumerate(scores):
         if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= count:
-            return f"'scores'[{i}] = {score!r} is not a whole number from 1 to {count}"
+            return f"'scores'[{i}] = {quote(score)} is not a whole number from 1 to {count}"
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deita.errors import DeitaError
+from deita.errors import DeitaError, quote
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +27,7 @@ def resolve_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise DeitaError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'auto'") from exc
+        raise DeitaError(f"unknown device {quote(device)}; use 'cpu', 'cuda' or 'auto'") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise DeitaError(f"--device {device} was asked for but no CUDA GPU is visible; use 'cpu' or 'auto'")
     return resolved

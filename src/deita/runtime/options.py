@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deita.config import option
+from deita.config import Config, option
+from deita.data.formats import FORMATS, PAIRINGS
 
 EXECUTORS = ("local", "ray")
 ON_ERROR = ("fail", "skip")
-FORMATS = ("sharegpt", "alpaca", "messages")
-PAIRINGS = ("role", "positional")
 DEFAULT_PROGRESS_INTERVAL = 30.0
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class RunOptions(Config):
     """Options every per-record stage shares; the flags of score, embed and select, the `run:` YAML section."""
 
     format: str | None = option(None, "Input format: sharegpt, alpaca or messages (default: detected).",
@@ -30,4 +29,4 @@ class RunOptions:
     num_workers: int | None = option(None, "Ray workers (default: one per GPU, else per 2 CPU cores).", min=1)
     quiet: bool = option(False, "No progress output.", short="-q")
     progress_interval: float = option(DEFAULT_PROGRESS_INTERVAL, "Seconds between progress lines when stderr is "
-                                      "not a terminal (a log file).", min=0.0)
+                                      "not a terminal (a log file).", min=0.0, max=86400.0)

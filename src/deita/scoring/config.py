@@ -7,24 +7,32 @@ owned by that backend's module (`hf`, `vllm`, `openai` sections in YAML; flat fl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from deita.config import option
-from deita.errors import DeitaError
+from deita.config import Config, option
+from deita.errors import ConfigError, quote
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.runtime.devices import DEVICE_HELP, DTYPE_CHOICES
+from deita.scoring.backends import BACKENDS
 from deita.scoring.backends.base import ScorerSpec
-from deita.scoring.backends.hf import HFOptions
-from deita.scoring.backends.openai import OpenAIOptions
-from deita.scoring.backends.vllm import VLLMOptions
 from deita.scoring.templates import SCORE_TYPES
 
-BACKENDS = ("hf", "vllm", "openai")
 TYPES = (*SCORE_TYPES, "ifd")
 """The Deita scorers' types, and IFD (instruction-following difficulty, any causal LM)."""
 
 
+def backend_sections(cls: type) -> type:
+    """Give `cls` one options section per backend of `BACKENDS` (named as the backend, typed by its
+    `Options`), before `dataclass` turns the class body into fields: the table is the one declaration."""
+    for name, backend in BACKENDS.items():
+        cls.__annotations__[name] = backend.Options
+        setattr(cls, name, option(default_factory=backend.Options))
+    return cls
+
+
 @dataclass(frozen=True)
-class ScoreConfig:
+@backend_sections
+class ScoreConfig(Config):
     """Options of `deita score` (the CLI flags, YAML keys and keyword arguments share these names)."""
 
     type: str = option("complexity", "complexity (instruction only), quality (instruction + response), or ifd "
@@ -32,8 +40,8 @@ class ScoreConfig:
                        choices=TYPES)
     model: str = option("", "Scorer: hub id or local directory (default: hkust-nlp/deita-TYPE-scorer); for ifd any "
                         "causal LM, also a .gguf file or a folder holding one.")
-    backend: str = option("hf", "hf (transformers), vllm (offline engine) or openai (any OpenAI-compatible "
-                          "completions server).", choices=BACKENDS)
+    backend: str = option("hf", "Scoring backend: " + "; ".join(f"{name}: {backend.summary}" for name, backend
+                                                                in BACKENDS.items()) + ".", choices=BACKENDS)
     device: str = option("auto", DEVICE_HELP)
     dtype: str = option("auto", "Model dtype: auto (bf16 on GPU, fp32 on CPU), float32, float16, bfloat16.",
                         choices=DTYPE_CHOICES)
@@ -44,22 +52,24 @@ class ScoreConfig:
                              min=64)
     score_token_ids: tuple[int, ...] | None = option(None, "Six comma-separated token ids for the digits 1..6 "
                                                       "(default: derived from the tokenizer).")
-    hf: HFOptions = option(default_factory=HFOptions)
-    vllm: VLLMOptions = option(default_factory=VLLMOptions)
-    openai: OpenAIOptions = option(default_factory=OpenAIOptions)
+    # one options section per backend follows, from the BACKENDS table (`backend_sections`)
 
     def check(self) -> None:
         """Rules across options (ranges and choices are checked from the fields)."""
         if self.batch_tokens < self.max_length:
-            raise DeitaError(f"batch_tokens ({self.batch_tokens}) must be at least max_length ({self.max_length})")
+            raise ConfigError(f"batch_tokens ({self.batch_tokens}) must be at least max_length ({self.max_length})",
+                              ["batch_tokens", "max_length"], rule=True)
         if self.type == "ifd" and not self.model:
-            raise DeitaError("--type ifd needs --model: any causal LM (hub id, folder, or .gguf file)")
+            raise ConfigError("type ifd needs model: any causal LM (hub id, folder, or .gguf file)",
+                              ["type", "model"], rule=True)
         if self.type == "ifd" and self.backend == "openai":
-            raise DeitaError("--type ifd needs the log-probs of the prompt's own tokens, which the openai backend does "
-                             "not read; use --backend hf or vllm")
-        ids = self.score_token_ids
-        if ids is not None and (len(ids) != 6 or len(set(ids)) != 6 or min(ids) < 0):
-            raise DeitaError(f"score_token_ids needs 6 distinct non-negative ids for the digits 1..6, got {list(ids)}")
+            raise ConfigError("type ifd needs the log-probs of the prompt's own tokens, which an openai server does "
+                              "not return; use backend hf or vllm", ["type", "backend"], rule=True)
+        check_score_token_ids(self.score_token_ids)
+
+    def ignored_options(self) -> dict[str, str]:
+        """The sections of the backends not in use."""
+        return {name: "backend" for name in BACKENDS if name != self.backend}
 
     def resolved_model(self) -> str:
         return self.model or f"hkust-nlp/deita-{self.type}-scorer"
@@ -68,5 +78,13 @@ class ScoreConfig:
         return ScorerSpec(self.resolved_model(), self.device, self.dtype, self.batch_tokens, self.max_length,
                           self.score_token_ids, digits=self.type != "ifd")
 
-    def backend_options(self) -> HFOptions | VLLMOptions | OpenAIOptions:
+    def backend_options(self) -> Any:
+        """The options section of the backend in use."""
         return getattr(self, self.backend)
+
+
+def check_score_token_ids(ids: tuple[int, ...] | None) -> None:
+    """Six distinct ids within a vocabulary's range, or None (derived from the tokenizer)."""
+    if ids is not None and (len(ids) != 6 or len(set(ids)) != 6 or min(ids) < 0 or max(ids) >= 2**31):
+        raise ConfigError(f"needs 6 distinct ids from 0 to 2147483647 for the digits 1..6, got {quote(list(ids))}",
+                          ["score_token_ids"])

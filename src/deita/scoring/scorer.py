@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from deita.config import unknown_name
 from deita.data.records import Record, Turn
 from deita.errors import DeitaError
 from deita.runtime.shards import file_identity
 from deita.runtime.stage import WorkResult, check_text
+from deita.scoring.backends import BACKENDS
 from deita.scoring.backends.base import ScoringBackend
 from deita.scoring.config import ScoreConfig
 from deita.scoring.ifd import IFD_DEFINITION, IFDWorker
@@ -37,20 +39,10 @@ def expected_scores(logprobs: np.ndarray) -> np.ndarray:
 
 
 def backend_class(name: str) -> Any:
-    """The backend class for a name (heavy imports happen only for the backend in use)."""
-    if name == "hf":
-        from deita.scoring.backends.hf import HFBackend
-
-        return HFBackend
-    if name == "vllm":
-        from deita.scoring.backends.vllm import VLLMBackend
-
-        return VLLMBackend
-    if name == "openai":
-        from deita.scoring.backends.openai import OpenAIBackend
-
-        return OpenAIBackend
-    raise DeitaError(f"unknown backend '{name}' (choose hf, vllm, openai)")
+    """The backend class of a name in the `BACKENDS` table."""
+    if name not in BACKENDS:
+        raise DeitaError(unknown_name("backend", name, BACKENDS))
+    return BACKENDS[name]
 
 
 def load_backend(config: ScoreConfig) -> ScoringBackend:

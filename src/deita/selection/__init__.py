@@ -10,7 +10,7 @@ from typing import Any
 
 _HOMES = {
     "DEFAULT_SCORE_KEYS": "deita.selection.scores",
-    "STRATEGIES": "deita.selection.config",
+    "STRATEGIES": "deita.selection.strategies",
     "SelectionResult": "deita.selection.deita",
     "deita_filter": "deita.selection.deita",
     "final_scores": "deita.selection.scores",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from deita.errors import DeitaError
+from deita.errors import DeitaError, quote
 from deita.runtime.devices import resolve_device
 from deita.selection.tensors import check_embeddings, exact_float32, normalized_block
 
@@ -144,7 +144,7 @@ def _validated_order(scores: np.ndarray, embeddings: np.ndarray, size: int, thre
 def validate_size(size: int) -> None:
     """A selection size is a positive count, or -1 for 'all'."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size == 0 or size < -1:
-        raise DeitaError(f"size must be a positive number of samples or -1 (whole pool), got {size!r}")
+        raise DeitaError(f"size must be a positive number of samples or -1 (whole pool), got {quote(size)}")
 
 
 @dataclass

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +11,12 @@ import numpy as np
 from deita.data.io import ReadStats, RecordWriter, iter_records, records_at
 from deita.data.paths import check_paths
 from deita.errors import DeitaError
-from deita.runtime.devices import resolve_device
-from deita.selection.baselines import kcenter_select, length_select, random_select, score_select
 from deita.selection.config import FilterConfig
-from deita.selection.deita import SelectionResult, deita_filter
+from deita.selection.deita import SelectionResult
 from deita.selection.embeddings import open_embeddings
 from deita.selection.ifd import IFD_KEY, ifd_record_scores
 from deita.selection.scores import final_scores, resolve_sort_key
+from deita.selection.strategies import STRATEGIES, SelectionPool
 
 
 @dataclass
@@ -99,8 +96,8 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     """Pool size, the column the strategy ranks by (final scores, mean IFD or response lengths), the sort key,
     and, for JSONL, where each record lies in the file."""
     identity = _identity(path)
-    reads = STRATEGY_TABLE[config.strategy].reads
-    sort_key: tuple[str, ...] = (IFD_KEY,) if reads == "ifd" else config.sort_key or ()
+    strategy = STRATEGIES[config.strategy]
+    sort_key: tuple[str, ...] = (IFD_KEY,) if strategy.ifd else config.sort_key or ()
     lists: list[list] = [[] for _ in sort_key]
     locations: list[str] = []
     lengths: list[int] = []
@@ -108,25 +105,25 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     count = 0
     stats = ReadStats()
     for record in iter_records(path, fmt=fmt, stats=stats):
-        if count == 0 and reads != "ifd":
+        if count == 0 and strategy.scores:
             sort_key = resolve_sort_key(config.sort_key, record.raw)
             lists = [[] for _ in sort_key]
         count += 1
         if stats.file_type == "jsonl":
             spans.append((stats.record_start, stats.bytes_read))
-        if reads in ("scores", "ifd"):
+        if strategy.scores or strategy.ifd:
             for key, column in zip(sort_key, lists, strict=True):
                 column.append(record.raw.get(key))
             locations.append(record.location)
-        elif reads == "lengths":
+        if strategy.lengths:
             lengths.append(sum(len(t.response) for t in record.turns))
     locations = [f"{path}, {location}" for location in locations]
     scores = selectable = None
-    if reads == "scores" and count:
+    if strategy.scores and count:
         scores = final_scores(lists, sort_key, locations)
-    elif reads == "ifd":
+    elif strategy.ifd:
         scores, selectable = ifd_record_scores(lists[0], config.max_ifd, locations)
-    return Pool(count, scores, selectable, np.asarray(lengths, dtype=np.float64) if reads == "lengths" else None,
+    return Pool(count, scores, selectable, np.asarray(lengths, dtype=np.float64) if strategy.lengths else None,
                 sort_key, spans if stats.file_type == "jsonl" else None, identity)
 
 
@@ -149,52 +146,9 @@ def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None
 
 def select_indices(config: FilterConfig, n_pool: int, scores: np.ndarray | None, lengths: np.ndarray | None,
                    embeddings: np.ndarray | None, selectable: np.ndarray | None = None) -> SelectionResult:
-    """Run the configured strategy: indices in selection order, candidates examined, seconds, provenance."""
-    columns = Columns(n_pool, scores, lengths, embeddings, selectable)
-    start = time.perf_counter()
-    picked = STRATEGY_TABLE[config.strategy].select(config, columns, str(resolve_device(config.device)))
-    if isinstance(picked, SelectionResult):
-        return picked
-    examined = n_pool if config.strategy == "kcenter" else len(picked)
-    return SelectionResult(picked, examined, time.perf_counter() - start)
-
-
-@dataclass(frozen=True)
-class Columns:
-    """What a strategy selects from: per-record arrays read from the pool, and the embeddings."""
-
-    n_pool: int
-    scores: np.ndarray | None = None
-    lengths: np.ndarray | None = None
-    embeddings: np.ndarray | None = None
-    selectable: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """A selection strategy: what it reads from the pool, and how it picks (indices in selection order)."""
-
-    select: Callable[[FilterConfig, Columns, str], np.ndarray | SelectionResult]
-    reads: str | None
-    """The per-record column it ranks by: "scores" (final scores), "ifd", "lengths", or None."""
-    needs_embeddings: bool
-
-
-def _walk(config: FilterConfig, columns: Columns, device: str) -> SelectionResult:
-    return deita_filter(columns.scores, columns.embeddings, config.size, config.threshold, config.block_size, device,
-                        selectable=columns.selectable)
-
-
-STRATEGY_TABLE: dict[str, Strategy] = {
-    "deita": Strategy(_walk, "scores", True),
-    "ifd": Strategy(_walk, "ifd", True),
-    "random": Strategy(lambda config, c, _: random_select(c.n_pool, config.size, config.seed), None, False),
-    "score": Strategy(lambda config, c, _: score_select(c.scores, config.size), "scores", False),
-    "length": Strategy(lambda config, c, _: length_select(c.lengths, config.size), "lengths", False),
-    "kcenter": Strategy(lambda config, c, device: kcenter_select(c.embeddings, config.size, config.seed, device,
-                                                                config.block_size), None, True),
-}
-"""Strategy name → implementation (`STRATEGIES` lists the same names, the choices of --strategy)."""
+    """Run the configured strategy (`STRATEGIES`): indices in selection order, candidates examined, seconds,
+    provenance."""
+    return STRATEGIES[config.strategy].select(SelectionPool(n_pool, scores, lengths, embeddings, selectable), config)
 
 
 def annotations(result: SelectionResult, scores: np.ndarray | None, embeddings: np.ndarray | None) -> list[dict]:
@@ -246,7 +200,7 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
     if n_pool == 0:
         raise DeitaError(f"{input_path}: no records to select from")
     embeddings = None
-    if STRATEGY_TABLE[config.strategy].needs_embeddings:
+    if STRATEGIES[config.strategy].embeddings:
         if embeddings_path is None:
             raise DeitaError(f"--strategy {config.strategy} needs --embeddings EMB.npy (from `deita embed`)")
         embeddings = open_embeddings(embeddings_path, n_pool, input_path)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deita.errors import DeitaError
+from deita.errors import DeitaError, quote
 
 DEFAULT_SCORE_KEYS: tuple[str, ...] = ("complexity_scores", "quality_scores")
 LENGTH_SCORE_KEYS = ("instruction_lengths", "response_lengths")
@@ -143,7 +143,7 @@ def _turn_scores(values: Sequence[float] | None, key: str, where: str) -> list[f
         raise DeitaError(f"{where}: '{key}' is empty")
     for turn, value in enumerate(values):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise DeitaError(f"{where}: '{key}' turn {turn} is {value!r}, not a number")
+            raise DeitaError(f"{where}: '{key}' turn {turn} is {quote(value)}, not a number")
         if not math.isfinite(value):
             raise DeitaError(f"{where}: '{key}' turn {turn} is {value}; scores must be finite")
     return [float(value) for value in values]

@@ -22,23 +22,18 @@ log = logging.getLogger(__name__)
 def load_select_config(config_file: Path | None, preset: str | None, device: str | None, run: Any = None) -> Any:
     """The service's `SelectConfig`: the YAML file and preset as `deita select` reads them; with neither, the
     config of the loaded run (so `--selection OUTPUT` alone serves with the run's own models)."""
-    from deita.config import check_config
-    from deita.workflow import PRESETS, SelectConfig
+    from deita.config_layers import Layer
+    from deita.select_config import SelectConfig
 
     if config_file is None and preset is None and run is not None:
         config = run.config
-    else:
-        data = SelectConfig.from_yaml(config_file) if config_file else {}
-        if preset is not None:
-            if preset not in PRESETS:
-                raise DeitaError(f"--preset: '{preset}' is not one of {', '.join(PRESETS)}")
-            data["preset"] = preset
-        config = SelectConfig.build(data, str(config_file) if config_file else "options")
-    if device is not None:
-        config = dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), device=device)
-                                                for name in ("complexity", "quality", "embed")})
-    check_config(config)
-    return config
+        if device is not None:
+            config = dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), device=device)
+                                                    for name in ("complexity", "quality", "embed")})
+        return config
+    data = SelectConfig.from_yaml(config_file) if config_file else {}
+    flags = Layer("", {"preset": preset} if preset is not None else {}, lambda _: "--preset")
+    return SelectConfig.build(data, str(config_file) if config_file else "options", flags, device)
 
 
 def listen(host: str, port: int) -> socket.socket:

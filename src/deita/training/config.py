@@ -7,14 +7,17 @@ them on a CPU.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from deita.config import check_keys, config_from_mapping, config_to_dict, option
-from deita.errors import DeitaError
+from deita.config import SEED_RANGE, Config, check_keys, config_to_dict, option
+from deita.config_layers import Layer
+from deita.config_yaml import read_yaml
+from deita.errors import ConfigError, quote
 from deita.runtime.options import RunOptions
 
 TEMPLATES = ("vicuna", "model")
@@ -26,7 +29,7 @@ READ_OPTIONS = ("format", "pairing", "on_error", "quiet", "progress_interval")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """What SFT and DPO share. Global batch = per_device_batch × grad_accum × processes."""
 
     model: str | None = option(None, "Model folder (or hub id) to start from. Required.")
@@ -34,7 +37,7 @@ class TrainConfig:
                            "model's own chat template.", choices=TEMPLATES)
     max_length: int = option(2048, "Tokens per training sequence; longer conversations are cut at the end.",
                              min=16)
-    epochs: float = option(6.0, "Passes over the data.", min=0.0)
+    epochs: float = option(6.0, "Passes over the data.", min=0.0, max=1e6)
     max_steps: int = option(-1, "Stop after this many optimizer steps (-1: run all epochs).", min=1, allow=(-1,))
     learning_rate: float = option(2e-5, "Peak learning rate (AdamW).", min=0.0)
     scheduler: str = option("cosine", "Learning-rate schedule after warm-up.", choices=SCHEDULERS)
@@ -61,7 +64,7 @@ class TrainConfig:
     qlora: bool = option(False, "Load the base model in 4 bits (bitsandbytes, CUDA) under the LoRA adapters.")
     deepspeed: str | None = option(None, "DeepSpeed config: zero2, zero3 (shipped with deita) or a JSON path. "
                                    "Launch with `accelerate launch` or `torchrun` for several GPUs.")
-    seed: int = option(42, "Seed for initialisation and data order.")
+    seed: int = option(42, "Seed for initialisation and data order.", min=SEED_RANGE[0], max=SEED_RANGE[1])
     save_steps: int = option(200, "Save a checkpoint every N optimizer steps (what a rerun resumes from).", min=1)
     save_total_limit: int = option(1, "Checkpoints kept in OUTDIR while training.", min=1)
     logging_steps: int = option(1, "Optimizer steps between train_log.jsonl rows.", min=1)
@@ -69,10 +72,14 @@ class TrainConfig:
                           "--no-resume starts over (removing those checkpoints).")
 
     def check(self) -> None:
-        if not self.model:
-            raise DeitaError("--model is required: the model folder (or hub id) to train")
         if self.qlora and not self.lora:
-            raise DeitaError("--qlora trains LoRA adapters on a 4-bit base: add --lora")
+            raise ConfigError("qlora trains LoRA adapters on a 4-bit base: turn on lora too", ["qlora", "lora"],
+                              rule=True)
+
+    def check_ready(self) -> None:
+        """What a run needs beyond a valid config: the model to start from (no default can stand in)."""
+        if not self.model:
+            raise ConfigError("model is required: a folder or hub id to start from", ["model"], rule=True)
 
     def global_batch(self, processes: int) -> int:
         return self.per_device_batch * self.grad_accum * processes
@@ -90,7 +97,7 @@ class SFTConfig(TrainConfig):
 class DPOConfig(TrainConfig):
     """`deita train dpo`: TRL's DPOTrainer; the reference model is a frozen copy of --model."""
 
-    epochs: float = option(1.0, "Passes over the pairs.", min=0.0)
+    epochs: float = option(1.0, "Passes over the pairs.", min=0.0, max=1e6)
     learning_rate: float = option(5e-7, "Peak learning rate (AdamW).", min=0.0)
     scheduler: str = option("linear", "Learning-rate schedule after warm-up.", choices=SCHEDULERS)
     per_device_batch: int = option(8, "Pairs per device per micro-batch.", min=1)
@@ -102,8 +109,8 @@ class DPOConfig(TrainConfig):
     def check(self) -> None:
         super().check()
         if self.max_prompt_length >= self.max_length:
-            raise DeitaError(f"--max-prompt-length {self.max_prompt_length} leaves no room for the answer within "
-                             f"--max-length {self.max_length}")
+            raise ConfigError(f"max_prompt_length ({self.max_prompt_length}) leaves no room for the answer within "
+                              f"max_length ({self.max_length})", ["max_prompt_length", "max_length"], rule=True)
 
 
 def read_options(options: RunOptions) -> dict[str, Any]:
@@ -111,32 +118,23 @@ def read_options(options: RunOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in READ_OPTIONS}
 
 
-def load_yaml(path: str | Path, cls: type, options: RunOptions) -> tuple[Any, RunOptions]:
-    """(config, options) from a YAML file: the config's keys at the top, RunOptions keys under `run:`.
+def config_layers(path: str | Path) -> tuple[Layer, Layer]:
+    """The layers of a training YAML file: the config's keys at the top, the RunOptions keys under `run:`.
 
     The file `deita train` saves as OUTDIR/train_config.yaml has this shape, so it can be given back.
     """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DeitaError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DeitaError(f"{path}: cannot read the config file ({err})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise DeitaError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    data = read_yaml(path)
     if data is not None and not isinstance(data, dict):
-        raise DeitaError(f"{path}: expected a mapping of options, got {data!r}")
+        raise ConfigError(f"expected a mapping of options, got {quote(data)}", where=str(path))
     data = dict(data or {})
     run = data.pop("run", None) or {}
-    if not isinstance(run, dict):
-        raise DeitaError(f"{path}: section 'run' must be a mapping of options, got {run!r}")
-    check_keys(run, list(READ_OPTIONS), f"{path} [run]")
-    config = config_from_mapping(cls, data, str(path), base=cls())
-    options = config_from_mapping(RunOptions, run, f"{path} [run]", base=options)
-    return config, options
+    if not isinstance(run, Mapping):
+        raise ConfigError(f"expected a mapping of options, got {quote(run)}", ["run"], where=str(path))
+    try:
+        check_keys(run, list(READ_OPTIONS), "run")
+    except ConfigError as err:
+        raise err.located(str(path)) from None
+    return Layer(str(path), data), Layer(str(path), run, lambda name: f"run.{name}")
 
 
 def config_yaml(config: Any, options: RunOptions) -> str:
@@ -147,8 +145,9 @@ def config_yaml(config: Any, options: RunOptions) -> str:
 
 
 @dataclass(frozen=True)
-class DPODataConfig:
+class DPODataConfig(Config):
     """`deita dpo-data`: the paper's DPO sample, 10K pairs drawn with seed 42."""
 
     size: int = option(10000, "Pairs to sample (-1: all, shuffled).", min=1, allow=(-1,))
-    seed: int = option(42, "Shuffle seed (datasets' Dataset.shuffle(seed=...) order).")
+    seed: int = option(42, "Shuffle seed (datasets' Dataset.shuffle(seed=...) order).", min=SEED_RANGE[0],
+                       max=SEED_RANGE[1])

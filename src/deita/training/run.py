@@ -21,7 +21,7 @@ from typing import Any
 
 from deita.config import field_types
 from deita.data.paths import check_paths, check_writable
-from deita.errors import DeitaError
+from deita.errors import DeitaError, quote
 from deita.training.config import TrainConfig
 from deita.training.packing import attention_implementation
 
@@ -185,7 +185,7 @@ def fingerprint(config: TrainConfig, data_fingerprint: str, launch: Launch) -> d
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
-    shown = [k if k == "data" else f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in keys]
+    shown = [k if k == "data" else f"{k} {quote(old.get(k))} → {quote(new.get(k))}" for k in keys]
     return ", ".join(shown) or "unknown"
 
 

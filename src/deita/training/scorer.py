@@ -16,6 +16,7 @@ from typing import Any
 from deita.config import option
 from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
+from deita.scoring.config import check_score_token_ids
 from deita.scoring.templates import SCORE_TYPES
 from deita.training.config import SFTConfig
 from deita.training.data import SFTExamples
@@ -36,9 +37,7 @@ class ScorerTrainConfig(SFTConfig):
 
     def check(self) -> None:
         super().check()
-        ids = self.score_token_ids
-        if ids is not None and (len(ids) != 6 or len(set(ids)) != 6):
-            raise DeitaError(f"--score-token-ids needs 6 distinct ids for the digits 1..6, got {list(ids)}")
+        check_score_token_ids(self.score_token_ids)
 
 
 def scorer_training_examples(ranked: Path, tokenizer: Any, config: ScorerTrainConfig) -> SFTExamples:

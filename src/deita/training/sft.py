@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deita.config import check_config
 from deita.data.io import RejectsWriter
 from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
@@ -72,8 +71,7 @@ def begin(data: str | Path, output: str | Path, config: Any, options: RunOptions
     """What every training command does first: check the config and the paths, then load the tokenizer.
     Returns (input path, output folder, launch, tokenizer, start time)."""
     require_training()
-    check_config(config)
-    check_config(options)
+    config.check_ready()
     data, folder, run = Path(data), OutputFolder(output), launch()
     if not data.exists():
         raise DeitaError(f"{data}: no such file or directory")

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from deita.config import option
+from deita.config import Config, option
 from deita.errors import DeitaError
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS
 from deita.scoring.prompts import Prompt
@@ -40,10 +40,10 @@ class TokenSpan:
 
 
 @dataclass(frozen=True)
-class TopLogprobOptions:
+class TopLogprobOptions(Config):
     """Options of the backends that read the digits from a server's top-k log-probs (vllm, openai)."""
 
-    max_logprobs: int = option(20, "openai/vllm: the server's cap on returned log-probs.", min=1)
+    max_logprobs: int = option(20, "openai/vllm: the server's cap on returned log-probs.", min=1, max=100_000)
     strict: bool = option(False, "openai/vllm: a digit missing from the returned top-k is an error "
                           "(default: renormalise over the digits returned, and count it).")
 

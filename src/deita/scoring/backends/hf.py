@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from deita.config import option
+from deita.config import Config, option
 from deita.errors import DeitaError
 from deita.scoring.backends.base import BackendCounters, ScorerSpec, TokenSpan
 from deita.scoring.prompts import Prompt
@@ -16,7 +16,7 @@ from deita.scoring.tokens import score_token_ids
 
 
 @dataclass(frozen=True)
-class HFOptions:
+class HFOptions(Config):
     """Options of the hf backend."""
 
     compile: bool | None = option(None, "hf: torch.compile the decoder layers (default: on a GPU).")
@@ -24,6 +24,9 @@ class HFOptions:
 
 class HFBackend:
     """Scores on a local transformers model: bf16 on GPU, fp32 on CPU, batches by token budget."""
+
+    summary: ClassVar[str] = "transformers on this machine"
+    Options: ClassVar[type] = HFOptions
 
     def __init__(self, scorer: ScorerSpec, options: HFOptions = HFOptions()) -> None:
         from deita.runtime.prefill import (  # torch: on use

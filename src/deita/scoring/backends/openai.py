@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -58,8 +58,8 @@ class OpenAIOptions(TopLogprobOptions):
     served_model: str | None = option(None, "openai: model name on the server (default: --model).")
     api_key_env: str = option("OPENAI_API_KEY", "openai: environment variable holding the API key, sent as a "
                               "bearer token (never saved or printed).")
-    concurrency: int = option(16, "openai: requests in flight.", min=1)
-    timeout: float = option(300.0, "openai: seconds to wait for one answer.", min=0.1)
+    concurrency: int = option(16, "openai: requests in flight.", min=1, max=4096)
+    timeout: float = option(300.0, "openai: seconds to wait for one answer.", min=0.1, max=86400.0)
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:
@@ -96,6 +96,9 @@ class _Stopped(Exception):
 
 class OpenAIBackend:
     """Scores through an OpenAI-compatible `/completions` endpoint, `options.concurrency` requests at a time."""
+
+    summary: ClassVar[str] = "any OpenAI-compatible completions server"
+    Options: ClassVar[type] = OpenAIOptions
 
     def __init__(self, scorer: ScorerSpec, options: OpenAIOptions = OpenAIOptions(), *,
                  connect_timeout: float = 10.0, max_tries: int = 5, backoff: float = 0.5) -> None:

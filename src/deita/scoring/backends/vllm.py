@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -64,6 +64,9 @@ class VLLMOptions(TopLogprobOptions):
 
 class VLLMBackend:
     """Scores on a local vLLM engine (GPU); one generate call per batch of prompts, vLLM schedules them."""
+
+    summary: ClassVar[str] = "the offline vLLM engine"
+    Options: ClassVar[type] = VLLMOptions
 
     def __init__(self, scorer: ScorerSpec, options: VLLMOptions = VLLMOptions()) -> None:
         vllm = _import_vllm()

@@ -1,0 +1,162 @@
+"""`SelectConfig`: every setting of `deita select`, loaded in layers (defaults, preset, YAML file, flags).
+
+A preset fills in what the user did not write; each key the user wrote wins over the preset's. The scorer
+roles (complexity, quality) are decided per role: a role the preset scores by length is scored by a model
+as soon as the user writes its section, so `preset: offline` with `quality: {backend: openai, ...}` scores
+quality through that server and complexity by length. `scorer_for` tells the pipeline which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deita.config import Config, config_to_dict, option
+from deita.config_layers import Layer, Layered
+from deita.config_yaml import read_yaml
+from deita.dedup.config import DecontaminateConfig, DedupConfig
+from deita.embedding.embedder import EmbedConfig
+from deita.errors import ConfigError, quote
+from deita.report.config import ReportConfig
+from deita.runtime.options import RunOptions
+from deita.scoring.config import ScoreConfig
+from deita.selection.config import FilterConfig
+from deita.selection.scores import DEFAULT_SCORE_KEYS, LENGTH_SCORE_KEYS
+
+PRESETS = ("paper", "offline")
+DEFAULT_PRESET = "paper"
+SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "embed", "filter", "report", "run")
+ROLES = ("complexity", "quality")
+"""The scorer sections: each scores its own type, by a model or (when a preset says so) by length."""
+PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"embed": {"kind": "causal"}},
+    "offline": {"embed": {"kind": "static"}, "filter": {"threshold": 0.99}},
+}
+"""What each preset changes from the defaults: declared once, here. The offline threshold is calibrated for the
+static embedder's scale of cosine similarity (benchmarks/offline.py, docs/benchmarks.md): whole-conversation
+means of static token vectors sit closer together than MiniLM's sentence embeddings, so 0.9 would skip most
+of a pool; the calibrated value skips ≥ 95 % of planted near-copies and about as many real records as MiniLM
+does at 0.9. It belongs to that embedder: with another `embed.kind` written by the user it does not apply."""
+LENGTH_ROLES: dict[str, tuple[str, ...]] = {"paper": (), "offline": ROLES}
+"""The roles each preset scores by length (the paper's length baselines) unless the user writes their section."""
+ROLE_SCORE_KEYS = dict(zip(ROLES, DEFAULT_SCORE_KEYS, strict=True))
+ROLE_LENGTH_KEYS = dict(zip(ROLES, LENGTH_SCORE_KEYS, strict=True))
+
+
+@dataclass
+class SelectConfig(Config):
+    """The whole pipeline's settings; a YAML file has one section per field (`complexity:`, `embed:`, …).
+
+    Built directly, a scorer section that differs from its default counts as written by the user; `build`
+    records exactly the sections the file and the flags wrote.
+    """
+
+    preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
+                         "offline: length scores and a static embedder distilled from MiniLM (no network or GPU); "
+                         "a section you write wins over the preset's.", choices=PRESETS)
+    dedup: DedupConfig = option(default_factory=DedupConfig)
+    decontaminate: DecontaminateConfig = option(default_factory=DecontaminateConfig)
+    complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
+    quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
+    embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
+    filter: FilterConfig = option(default_factory=FilterConfig)
+    report: ReportConfig = option(default_factory=ReportConfig)
+    run: RunOptions = option(default_factory=RunOptions)
+    user_sections: frozenset[str] | None = option(None, "The sections the user wrote (recorded by `build`).",
+                                                  internal=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.user_sections is None:
+            defaults = {f.name: f.default_factory() for f in dataclasses.fields(self) if f.name in ROLES}
+            object.__setattr__(self, "user_sections",
+                               frozenset(role for role, default in defaults.items() if getattr(self, role) != default))
+
+    def check(self) -> None:
+        for role in ROLES:
+            scorer = getattr(self, role)
+            if scorer.type != role:
+                raise ConfigError(f"{quote(scorer.type)} in the {role} section: a {role} section scores {role} "
+                                  f"(the {scorer.type} scorer goes under {scorer.type}:)", [f"{role}.type"])
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> dict[str, Any]:
+        """The sections of a YAML config file, as a mapping (checked when the config is built)."""
+        data = read_yaml(path)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping of sections ({', '.join(SECTIONS)}), got {quote(data)}",
+                              where=str(path))
+        return data
+
+    @classmethod
+    def build(cls, data: Mapping[str, Any], source: str = "config", flags: Layer | None = None,
+              device: str | None = None) -> SelectConfig:
+        """Defaults ← the preset's ← `data`'s sections (from `source`) ← `flags`; `device` (the flag) goes to
+        every section in use. Unknown sections, keys, wrong types and contradictions are ConfigErrors."""
+        sections = {name: ({} if value is None and name in SECTIONS else value) for name, value in data.items()}
+        user = [Layer(source, sections), *([flags] if flags is not None else [])]
+        written = Layered()
+        for layer in user:
+            written.add(cls, layer)
+        preset = written.values.get("preset", DEFAULT_PRESET)
+        if preset not in PRESETS:
+            raise written.locate(ConfigError(f"{quote(preset)} is not one of {', '.join(PRESETS)}", ["preset"]))
+        user_sections = frozenset(name for name in SECTIONS if written.user_wrote(name))
+        layers = [Layer(f"preset {preset}", _preset_layer(preset, written), user=False), *user]
+        if device is not None:
+            in_use = ["embed", "filter", *(r for r in ROLES if r not in LENGTH_ROLES[preset] or r in user_sections)]
+            layers.insert(2, Layer("", {name: {"device": device} for name in in_use}, lambda _: "--device"))
+        merged = Layered(default_label=flags.label if flags is not None else layers[-1].label)
+        for layer in layers:
+            merged.add(cls, layer)
+        config = merged.build(cls)
+        return dataclasses.replace(config, user_sections=user_sections)
+
+    def scorer_for(self, role: str) -> ScoreConfig | None:
+        """The scorer of `role` (complexity or quality), or None where the preset's length scores stand in."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {quote(role)}")
+        if role in LENGTH_ROLES[self.preset] and role not in (self.user_sections or ()):
+            return None
+        return getattr(self, role)
+
+    def sort_key(self) -> tuple[str, ...]:
+        """The filter's sort key: the one written, else per role its scores or its length field."""
+        if self.filter.sort_key:
+            return self.filter.sort_key
+        return tuple(ROLE_SCORE_KEYS[role] if self.scorer_for(role) else ROLE_LENGTH_KEYS[role] for role in ROLES)
+
+    def effective(self) -> dict[str, Any]:
+        """The effective config as plain data (what OUTPUT.config.yaml and the manifest record): the options
+        in use only, and no section for a role scored by length, so a rerun from it scores the same."""
+        data = config_to_dict(self, effective=True)
+        for role in ROLES:
+            if self.scorer_for(role) is None:
+                del data[role]
+        return data
+
+    def to_yaml(self) -> str:
+        """The effective config as YAML."""
+        return yaml.safe_dump(self.effective(), sort_keys=False, allow_unicode=True)
+
+    def models_used(self) -> list[tuple[str, str]]:
+        """(role, model id or folder) of every model this run loads, the packaged default embedder included."""
+        scorers = [(f"{role} scorer", scorer.resolved_model()) for role in ROLES
+                   if (scorer := self.scorer_for(role)) is not None]
+        return [*scorers, ("embedding model", self.embed.resolved_model())]
+
+
+def _preset_layer(preset: str, written: Layered) -> dict[str, dict[str, Any]]:
+    """The preset's settings, less a filter threshold calibrated for an embedder the user replaced."""
+    layer = {name: dict(values) for name, values in PRESET_DEFAULTS[preset].items()}
+    kind = written.values.get("embed", {}).get("kind")
+    if kind is not None and kind != layer.get("embed", {}).get("kind"):
+        layer.get("filter", {}).pop("threshold", None)
+    return layer
