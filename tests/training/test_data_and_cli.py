@@ -122,7 +122,7 @@ def test_train_usage_and_one_line_errors(tmp_path, tiny_llama, capsys):
     code, err = run("train", "sft", data, "-o", tmp_path / "busy", "--model", tiny_llama)
     assert code == 1 and "is not empty and holds no deita training run" in err
     code, err = run("train", "dpo", data, "-o", tmp_path / "d", "--model", tiny_llama, "--max-prompt-length", "4096")
-    assert code == 1 and "--max-prompt-length 4096 leaves no room for the answer" in err
+    assert code == 1 and "--max-prompt-length (4096) leaves no room for the answer within --max-length (2048)" in err
 
 
 def test_deita_imports_without_the_training_extra(tmp_path):
