@@ -116,119 +116,17 @@ def offline_length_lines(summary: StageSummary) -> list[str]:
 
 
 def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
-    """Run every stage into `<output>.work/`, then write the selection, its report, config and manifest."""
-    from deita.report.run import report_file  # imports matplotlib
-    from deita.selection.run import (
-        filter_file,  # imports torch: neither at import, so `select --help` stays light
-    )
+    """Hash the pool (dedup), compute every per-record column of the kept records in one more read, select
+    on the arrays, then fetch the selected records and write them with the report, config and manifest."""
+    from deita.passes.run import run_pass
+    from deita.passes.select import write_selection
 
     input_path, output_path = Path(input_path), Path(output_path)
     paths = prepare_select(input_path, output_path, config)
     paths.work.mkdir(parents=True, exist_ok=True)
-    run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
-    clean = dataclasses.replace(run, format=None)  # later stages read our own clean files
-    rejects = RejectsWriter(paths.rejects) if config.run.on_error == "skip" else None
-    lines: list[str] = []
-    seconds: dict[str, float] = {}
-    scored = paths.work / "scored.jsonl"
-    truncated = 0
-    try:
-        cleaned = clean_pool(input_path, paths, config, run, rejects, lines)
-        seconds.update(cleaned.seconds)
-        # per role, its scorer or (where the preset says so and the user wrote no section) its length score
-        scorers = [(role, scorer) for role in ROLES if (scorer := config.scorer_for(role)) is not None]
-        steps = ([None] if len(scorers) < len(ROLES) else []) + scorers
-        source, first = cleaned.pool, None
-        for number, step in enumerate(steps, 1):
-            target = scored if number == len(steps) else paths.work / f"{step[0] if step else 'lengths'}.jsonl"
-            options, step_rejects = (run, rejects) if first is None else (clean, None)
-            if step is None:
-                summary = add_length_scores(source, target, options, rejects=step_rejects)
-                seconds["lengths"] = summary.seconds
-                lines += offline_length_lines(summary)
-            else:
-                report = score_file(source, target, step[1], options, rejects=step_rejects)
-                summary = report.summary
-                seconds[step[0]] = summary.seconds
-                lines += report.lines()
-                truncated += summary.counters.get("truncated", 0)
-            first = first or summary
-            source = target
-    finally:
-        if rejects is not None:
-            rejects.close()
-    rejected = cleaned.rejected + first.rejected
-    records = cleaned.records if cleaned.records is not None else first.records + first.rejected
-    if rejected:
-        lines.append(f"rejected {rejected:,} of {records:,} records → {paths.rejects}")
-    embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean)
-    seconds["embed"] = embedded.summary.seconds
-    lines += embedded.lines()
-    if config.preset == "offline" and not config.embed.model:
-        model = "a static model distilled from the packaged" if config.embed.kind == "static" else "the packaged"
-        lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {model} "
-                     f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
-    filter_config = dataclasses.replace(config.filter, sort_key=config.sort_key())
-    selection = filter_file(scored, output_path, filter_config, paths.work / "embeddings.npy", stats_path=None)
-    seconds["filter"] = selection.seconds
-    lines += selection.lines()
-    funnel = {"input": records, "rejected": rejected, **cleaned.removed, "scored": first.records,
-              "turns": first.requests, "truncated_turns": truncated}
-    stats = {**selection.stats(), "funnel": funnel}
-    paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
-    if config.report.write:
-        report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=config.report,
-                    rejects_path=paths.rejects if rejected else None, stats=stats)
-        lines.append(f"report → {paths.report}")
+    computed = run_pass(input_path, paths, config)
+    lines = list(computed["lines"])
+    lines += write_selection(input_path, output_path, paths, config, computed)
     paths.config.write_text(config.to_yaml())
-    counts = {**funnel, **cleaned.details, "examined": selection.n_examined,
-              "skipped_near_duplicates": selection.n_near_duplicates, "selected": selection.n_selected}
-    write_manifest(paths.manifest, input_path, output_path, counts, config.effective(), config.models_used(),
-                   seconds, {"filter": config.filter.seed, "report": config.report.seed})
-    lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; stage outputs and caches in "
-                 f"{paths.work}")
+    lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; columns in {paths.work}")
     return lines
-
-
-@dataclass
-class Cleaned:
-    """What dedup and decontamination did: the file the scorers read, and the counts for the funnel."""
-
-    pool: Path
-    records: int | None = None  # records in the input (good and bad), when a cleaning stage read it
-    rejected: int = 0
-    removed: dict[str, int] = dataclasses.field(default_factory=dict)  # funnel stage → records removed
-    details: dict[str, int] = dataclasses.field(default_factory=dict)  # the same, by kind, for the manifest
-    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
-def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: RunOptions,
-               rejects: RejectsWriter | None, lines: list[str]) -> Cleaned:
-    """Dedup, then decontaminate, into the work folder, before any scorer sees a record; writes every count to
-    `clean_stats.json`. The first stage that reads the input meets its bad records."""
-    from deita.dedup.decontaminate_file import decontaminate_file
-    from deita.dedup.run import dedup_file
-
-    cleaned, stats = Cleaned(input_path), {}
-    quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
-    if config.dedup.enabled:
-        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects)
-        cleaned.pool, stats["dedup"] = report.output, report.counts()
-        cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
-        cleaned.removed["removed as duplicates"] = report.exact + report.near
-        cleaned.details.update(exact_duplicates=report.exact, near_duplicates=report.near)
-        cleaned.seconds["dedup"] = report.seconds
-        lines.append(report.lines()[0])
-    if config.decontaminate.against:
-        first = cleaned.records is None
-        report = decontaminate_file(cleaned.pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
-                                    rejects if first else None, embed=config.embed)
-        cleaned.pool, stats["decontaminate"] = report.output, report.counts()
-        if first:
-            cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
-        cleaned.removed["removed as contaminated"] = report.by_ngram + report.by_embedding
-        cleaned.details.update(contaminated_ngram=report.by_ngram, contaminated_embedding=report.by_embedding)
-        cleaned.seconds["decontaminate"] = report.seconds
-        lines += [line for line in report.lines() if not line.startswith("rejected ")]
-    paths.clean_stats.write_text(json.dumps(stats, indent=2) + "\n")
-    return cleaned

@@ -98,7 +98,7 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
                 ProgressBar("decontaminate", total, quiet=options.quiet, interval=options.progress_interval,
                             total_unit=unit) as bar:
             for batch in batches(read_pool(input_path, output_path, options, rejects, stats)):
-                for record, row in zip(batch, _check_batch(batch, stats.format or "", config, index, embedder,
+                for record, row in zip(batch, check_batch(batch, stats.format or "", config, index, embedder,
                                                            items), strict=True):
                     if row is None:
                         kept.write(record)
@@ -119,7 +119,7 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
                                rejects.path if rejects is not None else None)
 
 
-def _check_batch(batch: list[Record], fmt: str, config: DecontaminateConfig, index: Any, embedder: Any,
+def check_batch(batch: list[Record], fmt: str, config: DecontaminateConfig, index: Any, embedder: Any,
                  items: list) -> list[dict | None]:
     """For each record: None if clean, else what its contaminated message matched."""
     from deita.dedup.normalize import normalize, words_text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,23 @@ def score_file(input_path: str | Path, output_path: str | Path, config: ScoreCon
     `rejects`: where bad records go; without one the first bad record stops the run.
     """
     output_path = Path(output_path)
-    field = IFD_FIELD if config.type == "ifd" else SCORE_FIELDS[config.type]
-    sink = RecordSink(output_path, lambda rows: {field: turn_values(rows, nullable=config.type == "ifd")})
+    field = score_field(config)
+    sink = RecordSink(output_path, score_fields(config))
     summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
                         rejects=rejects, description=f"scoring {config.type}",
                         rejects_hint=rejects_path_for(output_path))
     return ScoreReport(summary, output_path, field)
 
+
+def score_field(config: ScoreConfig) -> str:
+    """The record field a scorer of this type writes (one value per turn)."""
+    return IFD_FIELD if config.type == "ifd" else SCORE_FIELDS[config.type]
+
+
+def score_fields(config: ScoreConfig) -> Callable[[Any], dict[str, list[float | None]]]:
+    """A scorer's per-record rows as the fields it adds: what `deita score` writes and `select`'s columns hold."""
+    field, nullable = score_field(config), config.type == "ifd"
+    return lambda rows: {field: turn_values(rows, nullable=nullable)}
 
 
 def turn_values(rows: Any, nullable: bool) -> list[float | None]:

@@ -1,0 +1,153 @@
+"""The pass's results as columns keyed by row (the i-th kept record of the pool): no copy of a record.
+
+A folder holds one `.npy` per column (memory-mappable) and `columns.json`, written last, which names the
+pool and the settings the columns were computed with: a rerun with the same pool and settings reads the
+columns instead of computing them again (the columns are their own resume cache once complete).
+
+* `row_index.npy`: the record's index in the pool file (what the reader calls it; bad records count).
+* `spans.npy`: (rows, 2) byte range of each record, for a JSONL pool (fetch by offset).
+* `response_chars.npy`: characters of the record's responses (strategy `length`).
+* `<field>.values.npy` and `<field>.offsets.npy`: a per-turn field (`complexity_scores`,
+  `instruction_lengths`, …) as flat float64 values and rows + 1 offsets; NaN stands for JSON null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deita.errors import DeitaError
+
+MARKER = "columns.json"
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    """Write an `.npy` atomically (temporary file, then rename)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(temporary, array, allow_pickle=False)
+    os.replace(temporary, path)
+
+
+class TurnColumn:
+    """A per-turn field being filled row by row: flat values and per-row counts."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.counts: list[int] = []
+
+    def add(self, values: Sequence[float | None]) -> None:
+        self.values.extend(math.nan if value is None else float(value) for value in values)
+        self.counts.append(len(values))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.zeros(len(self.counts) + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=offsets[1:])
+        return np.asarray(self.values, dtype=np.float64), offsets
+
+
+@dataclass
+class ColumnsWriter:
+    """Collects the columns of one pass, in row order, and writes them with the marker on `finish`."""
+
+    directory: Path
+    fields: dict[str, TurnColumn] = field(default_factory=dict)
+    row_index: list[int] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    response_chars: list[int] = field(default_factory=list)
+
+    def add_row(self, index: int, span: tuple[int, int] | None, response_chars: int,
+                turn_fields: dict[str, Sequence[float | None]]) -> None:
+        self.row_index.append(index)
+        if span is not None:
+            self.spans.append(span)
+        self.response_chars.append(response_chars)
+        for name, values in turn_fields.items():
+            self.fields.setdefault(name, TurnColumn()).add(values)
+
+    def finish(self, marker: dict[str, Any]) -> None:
+        """Write every column, then the marker (so a marker means every column is there)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        rows = len(self.row_index)
+        for name, column in self.fields.items():
+            if len(column.counts) != rows:
+                raise DeitaError(f"internal error: column {name} has {len(column.counts)} rows of {rows}")
+        _save(self.directory / "row_index.npy", np.asarray(self.row_index, dtype=np.int64))
+        _save(self.directory / "response_chars.npy", np.asarray(self.response_chars, dtype=np.int64))
+        if self.spans:
+            _save(self.directory / "spans.npy", np.asarray(self.spans, dtype=np.int64).reshape(-1, 2))
+        for name, column in self.fields.items():
+            values, offsets = column.arrays()
+            _save(self.directory / f"{name}.values.npy", values)
+            _save(self.directory / f"{name}.offsets.npy", offsets)
+        text = json.dumps({**marker, "rows": rows, "fields": list(self.fields), "spans": bool(self.spans)},
+                          indent=2, default=str)
+        temporary = self.directory / f".{MARKER}.tmp"
+        temporary.write_text(text + "\n")
+        os.replace(temporary, self.directory / MARKER)
+
+
+class Columns:
+    """Finished columns, read back (memory-mapped)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        path = self.directory / MARKER
+        try:
+            self.marker: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise DeitaError(f"{path}: the run's columns are missing or unreadable ({err}); run `deita select` "
+                             "again to finish them") from None
+        self.rows = int(self.marker["rows"])
+        self.fields: list[str] = list(self.marker["fields"])
+
+    def _load(self, name: str) -> np.ndarray:
+        try:
+            return np.load(self.directory / name, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DeitaError(f"{self.directory / name}: unreadable column ({err}); run `deita select` again")\
+                from None
+
+    @property
+    def row_index(self) -> np.ndarray:
+        return self._load("row_index.npy")
+
+    @property
+    def spans(self) -> np.ndarray | None:
+        return self._load("spans.npy") if self.marker.get("spans") else None
+
+    @property
+    def response_chars(self) -> np.ndarray:
+        return self._load("response_chars.npy")
+
+    def turn_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(flat values, offsets) of a per-turn field."""
+        if name not in self.fields:
+            raise DeitaError(f"the run computed no '{name}' (it has {', '.join(self.fields) or 'no fields'})")
+        return self._load(f"{name}.values.npy"), self._load(f"{name}.offsets.npy")
+
+    def lists(self, name: str) -> list[list[float | None]]:
+        """Every row's per-turn list of `name`, as the staged path's JSON held them (NaN → None)."""
+        values, offsets = self.turn_arrays(name)
+        flat = [None if value != value else value for value in np.asarray(values).tolist()]
+        bounds = np.asarray(offsets).tolist()
+        return [flat[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def row_fields(self) -> list[dict[str, list[float | None]]]:
+        """Per row, every per-turn field in the order the pass added them (what the staged path added)."""
+        lists = {name: self.lists(name) for name in self.fields}
+        return [{name: lists[name][row] for name in self.fields} for row in range(self.rows)]
+
+
+def read_marker(directory: Path) -> dict[str, Any] | None:
+    """The marker of finished columns in `directory`, or None."""
+    try:
+        return json.loads((directory / MARKER).read_text())
+    except (OSError, ValueError):
+        return None

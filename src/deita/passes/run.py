@@ -1,0 +1,170 @@
+"""`deita select`'s two reads of the pool: dedup's keep mask, then every per-record column of the kept
+records; finished columns are reused by a rerun with the same pool and settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deita.data.io import RejectsWriter
+from deita.embedding.embedder import EmbedStage
+from deita.embedding.run import EmbedReport
+from deita.passes.columns import ColumnsWriter, read_marker
+from deita.passes.compute import Job, PassInput, PassSummary, compute_columns
+from deita.passes.keep import KeepMask, hash_and_decide
+from deita.runtime.sinks import ArraySink
+from deita.runtime.stage import Stage
+from deita.scoring.lengths import LengthStage, length_fields
+from deita.scoring.run import ScoreReport, score_field, score_fields
+from deita.scoring.scorer import ScoreStage
+from deita.select_config import ROLES, SelectConfig
+
+if TYPE_CHECKING:
+    from deita.workflow import SelectPaths
+
+COLUMNS = "columns"
+EMBEDDINGS = "embeddings.npy"
+
+
+def pass_stages(config: SelectConfig) -> list[Stage]:
+    """The pass's stages, in the order the staged path added fields: length scores (where a role has no
+    scorer), each role's scorer (any scorer type `deita score` knows), then the embedder."""
+    scorers = [scorer for role in ROLES if (scorer := config.scorer_for(role)) is not None]
+    stages: list[Stage] = [LengthStage()] if len(scorers) < len(ROLES) else []
+    return [*stages, *(ScoreStage(scorer) for scorer in scorers), EmbedStage(config.embed)]
+
+
+def pass_jobs(stages: list[Stage], config: SelectConfig, embeddings: Path) -> list[Job]:
+    """Each stage with where its rows go: the fields it adds (as `deita score` adds them), or the `.npy`."""
+    jobs = []
+    for stage in stages:
+        if isinstance(stage, LengthStage):
+            jobs.append(Job(stage, length_fields))
+        elif isinstance(stage, ScoreStage):
+            jobs.append(Job(stage, score_fields(stage.config)))
+        else:
+            jobs.append(Job(stage, rows=ArraySink(embeddings, config.embed.output_dtype())))
+    return jobs
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def pass_fingerprint(pool: Path, config: SelectConfig, stages: list[Stage], extra: tuple[str, ...]) -> dict[str, Any]:
+    """What decides the columns: the pool (path, size, time) and every setting of the two reads."""
+    stat = pool.stat()
+    run = config.run
+    return _plain({"pool": {"path": str(pool.resolve()), "identity": [stat.st_size, stat.st_mtime_ns]},
+                   "settings": {"dedup": dataclasses.asdict(config.dedup),
+                                "decontaminate": dataclasses.asdict(config.decontaminate),
+                                "format": run.format, "pairing": run.pairing, "on_error": run.on_error,
+                                "stages": [stage.fingerprint() for stage in stages], "extra_fields": extra}})
+
+
+def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig) -> dict[str, Any]:
+    """The columns of `pool` under `paths.work` (computed, or reused when finished with the same settings);
+    returns what the run reports: summary lines, funnel, counts and seconds."""
+    directory = paths.work / COLUMNS
+    embeddings = paths.work / EMBEDDINGS
+    computed_fields = {*_computed(config)}
+    extra = tuple(key for key in config.sort_key() if key not in computed_fields)
+    stages = pass_stages(config)
+    fingerprint = pass_fingerprint(pool, config, stages, extra)
+    found = read_marker(directory)
+    if found is not None and {k: found.get(k) for k in fingerprint} == fingerprint and embeddings.exists():
+        return {**found["result"], "lines": [*found["result"]["lines"], f"reused the finished columns in {directory}"]}
+    directory.joinpath("columns.json").unlink(missing_ok=True)  # columns being rewritten are not finished
+    jobs = pass_jobs(stages, config, embeddings)
+    run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
+    rejects = RejectsWriter(paths.rejects) if run.on_error == "skip" else None
+    try:
+        keep, clean = None, None
+        keep = hash_and_decide(pool, config.dedup, run, rejects, paths.rejects,
+                               paths.work / ".shingles.tmp") if config.dedup.enabled else None
+        clean = _decontamination(config, paths) if config.decontaminate.against else None
+        source = PassInput(pool, keep, rejects, paths.rejects,
+                           duplicates=paths.work / "duplicates.jsonl" if keep is not None else None,
+                           extra_fields=extra, clean=clean.check if clean is not None else None)
+        columns = ColumnsWriter(directory)
+        summary = compute_columns(source, jobs, run, Path(run.cache_dir), columns)
+    finally:
+        if rejects is not None:
+            rejects.close()
+        if clean is not None:
+            clean.close()
+    result = _result(config, paths, jobs, keep, clean, summary)
+    columns.finish({**fingerprint, "result": result})
+    if not config.run.cache_dir:  # the columns are the cache now: keep each array once
+        shutil.rmtree(paths.work / "cache", ignore_errors=True)
+    return result
+
+
+def _computed(config: SelectConfig) -> list[str]:
+    scorers = [scorer for role in ROLES if (scorer := config.scorer_for(role)) is not None]
+    fields = ["instruction_lengths", "response_lengths"] if len(scorers) < len(ROLES) else []
+    return fields + [score_field(scorer) for scorer in scorers]
+
+
+def _decontamination(config: SelectConfig, paths: SelectPaths):
+    from deita.passes.decontaminate import Decontamination
+
+    return Decontamination(config.decontaminate, config.embed, paths.work / "contaminated.jsonl")
+
+
+def _result(config: SelectConfig, paths: SelectPaths, jobs: list[Job], keep: KeepMask | None, clean: Any,
+            summary: PassSummary) -> dict[str, Any]:
+    """The summary lines, funnel and counts of the pass (kept in the columns' marker for a rerun)."""
+    from deita.dedup.run import DedupReport
+    from deita.workflow import offline_length_lines
+
+    lines: list[str] = []
+    records = keep.records if keep is not None else summary.records
+    rejected = (keep.rejected if keep is not None else summary.read.rejected) + summary.rejected
+    removed: dict[str, int] = {}
+    details: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    clean_stats: dict[str, Any] = {}
+    if keep is not None:
+        d = keep.decisions
+        report = DedupReport(len(keep.indices), keep.rejected, keep.exact, keep.near, keep.seconds,
+                             paths.work / COLUMNS, paths.work / "duplicates.jsonl", config.dedup, d.bands, d.rows,
+                             d.compared, d.verified)
+        lines.append(report.lines()[0])
+        removed["removed as duplicates"] = keep.exact + keep.near
+        details.update(exact_duplicates=keep.exact, near_duplicates=keep.near)
+        seconds["dedup"] = keep.seconds
+        clean_stats["dedup"] = report.counts()
+    if clean is not None:
+        removed["removed as contaminated"] = clean.counts["ngram"] + clean.counts["embedding"]
+        details.update(contaminated_ngram=clean.counts["ngram"], contaminated_embedding=clean.counts["embedding"])
+        lines += clean.lines()
+        clean_stats["decontaminate"] = clean.stats()
+    truncated = 0
+    first = jobs[0].summary
+    for job in jobs:
+        s = job.summary
+        if isinstance(job.stage, LengthStage):
+            lines += offline_length_lines(s)
+            seconds["lengths"] = summary.seconds
+        elif isinstance(job.stage, ScoreStage):
+            lines += ScoreReport(s, paths.work / COLUMNS, score_field(job.stage.config)).lines()
+            seconds[job.stage.config.type] = summary.seconds
+            truncated += s.counters.get("truncated", 0)
+        elif job.rows is not None:
+            if rejected:
+                lines.append(f"rejected {rejected:,} of {records:,} records → {paths.rejects}")
+            lines += EmbedReport(s, job.rows.dim or 0, config.embed.output_dtype(), job.rows.path,
+                                 config.embed.window()).lines()
+            seconds["embed"] = summary.seconds
+    if config.preset == "offline" and not config.embed.model:
+        model = "a static model distilled from the packaged" if config.embed.kind == "static" else "the packaged"
+        lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {model} "
+                     f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
+    paths.clean_stats.write_text(json.dumps(clean_stats, indent=2) + "\n")
+    funnel = {"input": records, "rejected": rejected, **removed, "scored": first.records, "turns": first.requests,
+              "truncated_turns": truncated}
+    return {"lines": lines, "funnel": funnel, "details": details, "seconds": seconds, "rejected": rejected}

@@ -1,0 +1,89 @@
+"""After the pass: selection on the columns, then the selected records fetched from the pool and written
+once, in selection order, with the report, the statistics and the manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deita.data.io import RecordWriter
+from deita.manifest import write_manifest
+from deita.passes.columns import Columns
+from deita.passes.fetch import ScoredPool, SelectedTap
+from deita.passes.run import COLUMNS, EMBEDDINGS
+from deita.select_config import SelectConfig
+from deita.selection.embeddings import open_embeddings
+from deita.selection.run import FilterReport, annotations, select_indices
+from deita.selection.scores import final_scores
+from deita.selection.strategies import STRATEGIES
+
+if TYPE_CHECKING:
+    from deita.workflow import SelectPaths
+
+
+def select_on_columns(pool: Path, columns: Columns, config: SelectConfig, embeddings: Path
+                      ) -> tuple[FilterReport, np.ndarray | None, np.ndarray | None]:
+    """The configured strategy over the columns: its report, the final scores and the embeddings it read."""
+    filter_config = dataclasses.replace(config.filter, sort_key=config.sort_key())
+    strategy = STRATEGIES[filter_config.strategy]
+    sort_key = filter_config.sort_key or ()
+    n = columns.rows
+    scores = lengths = vectors = None
+    if strategy.scores and n:
+        row_index = np.asarray(columns.row_index).tolist()
+        scores = final_scores([columns.lists(key) for key in sort_key], sort_key,
+                              [f"{pool}, record index {index}" for index in row_index])
+    if strategy.lengths:
+        lengths = np.asarray(columns.response_chars, dtype=np.float64)
+    if strategy.embeddings:
+        vectors = open_embeddings(embeddings, n, pool)
+    result = select_indices(filter_config, n, scores, lengths, vectors)
+    report = FilterReport(n, len(result.indices), result.n_examined, filter_config.threshold,
+                          filter_config.strategy, result.seconds, tuple(sort_key), Path(), result)
+    return report, scores, vectors
+
+
+def write_selection(pool: Path, output: Path, paths: SelectPaths, config: SelectConfig,
+                    computed: dict[str, Any]) -> list[str]:
+    """Select, fetch, write the output once; then the statistics, report and manifest."""
+    columns = Columns(paths.work / COLUMNS)
+    embeddings = paths.work / EMBEDDINGS
+    selection, scores, vectors = select_on_columns(pool, columns, config, embeddings)
+    selection.output = output
+    rows = selection.result.indices if selection.result is not None else np.zeros(0, dtype=np.int64)
+    lines = selection.lines()
+    stats = {**selection.stats(), "funnel": computed["funnel"]}
+    paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
+    scored = ScoredPool(pool, columns, config.run.format, config.run.pairing)
+    html = None
+    if config.report.write:
+        from deita.report.run import build_report
+
+        # JSONL: the selected records by offset, the report's one read; else one read serves both
+        tap = None if columns.spans is not None else SelectedTap(scored.records(), rows.tolist())
+        chosen = scored.fetch(rows.tolist()) if tap is None else None
+        html = build_report(output, pool, embeddings, stats, config.report,
+                            paths.rejects if computed["rejected"] else None,
+                            pool_records=tap if tap is not None else scored.records(), selected_rows=rows)
+        chosen = chosen if chosen is not None else tap.chosen()
+    else:
+        chosen = scored.fetch(rows.tolist())
+    notes = annotations(selection.result, scores, vectors) if config.filter.annotate else None
+    with RecordWriter(output) as writer:
+        for rank, raw in enumerate(chosen):
+            writer.write({**raw, "deita": notes[rank]} if notes is not None else raw)
+    if html is not None:
+        from deita.report.run import write_html
+
+        write_html(paths.report, html)
+        lines.append(f"report → {paths.report}")
+    counts = {**computed["funnel"], **computed["details"], "examined": selection.n_examined,
+              "skipped_near_duplicates": selection.n_near_duplicates, "selected": selection.n_selected}
+    seconds = {**computed["seconds"], "filter": selection.seconds}
+    write_manifest(paths.manifest, pool, output, counts, config.effective(), config.models_used(), seconds,
+                   {"filter": config.filter.seed, "report": config.report.seed})
+    return lines
