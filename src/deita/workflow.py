@@ -1,5 +1,6 @@
-"""`deita select`: dedup and decontaminate, then score (complexity, quality), embed, filter — each scoring
-stage cached so a rerun resumes.
+"""`deita select`: its paths and checks, and the run as one composed pass (`deita.passes`): dedup hashes the
+pool and decides a keep mask, one more read computes every per-record column of the kept records (scores,
+embeddings; resumable), selection runs on the columns, and the selected records are fetched and written once.
 
 Settings come in layers: the defaults, then the preset's, then the YAML file's sections, then the flags.
 The whole effective config is checked, and so are the paths and the models, before any stage runs.
@@ -7,21 +8,14 @@ The whole effective config is checked, and so are the paths and the models, befo
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from deita.data.io import RejectsWriter
 from deita.data.paths import check_paths, check_writable
-from deita.embedding.run import embed_file
 from deita.errors import DeitaError
-from deita.manifest import write_manifest
 from deita.runtime.models import check_models_reachable
-from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary
-from deita.scoring.lengths import MAX_CHARS, MAX_TOKENS, add_length_scores
-from deita.scoring.run import score_file
+from deita.scoring.lengths import MAX_CHARS, MAX_TOKENS
 from deita.select_config import (  # noqa: F401  (the names `deita.workflow` always offered)
     DEFAULT_PRESET,
     PRESET_DEFAULTS,
