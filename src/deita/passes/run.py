@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,13 +14,13 @@ from deita.data.io import RejectsWriter
 from deita.embedding.embedder import EmbedStage
 from deita.embedding.run import EmbedReport
 from deita.passes.columns import ColumnsWriter, read_marker
-from deita.passes.compute import Job, PassInput, PassSummary, compute_columns
+from deita.passes.compute import Job, PassInput, PassSummary, TurnFields, compute_columns
 from deita.passes.keep import KeepMask, hash_and_decide
 from deita.runtime.sinks import ArraySink
 from deita.runtime.stage import Stage
-from deita.scoring.lengths import LengthStage, length_fields
-from deita.scoring.run import ScoreReport, score_field, score_fields
-from deita.scoring.scorer import ScoreStage
+from deita.scoring.lengths import LENGTH_FIELDS, LengthStage, length_fields
+from deita.scoring.run import ScoreReport, score_field, score_fields, score_stage
+from deita.scoring.scorer import ScoreConfig
 from deita.select_config import ROLES, SelectConfig
 
 if TYPE_CHECKING:
@@ -29,32 +30,37 @@ COLUMNS = "columns"
 EMBEDDINGS = "embeddings.npy"
 
 
-def pass_stages(config: SelectConfig) -> list[Stage]:
+@dataclass(frozen=True)
+class Planned:
+    """One stage of the pass: what it is for (its summary lines), the stage, and the fields it adds (None: one
+    `.npy` row per record)."""
+
+    kind: str  # "lengths", "score" or "embed"
+    stage: Stage
+    fields: TurnFields | None
+    scorer: ScoreConfig | None = None
+
+
+def pass_plan(config: SelectConfig) -> list[Planned]:
     """The pass's stages, in the order the staged path added fields: length scores (where a role has no
-    scorer), each role's scorer (any scorer type `deita score` knows), then the embedder."""
+    scorer), each role's scorer (the stage `deita score` runs for its type), then the embedder."""
     scorers = [scorer for role in ROLES if (scorer := config.scorer_for(role)) is not None]
-    stages: list[Stage] = [LengthStage()] if len(scorers) < len(ROLES) else []
-    return [*stages, *(ScoreStage(scorer) for scorer in scorers), EmbedStage(config.embed)]
+    plan = [Planned("lengths", LengthStage(), length_fields)] if len(scorers) < len(ROLES) else []
+    plan += [Planned("score", score_stage(scorer), score_fields(scorer), scorer) for scorer in scorers]
+    return [*plan, Planned("embed", EmbedStage(config.embed), None)]
 
 
-def pass_jobs(stages: list[Stage], config: SelectConfig, embeddings: Path) -> list[Job]:
+def pass_jobs(plan: list[Planned], config: SelectConfig, embeddings: Path) -> list[Job]:
     """Each stage with where its rows go: the fields it adds (as `deita score` adds them), or the `.npy`."""
-    jobs = []
-    for stage in stages:
-        if isinstance(stage, LengthStage):
-            jobs.append(Job(stage, length_fields))
-        elif isinstance(stage, ScoreStage):
-            jobs.append(Job(stage, score_fields(stage.config)))
-        else:
-            jobs.append(Job(stage, rows=ArraySink(embeddings, config.embed.output_dtype())))
-    return jobs
+    return [Job(planned.stage, planned.fields) if planned.fields is not None else
+            Job(planned.stage, rows=ArraySink(embeddings, config.embed.output_dtype())) for planned in plan]
 
 
 def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def pass_fingerprint(pool: Path, config: SelectConfig, stages: list[Stage], extra: tuple[str, ...]) -> dict[str, Any]:
+def pass_fingerprint(pool: Path, config: SelectConfig, plan: list[Planned], extra: tuple[str, ...]) -> dict[str, Any]:
     """What decides the columns: the pool (path, size, time) and every setting of the two reads."""
     stat = pool.stat()
     run = config.run
@@ -62,7 +68,7 @@ def pass_fingerprint(pool: Path, config: SelectConfig, stages: list[Stage], extr
                    "settings": {"dedup": dataclasses.asdict(config.dedup),
                                 "decontaminate": dataclasses.asdict(config.decontaminate),
                                 "format": run.format, "pairing": run.pairing, "on_error": run.on_error,
-                                "stages": [stage.fingerprint() for stage in stages], "extra_fields": extra}})
+                                "stages": [planned.stage.fingerprint() for planned in plan], "extra_fields": extra}})
 
 
 def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig) -> dict[str, Any]:
@@ -72,13 +78,13 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig) -> dict[str, 
     embeddings = paths.work / EMBEDDINGS
     computed_fields = {*_computed(config)}
     extra = tuple(key for key in config.sort_key() if key not in computed_fields)
-    stages = pass_stages(config)
-    fingerprint = pass_fingerprint(pool, config, stages, extra)
+    plan = pass_plan(config)
+    fingerprint = pass_fingerprint(pool, config, plan, extra)
     found = read_marker(directory)
     if found is not None and {k: found.get(k) for k in fingerprint} == fingerprint and embeddings.exists():
         return {**found["result"], "lines": [*found["result"]["lines"], f"reused the finished columns in {directory}"]}
     directory.joinpath("columns.json").unlink(missing_ok=True)  # columns being rewritten are not finished
-    jobs = pass_jobs(stages, config, embeddings)
+    jobs = pass_jobs(plan, config, embeddings)
     run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
     rejects = RejectsWriter(paths.rejects) if run.on_error == "skip" else None
     try:
@@ -96,7 +102,7 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig) -> dict[str, 
             rejects.close()
         if clean is not None:
             clean.close()
-    result = _result(config, paths, jobs, keep, clean, summary)
+    result = _result(config, paths, plan, jobs, keep, clean, summary)
     columns.finish({**fingerprint, "result": result})
     if not config.run.cache_dir:  # the columns are the cache now: keep each array once
         shutil.rmtree(paths.work / "cache", ignore_errors=True)
@@ -105,7 +111,7 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig) -> dict[str, 
 
 def _computed(config: SelectConfig) -> list[str]:
     scorers = [scorer for role in ROLES if (scorer := config.scorer_for(role)) is not None]
-    fields = ["instruction_lengths", "response_lengths"] if len(scorers) < len(ROLES) else []
+    fields = list(LENGTH_FIELDS) if len(scorers) < len(ROLES) else []
     return fields + [score_field(scorer) for scorer in scorers]
 
 
@@ -115,7 +121,7 @@ def _decontamination(config: SelectConfig, paths: SelectPaths):
     return Decontamination(config.decontaminate, config.embed, paths.work / "contaminated.jsonl")
 
 
-def _result(config: SelectConfig, paths: SelectPaths, jobs: list[Job], keep: KeepMask | None, clean: Any,
+def _result(config: SelectConfig, paths: SelectPaths, plan: list[Planned], jobs: list[Job], keep: KeepMask | None, clean: Any,
             summary: PassSummary) -> dict[str, Any]:
     """The summary lines, funnel and counts of the pass (kept in the columns' marker for a rerun)."""
     from deita.dedup.run import DedupReport
@@ -145,14 +151,14 @@ def _result(config: SelectConfig, paths: SelectPaths, jobs: list[Job], keep: Kee
         clean_stats["decontaminate"] = clean.stats()
     truncated = 0
     first = jobs[0].summary
-    for job in jobs:
+    for planned, job in zip(plan, jobs, strict=True):
         s = job.summary
-        if isinstance(job.stage, LengthStage):
+        if planned.kind == "lengths":
             lines += offline_length_lines(s)
             seconds["lengths"] = summary.seconds
-        elif isinstance(job.stage, ScoreStage):
-            lines += ScoreReport(s, paths.work / COLUMNS, score_field(job.stage.config)).lines()
-            seconds[job.stage.config.type] = summary.seconds
+        elif planned.scorer is not None:
+            lines += ScoreReport(s, paths.work / COLUMNS, score_field(planned.scorer)).lines()
+            seconds[planned.scorer.type] = summary.seconds
             truncated += s.counters.get("truncated", 0)
         elif job.rows is not None:
             if rejected:

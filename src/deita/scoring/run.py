@@ -12,6 +12,7 @@ from deita.data.io import RejectsWriter, rejects_path_for
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary, cache_root, run_stage
 from deita.runtime.sinks import RecordSink
+from deita.runtime.stage import Stage
 from deita.scoring.ifd import IFD_FIELD
 from deita.scoring.scorer import ScoreConfig, ScoreStage
 from deita.scoring.templates import SCORE_FIELDS
@@ -61,10 +62,15 @@ def score_file(input_path: str | Path, output_path: str | Path, config: ScoreCon
     output_path = Path(output_path)
     field = score_field(config)
     sink = RecordSink(output_path, score_fields(config))
-    summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
+    summary = run_stage(score_stage(config), input_path, sink, options, cache_root(options, output_path),
                         rejects=rejects, description=f"scoring {config.type}",
                         rejects_hint=rejects_path_for(output_path))
     return ScoreReport(summary, output_path, field)
+
+
+def score_stage(config: ScoreConfig) -> Stage:
+    """The stage that scores records for `config` (what `deita score` and `select`'s pass both run)."""
+    return ScoreStage(config)
 
 
 def score_field(config: ScoreConfig) -> str:
