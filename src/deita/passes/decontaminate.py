@@ -17,8 +17,8 @@ from deita.dedup.output import record_id_of
 class Decontamination:
     """The check `compute_columns` calls per batch; counts what it removed and writes `contaminated`."""
 
-    def __init__(self, config: DecontaminateConfig, embed: Any, contaminated: Path) -> None:
-        self.config, self.contaminated = config, contaminated
+    def __init__(self, config: DecontaminateConfig, embed: Any, contaminated: Path, kept: Path) -> None:
+        self.config, self.contaminated, self.kept = config, contaminated, kept
         self.items = read_eval_items(config.against)
         self.index = NgramIndex(self.items, config.ngram, config.min_ngram)
         self.embedder = EmbeddingIndex(self.items, embed) if config.embedding_threshold is not None else None
@@ -50,7 +50,7 @@ class Decontamination:
     def report(self) -> DecontaminateReport:
         return DecontaminateReport(self.records, 0, self.counts["ngram"], self.counts["embedding"],
                                    self.index.prompts, len(self.config.against), self.index.unchecked, 0.0,
-                                   self.contaminated.parent, self.contaminated, self.config,
+                                   self.kept, self.contaminated, self.config,
                                    self.embedder.config.resolved_model() if self.embedder is not None else "")
 
     def lines(self) -> list[str]:

@@ -118,7 +118,8 @@ def _computed(config: SelectConfig) -> list[str]:
 def _decontamination(config: SelectConfig, paths: SelectPaths):
     from deita.passes.decontaminate import Decontamination
 
-    return Decontamination(config.decontaminate, config.embed, paths.work / "contaminated.jsonl")
+    return Decontamination(config.decontaminate, config.embed, paths.work / "contaminated.jsonl",
+                           paths.work / COLUMNS)
 
 
 def _result(config: SelectConfig, paths: SelectPaths, plan: list[Planned], jobs: list[Job], keep: KeepMask | None, clean: Any,
