@@ -163,3 +163,20 @@ def test_kill_9_in_the_pass_then_rerun_gives_the_same_bytes(tmp_path):
     assert killed.read_bytes() == clean.read_bytes()
     assert (tmp_path / "killed" / "sel.jsonl.work" / "embeddings.npy").read_bytes() == \
         (tmp_path / "clean" / "sel.jsonl.work" / "embeddings.npy").read_bytes()
+
+
+@pytest.mark.parametrize("strategy", ["length", "score"])
+def test_strategies_on_the_columns_pick_what_filter_picks_on_the_scored_file(strategy, tmp_path):
+    from builders import scored_pool
+
+    from deita.selection.config import FilterConfig
+    from deita.selection.run import filter_file
+    from deita.workflow import SelectConfig, run_select
+
+    config = SelectConfig.build({"preset": "offline", "filter": {"strategy": strategy, "size": 15},
+                                 "report": {"write": False}})
+    output = tmp_path / "sel.jsonl"
+    run_select(SAMPLE, output, config)
+    refiltered = tmp_path / "refiltered.jsonl"
+    filter_file(scored_pool(output), refiltered, FilterConfig(strategy=strategy, size=15))
+    assert output.read_bytes() == refiltered.read_bytes()

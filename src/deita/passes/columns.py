@@ -6,7 +6,8 @@ columns instead of computing them again (the columns are their own resume cache 
 
 * `row_index.npy`: the record's index in the pool file (what the reader calls it; bad records count).
 * `spans.npy`: (rows, 2) byte range of each record, for a JSONL pool (fetch by offset).
-* `response_chars.npy`: characters of the record's responses (strategy `length`).
+* `<name>.npy` for each entry of `compute.RECORD_COLUMNS`: one number per record (`response_chars`, the
+  characters of its responses, for strategy `length`).
 * `<field>.values.npy` and `<field>.offsets.npy`: a per-turn field (`complexity_scores`,
   `instruction_lengths`, …) as flat float64 values and rows + 1 offsets; NaN stands for JSON null.
 """
@@ -60,14 +61,15 @@ class ColumnsWriter:
     fields: dict[str, TurnColumn] = field(default_factory=dict)
     row_index: list[int] = field(default_factory=list)
     spans: list[tuple[int, int]] = field(default_factory=list)
-    response_chars: list[int] = field(default_factory=list)
+    record_values: dict[str, list[float]] = field(default_factory=dict)
 
-    def add_row(self, index: int, span: tuple[int, int] | None, response_chars: int,
+    def add_row(self, index: int, span: tuple[int, int] | None, record_values: dict[str, float],
                 turn_fields: dict[str, Sequence[float | None]]) -> None:
         self.row_index.append(index)
         if span is not None:
             self.spans.append(span)
-        self.response_chars.append(response_chars)
+        for name, value in record_values.items():
+            self.record_values.setdefault(name, []).append(value)
         for name, values in turn_fields.items():
             self.fields.setdefault(name, TurnColumn()).add(values)
 
@@ -78,15 +80,19 @@ class ColumnsWriter:
         for name, column in self.fields.items():
             if len(column.counts) != rows:
                 raise DeitaError(f"internal error: column {name} has {len(column.counts)} rows of {rows}")
+        for name, values in self.record_values.items():
+            if len(values) != rows:
+                raise DeitaError(f"internal error: column {name} has {len(values)} rows of {rows}")
+            _save(self.directory / f"{name}.npy", np.asarray(values))
         _save(self.directory / "row_index.npy", np.asarray(self.row_index, dtype=np.int64))
-        _save(self.directory / "response_chars.npy", np.asarray(self.response_chars, dtype=np.int64))
         if self.spans:
             _save(self.directory / "spans.npy", np.asarray(self.spans, dtype=np.int64).reshape(-1, 2))
         for name, column in self.fields.items():
             values, offsets = column.arrays()
             _save(self.directory / f"{name}.values.npy", values)
             _save(self.directory / f"{name}.offsets.npy", offsets)
-        text = json.dumps({**marker, "rows": rows, "fields": list(self.fields), "spans": bool(self.spans)},
+        text = json.dumps({**marker, "rows": rows, "fields": list(self.fields), "spans": bool(self.spans),
+                           "record_columns": list(self.record_values)},
                           indent=2, default=str)
         temporary = self.directory / f".{MARKER}.tmp"
         temporary.write_text(text + "\n")
@@ -122,9 +128,11 @@ class Columns:
     def spans(self) -> np.ndarray | None:
         return self._load("spans.npy") if self.marker.get("spans") else None
 
-    @property
-    def response_chars(self) -> np.ndarray:
-        return self._load("response_chars.npy")
+    def record_column(self, name: str) -> np.ndarray:
+        """One number per row (an entry of `compute.RECORD_COLUMNS`)."""
+        if name not in self.marker.get("record_columns", []):
+            raise DeitaError(f"the run computed no '{name}' column")
+        return self._load(f"{name}.npy")
 
     def turn_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(flat values, offsets) of a per-turn field."""

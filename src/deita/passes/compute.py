@@ -34,6 +34,11 @@ from deita.selection.scores import record_score
 
 TurnFields = Callable[[np.ndarray], dict[str, list[float | None]]]
 
+RECORD_COLUMNS: dict[str, Callable[[Record], float]] = {
+    "response_chars": lambda record: sum(len(turn.response) for turn in record.turns),
+}
+"""Per-record numbers the pass keeps for the selection walk, by column name: a new one is one line here."""
+
 
 @dataclass
 class Job:
@@ -282,5 +287,5 @@ def _emit(shard: Shard, jobs: list[Job], source: PassInput, columns: ColumnsWrit
             record_score([value], (name,), f"{source.pool}, {record.location}")  # refuses what the walk would
             fields[name] = value
         span = shard.spans[i] if shard.spans is not None else None
-        columns.add_row(record.index, span, sum(len(t.response) for t in record.turns), fields)
+        columns.add_row(record.index, span, {name: value(record) for name, value in RECORD_COLUMNS.items()}, fields)
         summary.rows += 1

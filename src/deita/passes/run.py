@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from deita.workflow import SelectPaths
 
 COLUMNS = "columns"
+LAYOUT = 1
+"""The columns' file layout; a run that finds another one computes them again."""
 EMBEDDINGS = "embeddings.npy"
 
 
@@ -65,7 +67,7 @@ def pass_fingerprint(pool: Path, config: SelectConfig, plan: list[Planned], extr
     stat = pool.stat()
     run = config.run
     return _plain({"pool": {"path": str(pool.resolve()), "identity": [stat.st_size, stat.st_mtime_ns]},
-                   "settings": {"dedup": dataclasses.asdict(config.dedup),
+                   "settings": {"layout": LAYOUT, "dedup": dataclasses.asdict(config.dedup),
                                 "decontaminate": dataclasses.asdict(config.decontaminate),
                                 "format": run.format, "pairing": run.pairing, "on_error": run.on_error,
                                 "stages": [planned.stage.fingerprint() for planned in plan], "extra_fields": extra}})

@@ -38,7 +38,7 @@ def select_on_columns(pool: Path, columns: Columns, config: SelectConfig, embedd
         scores = final_scores([columns.lists(key) for key in sort_key], sort_key,
                               [f"{pool}, record index {index}" for index in row_index])
     if strategy.lengths:
-        lengths = np.asarray(columns.response_chars, dtype=np.float64)
+        lengths = np.asarray(columns.record_column("response_chars"), dtype=np.float64)
     if strategy.embeddings:
         vectors = open_embeddings(embeddings, n, pool)
     result = select_indices(filter_config, n, scores, lengths, vectors)
