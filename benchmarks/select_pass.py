@@ -7,7 +7,8 @@
 Before: the staged path, as standalone commands (each a subprocess): `deita dedup` → the offline length
 scores (`add_length_scores`, what the old select ran; no command of its own) → `deita embed` → `deita
 filter`, each stage writing its full output and the next one reading it. After: `deita select --preset
-offline` (the report included, which the staged path leaves out). Both on the offline preset's settings.
+offline --no-report` (the staged path writes no report; `--report` adds it to the one pass, one more read
+for a JSON-array pool's fetch is then shared with it). Both on the offline preset's settings.
 
 Printed per path: how often each file holding records was opened (`DEITA_COUNT_READS=1`), records fetched
 by offset, bytes left in the work folder, peak RSS (the largest child's own, `wait4`), seconds; and the
@@ -88,9 +89,9 @@ def staged(pool: Path, folder: Path, size: int, env: dict[str, str]) -> dict:
     return measure(steps, env, work, folder / "sel.jsonl")
 
 
-def one_pass(pool: Path, folder: Path, size: int, env: dict[str, str]) -> dict:
+def one_pass(pool: Path, folder: Path, size: int, env: dict[str, str], report: bool) -> dict:
     step = deita("select", pool, "-o", folder / "sel.jsonl", "--preset", "offline", "--size", size, "--sort-key",
-                 SORT_KEY, "--on-error", "skip", "-q")
+                 SORT_KEY, "--on-error", "skip", "-q", "--report" if report else "--no-report")
     return measure([step], env, folder / "sel.jsonl.work", folder / "sel.jsonl")
 
 
@@ -122,12 +123,12 @@ def report(name: str, pool: Path, before: dict, after: dict) -> None:
           f"same output bytes: {before['sha256'] == after['sha256']}")
 
 
-def compare(name: str, pool: Path, size: int) -> None:
+def compare(name: str, pool: Path, size: int, with_report: bool) -> None:
     env = {**os.environ, "DEITA_COUNT_READS": "1"}
     with tempfile.TemporaryDirectory(prefix="deita-select-pass-") as tmp:
         before = staged(pool, Path(tmp) / "before", size, env)
-        after = one_pass(pool, Path(tmp) / "after", size, env)
-    report(name, pool, before, after)
+        after = one_pass(pool, Path(tmp) / "after", size, env, with_report)
+    report(name + (" (the one pass with its report)" if with_report else ""), pool, before, after)
 
 
 def main() -> None:
@@ -135,15 +136,16 @@ def main() -> None:
     parser.add_argument("--pool", type=Path, default=POOL5K, help="a real pool (skipped when missing)")
     parser.add_argument("--records", type=int, default=1_000_000, help="synthetic pool size (0: none)")
     parser.add_argument("--size", type=int, default=500)
+    parser.add_argument("--report", action="store_true", help="the one pass writes its HTML report too")
     args = parser.parse_args()
     if args.pool.exists():
-        compare("real pool", args.pool, args.size)
+        compare("real pool", args.pool, args.size, args.report)
     else:
         print(f"(no real pool at {args.pool}; skipped)")
     if args.records:
         with tempfile.TemporaryDirectory(prefix="deita-synthetic-") as tmp:
             pool = synthetic_pool(Path(tmp) / "pool.jsonl", args.records)
-            compare(f"synthetic pool, {args.records:,} records", pool, args.size)
+            compare(f"synthetic pool, {args.records:,} records", pool, args.size, args.report)
 
 
 if __name__ == "__main__":

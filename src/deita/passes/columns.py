@@ -147,10 +147,6 @@ class Columns:
         bounds = np.asarray(offsets).tolist()
         return [flat[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def row_fields(self) -> list[dict[str, list[float | None]]]:
-        """Per row, every per-turn field in the order the pass added them (what the staged path added)."""
-        lists = {name: self.lists(name) for name in self.fields}
-        return [{name: lists[name][row] for name in self.fields} for row in range(self.rows)]
 
 
 def read_marker(directory: Path) -> dict[str, Any] | None:

@@ -26,12 +26,16 @@ class ScoredPool:
 
     def __init__(self, pool: Path, columns: Columns, fmt: str | None, pairing: str) -> None:
         self.pool, self.columns, self.fmt, self.pairing = pool, columns, fmt, pairing
-        self.lists = {name: columns.lists(name) for name in columns.fields}
+        self.arrays = {name: columns.turn_arrays(name) for name in columns.fields}
         self.row_index = np.asarray(columns.row_index)
 
     def merged(self, row: int, raw: dict) -> dict:
         """The record as the staged path wrote it: its own fields, then the columns in the order added."""
-        return {**raw, **{name: lists[row] for name, lists in self.lists.items()}}
+        fields = {}
+        for name, (values, offsets) in self.arrays.items():
+            turns = values[int(offsets[row]) : int(offsets[row + 1])].tolist()
+            fields[name] = [None if value != value else value for value in turns]  # NaN: JSON null
+        return {**raw, **fields}
 
     def records(self) -> Iterator[Record]:
         """Every row in order, as a `Record` of the merged dict (one streaming read of the pool)."""
