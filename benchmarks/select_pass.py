@@ -32,22 +32,40 @@ from pathlib import Path
 
 POOL5K = Path("/work/shared/data/sharegpt_v3_5k.json")
 SORT_KEY = "instruction_lengths,response_lengths"
-WORDS = [f"w{i}" for i in range(5000)]
+TOPICS = 2000
 
 
-def synthetic_pool(path: Path, n: int, seed: int = 0) -> Path:
-    """`n` ShareGPT records as JSONL: 1-3 turns of 20-120 words from a 5,000-word vocabulary; 1 % exact copies."""
+def vocabulary(source: Path) -> list[str]:
+    """Real words for the synthetic records: the distinct words of the real pool when it is here (read only
+    here, never stored), else of the shipped sample."""
+    if not source.exists():
+        source = Path(__file__).resolve().parents[1] / "examples" / "sample.jsonl"
+    words = sorted({word for word in re.findall(r"[A-Za-z]{3,12}", source.read_text(errors="replace"))})
+    return words[:40_000]
+
+
+def synthetic_pool(path: Path, n: int, words: list[str], seed: int = 0) -> Path:
+    """`n` ShareGPT records as JSONL, 1-3 turns of 10-120 words. Each record draws most of its words from one
+    of `TOPICS` topics (a few dozen words each), so that embeddings differ as real records' do; 1 % are
+    exact copies of a recent record (dedup's work)."""
     rng = random.Random(seed)
+    topics = [rng.sample(words, min(40, len(words))) for _ in range(TOPICS)]
+
+    def text(topic: list[str], lo: int, hi: int) -> str:
+        return " ".join(rng.choice(topic) if rng.random() < 0.8 else rng.choice(words)
+                        for _ in range(rng.randint(lo, hi)))
+
     with open(path, "w") as f:
-        previous = []
+        previous: list[dict] = []
         for i in range(n):
             if previous and rng.random() < 0.01:
                 record = {**rng.choice(previous), "id": f"r{i}"}
             else:
+                topic = rng.choice(topics)
                 conv = []
                 for _ in range(rng.randint(1, 3)):
-                    conv += [{"from": "human", "value": " ".join(rng.choices(WORDS, k=rng.randint(10, 40)))},
-                             {"from": "gpt", "value": " ".join(rng.choices(WORDS, k=rng.randint(20, 80)))}]
+                    conv += [{"from": "human", "value": text(topic, 10, 40)},
+                             {"from": "gpt", "value": text(topic, 20, 80)}]
                 record = {"id": f"r{i}", "conversations": conv}
                 previous = previous[-99:] + [record]
             f.write(json.dumps(record) + "\n")
@@ -144,7 +162,7 @@ def main() -> None:
         print(f"(no real pool at {args.pool}; skipped)")
     if args.records:
         with tempfile.TemporaryDirectory(prefix="deita-synthetic-") as tmp:
-            pool = synthetic_pool(Path(tmp) / "pool.jsonl", args.records)
+            pool = synthetic_pool(Path(tmp) / "pool.jsonl", args.records, vocabulary(args.pool))
             compare(f"synthetic pool, {args.records:,} records", pool, args.size, args.report)
 
 

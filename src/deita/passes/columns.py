@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,11 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 class TurnColumn:
-    """A per-turn field being filled row by row: flat values and per-row counts."""
+    """A per-turn field being filled row by row: flat values and per-row counts (compact arrays)."""
 
     def __init__(self) -> None:
-        self.values: list[float] = []
-        self.counts: list[int] = []
+        self.values = array("d")
+        self.counts = array("q")
 
     def add(self, values: Sequence[float | None]) -> None:
         self.values.extend(math.nan if value is None else float(value) for value in values)
@@ -50,7 +51,7 @@ class TurnColumn:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         offsets = np.zeros(len(self.counts) + 1, dtype=np.int64)
         np.cumsum(self.counts, out=offsets[1:])
-        return np.asarray(self.values, dtype=np.float64), offsets
+        return np.frombuffer(self.values, dtype=np.float64).copy(), offsets
 
 
 @dataclass
@@ -59,17 +60,18 @@ class ColumnsWriter:
 
     directory: Path
     fields: dict[str, TurnColumn] = field(default_factory=dict)
-    row_index: list[int] = field(default_factory=list)
-    spans: list[tuple[int, int]] = field(default_factory=list)
-    record_values: dict[str, list[float]] = field(default_factory=dict)
+    row_index: array = field(default_factory=lambda: array("q"))
+    spans: array = field(default_factory=lambda: array("q"))
+    """Flat (start, end) pairs."""
+    record_values: dict[str, array] = field(default_factory=dict)
 
     def add_row(self, index: int, span: tuple[int, int] | None, record_values: dict[str, float],
                 turn_fields: dict[str, Sequence[float | None]]) -> None:
         self.row_index.append(index)
         if span is not None:
-            self.spans.append(span)
+            self.spans.extend(span)
         for name, value in record_values.items():
-            self.record_values.setdefault(name, []).append(value)
+            self.record_values.setdefault(name, array("d")).append(value)
         for name, values in turn_fields.items():
             self.fields.setdefault(name, TurnColumn()).add(values)
 
@@ -83,10 +85,10 @@ class ColumnsWriter:
         for name, values in self.record_values.items():
             if len(values) != rows:
                 raise DeitaError(f"internal error: column {name} has {len(values)} rows of {rows}")
-            _save(self.directory / f"{name}.npy", np.asarray(values))
-        _save(self.directory / "row_index.npy", np.asarray(self.row_index, dtype=np.int64))
+            _save(self.directory / f"{name}.npy", np.frombuffer(values, dtype=np.float64))
+        _save(self.directory / "row_index.npy", np.frombuffer(self.row_index, dtype=np.int64))
         if self.spans:
-            _save(self.directory / "spans.npy", np.asarray(self.spans, dtype=np.int64).reshape(-1, 2))
+            _save(self.directory / "spans.npy", np.frombuffer(self.spans, dtype=np.int64).reshape(-1, 2))
         for name, column in self.fields.items():
             values, offsets = column.arrays()
             _save(self.directory / f"{name}.values.npy", values)

@@ -18,7 +18,7 @@ from deita.passes.run import COLUMNS, EMBEDDINGS
 from deita.select_config import SelectConfig
 from deita.selection.embeddings import open_embeddings
 from deita.selection.run import FilterReport, annotations, select_indices
-from deita.selection.scores import final_scores
+from deita.selection.scores import final_scores, final_scores_flat
 from deita.selection.strategies import STRATEGIES
 
 if TYPE_CHECKING:
@@ -34,9 +34,7 @@ def select_on_columns(pool: Path, columns: Columns, config: SelectConfig, embedd
     n = columns.rows
     scores = lengths = vectors = None
     if strategy.scores and n:
-        row_index = np.asarray(columns.row_index).tolist()
-        scores = final_scores([columns.lists(key) for key in sort_key], sort_key,
-                              [f"{pool}, record index {index}" for index in row_index])
+        scores = column_scores(pool, columns, tuple(sort_key))
     if strategy.lengths:
         lengths = np.asarray(columns.record_column("response_chars"), dtype=np.float64)
     if strategy.embeddings:
@@ -45,6 +43,18 @@ def select_on_columns(pool: Path, columns: Columns, config: SelectConfig, embedd
     report = FilterReport(n, len(result.indices), result.n_examined, filter_config.threshold,
                           filter_config.strategy, result.seconds, tuple(sort_key), Path(), result)
     return report, scores, vectors
+
+
+def column_scores(pool: Path, columns: Columns, sort_key: tuple[str, ...]) -> np.ndarray:
+    """Final scores from the columns: on the arrays where every value is finite and the keys agree on each
+    record's turns (the common case), else through `final_scores`' lists, which names the first bad record."""
+    arrays = [columns.turn_arrays(key) for key in sort_key]
+    offsets = np.asarray(arrays[0][1])
+    lengths = np.diff(offsets)
+    if (lengths > 0).all() and all(np.array_equal(o, offsets) and np.isfinite(v).all() for v, o in arrays):
+        return final_scores_flat([np.asarray(values) for values, _ in arrays], lengths)
+    locations = [f"{pool}, record index {index}" for index in np.asarray(columns.row_index).tolist()]
+    return final_scores([columns.lists(key) for key in sort_key], sort_key, locations)
 
 
 def write_selection(pool: Path, output: Path, paths: SelectPaths, config: SelectConfig,

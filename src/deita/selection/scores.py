@@ -52,12 +52,18 @@ def final_scores(
             lengths.append(len(turns[0]))
         checked = ([np.concatenate(c) if c else np.zeros(0) for c in columns], np.asarray(lengths, dtype=np.int64))
     flat, lengths = checked
-    products = flat[0].copy()
+    return final_scores_flat(flat, lengths)
+
+
+def final_scores_flat(flat: Sequence[np.ndarray], lengths: np.ndarray) -> np.ndarray:
+    """`final_scores` of values already checked: one finite float64 array per key (every record's turns in
+    order) and the turns per record, equal for all keys; the same floats `final_scores` gives."""
+    if not len(lengths):
+        return np.zeros(0, dtype=np.float64)
+    products = np.array(flat[0], dtype=np.float64)
     for more in flat[1:]:
         products *= more
-    if not n_records:
-        return np.zeros(0, dtype=np.float64)
-    return _sums_in_order(products, lengths)
+    return _sums_in_order(products, np.asarray(lengths, dtype=np.int64))
 
 
 def _sums_in_order(products: np.ndarray, lengths: np.ndarray, columns: int = 32) -> np.ndarray:
