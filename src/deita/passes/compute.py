@@ -11,6 +11,7 @@ input order.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,9 @@ class PassInput:
     extra_fields: tuple[str, ...] = ()
     """Per-turn fields the sort key names that no job computes: taken from the records as they are."""
     clean: Callable[[list[Record]], list[bool]] | None = None
-    """Decontamination: per record of a batch, True if it may stay."""
+    """Decontamination: per record of a batch, True if it may stay (it counts and names what it removes)."""
+    stays: Callable[[list[Record]], list[bool]] | None = None
+    """The same verdicts without counting or naming (for a read that only fills a stage's cache)."""
 
 
 @dataclass
@@ -88,10 +91,12 @@ class PassSummary:
 class Bad:
     """Routes a record a stage cannot work on: to the rejects writer, or a RecordError that stops the run."""
 
-    def __init__(self, pool: Path, writer: RejectsWriter | None, hint: Path) -> None:
-        self.pool, self.writer, self.hint, self.count = pool, writer, hint, 0
+    def __init__(self, pool: Path, writer: RejectsWriter | None, hint: Path, routed: bool = True) -> None:
+        self.pool, self.writer, self.hint, self.count, self.routed = pool, writer, hint, 0, routed
 
     def add(self, record: Record, problem: str) -> None:
+        if not self.routed:  # a read that only fills caches: the pass proper routes it
+            return
         if self.writer is None:
             raise RecordError(self.pool, record.location, problem, hint=SKIP_HINT.format(rejects=self.hint))
         self.writer.add(record.index, record.location, problem, record.raw)
@@ -100,7 +105,14 @@ class Bad:
 
 def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cache_root: Path,
                     columns: ColumnsWriter, batch: int = 4096) -> PassSummary:
-    """Read the pool once more; for each kept record run every job; fill `columns` and the jobs' sinks."""
+    """Read the pool once more; for each kept record run every job; fill `columns` and the jobs' sinks.
+
+    With the Ray executor, whose actor pool takes the whole cluster, each stage first fills its cache in a read
+    of its own; the pass proper then finds every shard done and runs locally."""
+    if options.executor != "local":
+        for position in range(len(jobs)):
+            fill_cache(source, jobs, position, options, cache_root, batch)
+        options = dataclasses.replace(options, executor="local")
     summary = PassSummary()
     bad = Bad(source.pool, source.rejects, source.rejects_hint)
     first_read = source.keep is None
@@ -143,6 +155,22 @@ def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cac
     summary.rejected = bad.count
     summary.records = summary.read.records
     return summary
+
+
+def fill_cache(source: PassInput, jobs: list[Job], position: int, options: RunOptions, cache_root: Path,
+               batch: int) -> None:
+    """One read of the kept records for job `position` alone, its results into its cache; the shards are the
+    pass's own (every stage's requests decide which records are in), and nothing else is written."""
+    stats = ReadStats()
+    records = iter_records(source.pool, fmt=options.format, on_error="skip", pairing=options.pairing, stats=stats)
+    kept = _kept(records, stats, source, None)
+    cleaned = _cleaned(kept, source.stays, batch) if source.stays is not None else kept
+    shards = _shards(cleaned, jobs, options.shard_size, Bad(source.pool, None, source.rejects_hint, routed=False))
+    job = jobs[position]
+    store = ShardStore(cache_root / job.stage.name, {"format": options.format, "pairing": options.pairing,
+                                                     **job.stage.fingerprint()})
+    for _ in _through(shards, position, Job(job.stage), store, make_executor(options)):
+        pass
 
 
 def _kept(records: Iterator[Record], stats: ReadStats, source: PassInput,

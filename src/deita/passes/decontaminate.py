@@ -27,15 +27,22 @@ class Decontamination:
         self.writer = RecordWriter(contaminated, "jsonl")
         self.format = ""
 
-    def check(self, batch: list[Record]) -> list[bool]:
-        """Per record, True if it holds no eval prompt."""
+    def rows(self, batch: list[Record]) -> list[dict | None]:
+        """Per record, None if it holds no eval prompt, else what matched."""
         from deita.data.formats import detect_format
 
         self.format = self.format or detect_format(batch[0].raw)
+        return check_batch(batch, self.format, self.config, self.index, self.embedder, self.items)
+
+    def stays(self, batch: list[Record]) -> list[bool]:
+        """Per record, True if it holds no eval prompt (nothing counted or written)."""
+        return [row is None for row in self.rows(batch)]
+
+    def check(self, batch: list[Record]) -> list[bool]:
+        """Per record, True if it holds no eval prompt; each removed one is counted and named."""
         self.records += len(batch)
         verdicts = []
-        for record, row in zip(batch, check_batch(batch, self.format, self.config, self.index, self.embedder,
-                                                  self.items), strict=True):
+        for record, row in zip(batch, self.rows(batch), strict=True):
             verdicts.append(row is None)
             if row is not None:
                 self.counts[row["check"]] += 1

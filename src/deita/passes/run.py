@@ -96,7 +96,8 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig) -> dict[str, 
         clean = _decontamination(config, paths) if config.decontaminate.against else None
         source = PassInput(pool, keep, rejects, paths.rejects,
                            duplicates=paths.work / "duplicates.jsonl" if keep is not None else None,
-                           extra_fields=extra, clean=clean.check if clean is not None else None)
+                           extra_fields=extra, clean=clean.check if clean is not None else None,
+                           stays=clean.stays if clean is not None else None)
         columns = ColumnsWriter(directory)
         summary = compute_columns(source, jobs, run, Path(run.cache_dir), columns)
     finally:
