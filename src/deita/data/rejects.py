@@ -32,11 +32,13 @@ class RejectsWriter:
         self._f: IO[str] | None = None
         self.path.unlink(missing_ok=True)
 
-    def add(self, index: int, location: str, reason: str, record: Any) -> None:
+    def add(self, index: int, location: str, reason: str, record: Any, kind: str | None = None) -> None:
         if self._f is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="\n")  # noqa: SIM115
         row = {"index": index, "location": location, "reason": reason, "record": record}
+        if kind is not None:
+            row = {"index": index, "location": location, "kind": kind, "reason": reason, "record": record}
         self._f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         self.count += 1
 

@@ -70,13 +70,15 @@ class _Rejects:
         self.input_path, self.writer, self.hint_path, self.summary = input_path, writer, hint_path, summary
         self.lock = threading.Lock()  # the Ray executor reads the input in a feeder thread
 
-    def add(self, record: Record, problem: str) -> None:
+    def add(self, record: Record, problem: str, kind: str | None = None) -> None:
         if self.writer is None:
             hint = SKIP_HINT.format(rejects=self.hint_path) if self.hint_path else ""
             raise RecordError(self.input_path, record.location, problem, hint=hint)
         with self.lock:
-            self.writer.add(record.index, record.location, problem, record.raw)
+            self.writer.add(record.index, record.location, problem, record.raw, kind=kind)
             self.summary.rejected += 1
+            if kind is not None:
+                self.summary.counters[f"rejected_{kind}"] = self.summary.counters.get(f"rejected_{kind}", 0) + 1
 
 
 def run_stage(stage: Stage, input_path: str | Path, sink: Sink, options: RunOptions, cache_root: str | Path,
@@ -129,7 +131,10 @@ def run_stage(stage: Stage, input_path: str | Path, sink: Sink, options: RunOpti
                     if int(result.counts.sum()) != len(result.values):
                         raise DeitaError(f"shard {task.index}: {len(result.values)} results for "
                                          f"{int(result.counts.sum())} requests")
-                    store.save(task.key, result)
+                    if result.problems:  # not stored: a rerun asks the server again for this shard
+                        log.info("shard %d: %d invalid answers; not stored", task.index, len(result.problems))
+                    else:
+                        store.save(task.key, result)
                 ready[task.index] = result
                 while written in ready:
                     shard = ready.pop(written)
@@ -173,7 +178,13 @@ def _emit(records: list[Record], result: ShardResult, sink: Sink, bad: _Rejects,
     summary.requests += len(result.values)
     for key, value in result.counters.items():
         summary.counters[key] = summary.counters.get(key, 0) + int(value)
+    start = 0
     for record, rows in zip(records, result.per_record(), strict=True):
+        first, start = start, start + len(rows)
+        failed = [result.problems[i] for i in range(first, start) if i in result.problems]
+        if failed:
+            bad.add(record, f"invalid server answer: {failed[0]}", kind="server")
+            continue
         try:
             sink.write(record, rows)
         except UnwritableRecord as problem:

@@ -48,7 +48,11 @@ class ScoreReport:
 
     def rejected_lines(self) -> list[str]:
         s = self.summary
-        return [f"rejected {s.rejected:,} records → {s.rejects}"] if s.rejected else []
+        if not s.rejected:
+            return []
+        server = s.counters.get("rejected_server", 0)
+        why = f" ({server:,} for an invalid server answer; a rerun asks again)" if server else ""
+        return [f"rejected {s.rejected:,} records{why} → {s.rejects}"]
 
 
 def score_file(input_path: str | Path, output_path: str | Path, config: ScoreConfig,
