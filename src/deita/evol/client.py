@@ -144,11 +144,15 @@ class ChatClient:
                 await asyncio.sleep(delay * random.uniform(1.0, 1.25))
             attempt += 1
             delay = self.retry.backoff * 2 ** (attempt - 1)
-            body.pop("response_format", None)
-            if schema is not None and not without_schema and self.structured is not False:
-                body["response_format"] = schema  # decided per try: once the server said no, it is left out
+
+            def ready(plain: bool = without_schema) -> dict[str, Any]:  # decided once a slot is free: requests
+                body.pop("response_format", None)  # queued before the server refused schemas are sent without
+                if schema is not None and not plain and self.structured is not False:
+                    body["response_format"] = schema
+                return body
+
             try:
-                response = await self.endpoint.send(body)
+                response = await self.endpoint.send(ready)
             except RequestFailed as failure:
                 problem, kind = failure.problem, failure.kind
                 timeouts = timeouts + 1 if kind == "timeout" else timeouts

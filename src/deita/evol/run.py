@@ -26,7 +26,7 @@ from deita.data.io import (
 )
 from deita.data.paths import check_paths, check_writable
 from deita.data.records import Record
-from deita.errors import DeitaError, RecordError
+from deita.errors import DeitaError, RecordError, quote
 from deita.evol.client import ChatClient, Usage
 from deita.evol.config import EvolConfig, RankConfig
 from deita.evol.estimate import (
@@ -62,9 +62,11 @@ class JobReport:
         s = self.summary
         lines = [f"{self.done} {s.rows:,} of {s.items + self.input_rejected:,} records → {self.output}"]
         if s.rejected or self.input_rejected:
-            again = f" ({s.transient:,} of them may succeed on a rerun)" if s.transient else ""
-            lines.append(f"rejected {s.rejected + self.input_rejected:,} ({self.input_rejected:,} bad input, "
-                         f"{s.rejected:,} by the LLM{again}) → {self.rejects}")
+            kinds = f", {s.breakdown()}" if s.rejected else ""
+            again = f"; {s.transient:,} of them may succeed on a rerun" if s.transient else ""
+            lines.append(f"rejected {s.rejected + self.input_rejected:,} ({self.input_rejected:,} bad input{kinds}"
+                         f"{again}) → {self.rejects}")
+            lines += [f"  {kind}, first: {quote(reason, 160)}" for kind, reason in s.examples.items()]
         if s.resumed_shards:
             lines.append(f"resumed {s.resumed_shards} of {s.shards} shards from the cache: no calls made for them")
         lines.append(f"cost of this run: {s.usage.line()}")
@@ -109,7 +111,7 @@ class _Output:
                 self.writer.write(outcome.row)
             else:
                 reason = f"{outcome.reject}{' (may succeed on a rerun)' if outcome.transient else ''}"
-                self.rejects.add(item.index, item.location, reason, item.raw)
+                self.rejects.add(item.index, item.location, reason, item.raw, kind=outcome.kind)
         self.bar.advance(len(items), self.position())
 
 
@@ -128,11 +130,22 @@ def _run(output: Path, options: RunOptions, description: str, items: Iterator[It
 
         try:
             summary = asyncio.run(main())
+            if summary.items and not summary.rows:
+                raise DeitaError(all_failed(summary, output, rejects.path))
         except BaseException:
             sink.writer.abort()
             raise
         sink.writer.close()
     return summary
+
+
+def all_failed(summary: JobSummary, output: Path, rejects: Path) -> str:
+    """The one-line error of a job in which no item succeeded (the output is not written)."""
+    first = next(iter(summary.examples.values()), "")
+    again = (f"; {summary.transient:,} may succeed on a rerun (finished shards are kept)"
+             if summary.transient else "")
+    return (f"every one of the {summary.items:,} items failed ({summary.breakdown()}), so {output} was not "
+            f"written; first reason: {quote(first, 160)}; all reasons in {rejects}{again}")
 
 
 class _BadInput:
@@ -199,7 +212,7 @@ def evolve_file(input_path: str | Path, output_path: str | Path, config: EvolCon
         try:
             evolution = await evolve(client, type_prompts, config, instruction, response, usage)
         except EvolutionFailed as err:
-            return Outcome(reject=err.reason, transient=err.transient, usage=usage)
+            return Outcome(reject=err.reason, transient=err.transient, usage=usage, kind=err.kind)
         row = evolved_row(item.index, seed_id, config.type, instruction, response, evolution.operations,
                           evolution.variants, usage.to_dict())
         return Outcome(row=row, usage=usage)
@@ -287,7 +300,7 @@ def rank_file(input_path: str | Path, output_path: str | Path, config: RankConfi
                 ranking = await rank(client, type_prompts, config, score_type, row.get("instruction", ""),
                                      row["variants"], usage)
             except RankingFailed as err:
-                return Outcome(reject=err.reason, transient=err.transient, usage=usage)
+                return Outcome(reject=err.reason, transient=err.transient, usage=usage, kind=err.kind)
             ranked = {**row, "order": ranking.order, "scores": ranking.scores, "rank_usage": usage.to_dict()}
             return Outcome(row=ranked, usage=usage)
 

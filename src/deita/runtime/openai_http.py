@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -145,12 +145,17 @@ class ServerEndpoint:
             await self._http.aclose()
             self._http = None
 
-    async def send(self, body: Mapping[str, Any]) -> httpx.Response:
-        """One POST whose whole answer arrives within `timeout` seconds of being sent; else RequestFailed."""
+    async def send(self, body: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> httpx.Response:
+        """One POST whose whole answer arrives within `timeout` seconds of being sent; else RequestFailed.
+
+        `body` may be a function, called once a slot is free: what it sends is decided then (e.g. leaving
+        out an option the server refused while this request waited).
+        """
         assert self._http is not None and self._semaphore is not None, "use ServerEndpoint as `async with`"
         async with self._semaphore:
+            data = body() if callable(body) else body
             try:
-                return await asyncio.wait_for(self._http.post(self.url, json=body), self.timeout)
+                return await asyncio.wait_for(self._http.post(self.url, json=data), self.timeout)
             except (asyncio.TimeoutError, httpx.TimeoutException):
                 raise RequestFailed("timeout", f"no complete answer within --timeout {self.timeout:g} s") from None
             except httpx.TransportError as err:
