@@ -146,11 +146,14 @@ class OpenAIBackend:
         rows = np.full((len(prompts), len(DIGITS)), np.nan)
         problems: dict[int, str] = {}
         for i, answer in enumerate(answers):
+            top: Any = None
             try:
-                rows[i] = digits_from_top_logprobs(self._top_logprobs(answer), digit_of_token, self.counters,
-                                                   f"prompt {i}", self.options.strict)
-            except InvalidAnswer as err:
-                problems[i] = f"{err.problem}; the answer: {quote(_short_body(answer), 120)}"
+                top = self._top_logprobs(answer)
+                rows[i] = digits_from_top_logprobs(top, digit_of_token, self.counters, f"prompt {i}",
+                                                   self.options.strict)
+            except InvalidAnswer as err:  # quoted short: the top log-probs, else the answer's text
+                shown = quote(top) if top is not None else quote(" ".join(answer.text.split()))
+                problems[i] = f"{err.problem}; the answer: {shown}"
         if problems:
             raise InvalidAnswers(problems, rows, self.url)
         return rows
@@ -262,8 +265,3 @@ class OpenAIBackend:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
             raise InvalidAnswer(f"no top log-probs at choices[0].logprobs ({type(err).__name__}: {err}); the "
                                 "server must support `logprobs` on /completions") from None
-
-
-def _short_body(response: httpx.Response) -> str:
-    """The answer's text on one line, for a reject's reason."""
-    return " ".join(response.text.split())
