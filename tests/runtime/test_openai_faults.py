@@ -168,8 +168,8 @@ def test_a_dripping_server_ends_score_within_its_tries(server, tiny_llama, tmp_p
 
 
 @pytest.mark.parametrize("behaviour, kinds, first", [
-    ("500", "3 server (no answer from the server)", "no answer after 2 tries (HTTP 500: injected 500)"),
-    ("empty", "3 answer (answers not usable)", "step 1 (add_constraint): empty answer, 3 tries"),
+    ("500", "3 server (the server gave no answer)", "no answer after 2 tries (HTTP 500: injected 500)"),
+    ("empty", "3 model (no usable answer)", "step 1 (add_constraint): empty answer, 3 tries"),
 ])
 def test_evol_in_which_every_item_fails_is_an_error(server, tmp_path, capsys, behaviour, kinds, first):
     seeds, out = write_jsonl(tmp_path / "seeds.jsonl", seed_records(3)), tmp_path / "evolved.jsonl"
@@ -190,7 +190,7 @@ def test_evol_and_rank_in_which_part_fails_say_how_much_and_why(server, tmp_path
                               url(server, "500-marked"), *common)
     assert code == 0, err
     assert "evolved (complexity, 2 steps) 2 of 3 records" in out
-    assert "rejected 1 (0 bad input, 1 server (no answer from the server); 1 of them may succeed on a rerun)" in out
+    assert "rejected 1 (0 bad input, 1 server (the server gave no answer); 1 of them may succeed on a rerun)" in out
     assert "  server, first: 'step 1 (add_constraint): no answer after 2 tries (HTTP 500: injected 500)'" in out
 
     code, out, err = run_main(capsys, "evol", "complexity", seeds, "-o", evolved, "--base-url", url(server, "ok"),
@@ -199,12 +199,12 @@ def test_evol_and_rank_in_which_part_fails_say_how_much_and_why(server, tmp_path
     code, out, err = run_main(capsys, "rank", evolved, "-o", ranked, "--base-url", url(server, "500-marked"),
                               "--served-model", "fake", "--http-tries", "2", "--backoff", "0.01")
     assert code == 0, err
-    assert "ranked (complexity) 2 of 3 records" in out and "1 server (no answer from the server)" in out
+    assert "ranked (complexity) 2 of 3 records" in out and "1 server (the server gave no answer)" in out
     earlier = ranked.read_bytes()
     line = error_line(*run_main(capsys, "rank", evolved, "-o", ranked, "--base-url", url(server, "500"),
                                 "--served-model", "fake", "--http-tries", "2", "--backoff", "0.01",
                                 "--cache-dir", tmp_path / "fresh")[::2])
-    assert "every one of the 3 items failed (3 server (no answer from the server))" in line
+    assert "every one of the 3 items failed (3 server (the server gave no answer))" in line
     assert ranked.read_bytes() == earlier, "a run in which everything failed leaves the output as it was"
 
 

@@ -26,9 +26,9 @@ WRAPPERS = ("instruction", "answer", "response", "question")
 
 class EvolutionFailed(Exception):
     """A seed whose evolution could not be completed: the reason names the step and what went wrong.
-    `kind`: "server" (no answer from the server) or "answer" (answers came, none usable)."""
+    `kind`: "server" (no answer from the server) or "model" (answers came, none usable)."""
 
-    def __init__(self, reason: str, transient: bool = False, kind: str = "answer") -> None:
+    def __init__(self, reason: str, transient: bool = False, kind: str = "model") -> None:
         super().__init__(reason)
         self.reason, self.transient, self.kind = reason, transient, kind
 

@@ -43,7 +43,7 @@ class Item:
     payload: Any
 
 
-REJECT_KINDS = {"server": "no answer from the server", "answer": "answers not usable"}
+REJECT_KINDS = {"server": "the server gave no answer", "model": "no usable answer"}
 """Why paid work failed: the server gave no answer (HTTP errors, refusals, timeouts after the retries),
 or it answered and no answer was usable (empty, refused, unchanged, cut off, invalid scores)."""
 
@@ -54,7 +54,7 @@ class Outcome:
     reject: str | None = None
     transient: bool = False
     usage: Usage = field(default_factory=Usage)
-    kind: str = "answer"
+    kind: str = "model"
     """For a reject: a key of `REJECT_KINDS`."""
 
     def to_json(self) -> str:
@@ -67,7 +67,7 @@ class Outcome:
         if (data["row"] is None) == (data["reject"] is None):
             raise ValueError("an outcome is a row or a reject")
         transient = bool(data["transient"])
-        kind = data.get("kind") or ("server" if transient else "answer")  # shards saved before kinds were kept
+        kind = data.get("kind") or ("server" if transient else "model")  # shards saved before kinds were kept
         if kind not in REJECT_KINDS:
             raise ValueError(f"unknown reject kind {kind!r}")
         return cls(data["row"], data["reject"], transient, Usage.from_dict(data["usage"]), kind)
@@ -138,7 +138,7 @@ class JobSummary:
         self.examples.setdefault(outcome.kind, outcome.reject or "")
 
     def breakdown(self) -> str:
-        """`2 server (no answer from the server), 1 answer (answers not usable)`, kinds in table order."""
+        """`2 server (the server gave no answer), 1 model (no usable answer)`, kinds in table order."""
         return ", ".join(f"{self.kinds[kind]:,} {kind} ({what})" for kind, what in REJECT_KINDS.items()
                          if self.kinds.get(kind))
 

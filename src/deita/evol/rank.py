@@ -26,9 +26,9 @@ FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL | re.IGNORECASE
 
 
 class RankingFailed(Exception):
-    """An item without valid scores; `kind`: "server" (no answer) or "answer" (answers came, none valid)."""
+    """An item without valid scores; `kind`: "server" (no answer) or "model" (answers came, none valid)."""
 
-    def __init__(self, reason: str, transient: bool = False, kind: str = "answer") -> None:
+    def __init__(self, reason: str, transient: bool = False, kind: str = "model") -> None:
         super().__init__(reason)
         self.reason, self.transient, self.kind = reason, transient, kind
 
