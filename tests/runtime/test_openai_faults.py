@@ -262,3 +262,46 @@ def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_va
     done, _ = deita(*rerun, env={"OPENAI_API_KEY": SECRET})
     assert done.returncode == 0, done.stderr
     assert {auth for _, _, auth in server.recorded.requests} == {None, f"Bearer {SECRET}"}
+
+
+# ---------------------------------------------------------------- the scoring backend through its Python API
+
+
+def backend(server, tiny_llama, behaviour: str, **options):
+    from deita.scoring.backends.base import ScorerSpec
+    from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions
+
+    return OpenAIBackend(ScorerSpec(str(tiny_llama)), OpenAIOptions(base_url=url(server, behaviour),
+                                                                    served_model="fake", **options),
+                         max_tries=2, backoff=0.01)
+
+
+def prompts_for(backend, n: int = 2):
+    from builders import example_turns
+
+    from deita.scoring.prompts import build_prompts
+
+    return build_prompts(backend.tokenizer, "complexity", example_turns()[:n], 2048)
+
+
+def test_the_deadline_bounds_a_dripping_answer_in_score(server, tiny_llama):
+    from deita.errors import DeitaError
+
+    scorer = backend(server, tiny_llama, "drip", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(DeitaError, match=r"sent no complete answer within --timeout 0.5 s on any of 2 tries"):
+        scorer.digit_logprobs(prompts_for(scorer))
+    assert time.monotonic() - started < 2 * 0.5 + 3
+
+
+def test_the_backend_scores_from_inside_a_running_event_loop(server, tiny_llama):
+    """A notebook or an async server already runs a loop in this thread: the requests run beside it."""
+    import asyncio
+
+    scorer = backend(server, tiny_llama, "ok")
+
+    async def inside():
+        return scorer.digit_logprobs(prompts_for(scorer))
+
+    rows = asyncio.run(inside())
+    assert rows.shape == (2, 6) and rows[0].tolist() == pytest.approx([-0.5 - d * 0.25 for d in range(1, 7)])

@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
 from deita.errors import ConfigError, DeitaError
 
+T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 """Answers worth another try: overload, rate limits and gateway hiccups."""
 MAX_RETRY_AFTER = 60.0
@@ -103,6 +105,17 @@ def server_message(response: httpx.Response) -> str:
     except ValueError:
         text = response.text
     return " ".join(text.split())[:500] or response.reason_phrase
+
+
+def run_sync(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from synchronous code, also where this thread already runs an event loop
+    (a notebook, an async server): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deita-http") as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 class RequestFailed(Exception):

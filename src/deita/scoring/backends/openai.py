@@ -31,6 +31,7 @@ from deita.runtime.openai_http import (
     api_key,
     check_http_url,
     retry_after,
+    run_sync,
     split_credentials,
 )
 from deita.scoring.backends.base import (
@@ -142,7 +143,7 @@ class OpenAIBackend:
         belongs, `logprobs: null`) is invalid: `InvalidAnswers` names every such prompt and carries the
         rows of the others (NaN for the invalid ones), so a caller may reject those records alone.
         """
-        answers = asyncio.run(self._fetch_all([p.text for p in prompts])) if prompts else []
+        answers = run_sync(self._fetch_all([p.text for p in prompts])) if prompts else []
         rows = np.full((len(prompts), len(DIGITS)), np.nan)
         problems: dict[int, str] = {}
         for i, answer in enumerate(answers):
