@@ -222,7 +222,8 @@ def test_credentials_are_split_decoded_and_refused_when_reserved_characters_are_
     assert SECRET not in out + err and USER not in out + err
 
 
-def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_variable(server, tiny_llama, tmp_path):
+def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_variable(server, tiny_llama, tmp_path,
+                                                                                       capsys, monkeypatch):
     """Credentials (reserved characters percent-encoded) in the URL: sent as the bearer key, in no file under
     the run's folder; the saved config keeps the bare URL and api_key_env, and a rerun from it sends the
     key of that variable (never `Bearer ***`), or says where to set it."""
@@ -239,8 +240,9 @@ def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_va
     work = tmp_path / "work"
     work.mkdir()
     data = pool(work, n=4)
-    done, _ = deita("select", data, "-o", work / "sel.jsonl", "--size", "2", "--config", settings, "-q")
-    assert done.returncode == 0, done.stderr
+    code, out, err = run_main(capsys, "select", data, "-o", work / "sel.jsonl", "--size", "2", "--config", settings,
+                              "-q")
+    assert code == 0, err
     assert {auth for _, _, auth in server.recorded.requests} == {f"Bearer {SECRET}"}
     saved = yaml.safe_load((work / "sel.jsonl.config.yaml").read_text())
     assert saved["complexity"]["openai"]["base_url"] == url(server, "auth")
@@ -251,16 +253,16 @@ def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_va
         if path.is_file():
             content = path.read_text(errors="replace")
             assert not any(secret in content for secret in secrets), (path, content[:300])
-    assert not any(secret in done.stdout + done.stderr for secret in secrets)
+    assert not any(secret in out + err for secret in secrets)
 
     server.recorded.reset()
     rerun = ["select", data, "-o", work / "again.jsonl", "--size", "2", "--config", work / "sel.jsonl.config.yaml",
              "--cache-dir", tmp_path / "fresh-cache", "-q"]
-    done, _ = deita(*rerun)
-    line = error_line(done.returncode, done.stderr)
+    line = error_line(*run_main(capsys, *rerun)[::2])
     assert "HTTP 401" in line and "no API key was sent: set it in $OPENAI_API_KEY" in line
-    done, _ = deita(*rerun, env={"OPENAI_API_KEY": SECRET})
-    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    code, _, err = run_main(capsys, *rerun)
+    assert code == 0, err
     assert {auth for _, _, auth in server.recorded.requests} == {None, f"Bearer {SECRET}"}
 
 
