@@ -22,6 +22,7 @@ from chat_server import seed_records  # noqa: E402
 from faulty_server import MARK, SECRET, Recorded, create_app  # noqa: E402
 from openai_server import BackgroundServer  # noqa: E402
 
+from deita.errors import ConfigError  # noqa: E402
 from deita.runtime.openai_http import split_credentials, without_credentials  # noqa: E402
 
 ENTRY = [sys.executable, "-c", "from deita.cli import main; main()"]
@@ -220,6 +221,8 @@ def test_credentials_are_split_decoded_and_refused_when_reserved_characters_are_
     line = error_line(code, err)
     assert "percent-encode it (%23, %3F, %2F)" in line and "--base-url" in line
     assert SECRET not in out + err and USER not in out + err
+    with pytest.raises(ConfigError, match="percent-encode"):  # else read as host "u", port 123, the key in the path
+        split_credentials("http://u:123/456@127.0.0.1:9/v1")
 
 
 def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_variable(server, tiny_llama, tmp_path,

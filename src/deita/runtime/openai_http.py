@@ -35,18 +35,23 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     """(`url` without its `user:key@` part, the key or password, percent-decoded, if any).
 
     A password holding an unencoded `#`, `?` or `/` cannot be read back from a URL (those end the host
-    part); that is a ConfigError saying to percent-encode it, and it never quotes the URL.
+    part); that is a ConfigError saying to percent-encode it, and it never quotes the URL. So is any `@`
+    after the host (`http://u:123/x@h/v1` would otherwise keep the key in the URL's path).
     """
+    if "@" in url and "://" not in url:  # `user:key@host/v1`: no scheme, so no host part to take them from
+        raise ConfigError("must be an http:// or https:// URL, like http://127.0.0.1:8000/v1", ["base_url"])
     try:
         parts = urlsplit(url)
     except ValueError as err:  # e.g. an unclosed IPv6 bracket; the message does not quote the URL
         raise ConfigError(f"not a valid URL ({err})", ["base_url"]) from None
+    if parts.netloc and "@" not in parts.netloc and "@" in url.partition(parts.netloc)[2]:
+        # `user:pa#ss@host` is cut at the "#": the host part ends early, and the key would be kept in the URL
+        raise ConfigError("the credentials in the URL hold a reserved character (#, ? or /): percent-encode it "
+                          "(%23, %3F, %2F), or put the key in $OPENAI_API_KEY instead (an '@' after the host is "
+                          "read as the end of credentials)", ["base_url"])
     try:
         parts.port  # noqa: B018 (a port that is not a number raises)
     except ValueError as err:
-        if "@" not in parts.netloc and "@" in url.partition(parts.netloc)[2]:  # `user:pa#ss@host` cut at the "#"
-            raise ConfigError("the credentials in the URL hold a reserved character (#, ? or /): percent-encode "
-                              "it (%23, %3F, %2F), or put the key in $OPENAI_API_KEY instead", ["base_url"]) from None
         raise ConfigError(f"not a valid URL ({err})", ["base_url"]) from None
     if parts.username is None and parts.password is None:
         return url, None
