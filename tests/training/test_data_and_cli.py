@@ -13,7 +13,7 @@ import pytest
 from builders import sharegpt, write_jsonl
 from datasets import Dataset
 
-from deita.data.io import RejectsWriter
+from deita.data.io import RecordPolicy
 from deita.errors import DeitaError, RecordError
 from deita.training.data import iter_pairs, parse_pair, sample_pairs
 
@@ -62,8 +62,8 @@ def test_bad_pairs_are_rejects_with_a_reason(tmp_path, pair, reason):
     data = write_jsonl(tmp_path / "pairs.jsonl", [ultrafeedback(0), pair, ultrafeedback(2)])
     with pytest.raises(RecordError, match="line 2: " + reason.replace("(", r"\(").replace(")", r"\)")):
         list(iter_pairs(data))
-    with RejectsWriter(tmp_path / "rejects.jsonl") as rejects:
-        good = list(iter_pairs(data, "skip", rejects))
+    with RecordPolicy.skipping(tmp_path / "rejects.jsonl") as rejects:
+        good = list(iter_pairs(data, rejects))
     assert [p.index for p in good] == [0, 2]
     (row,) = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert row["location"] == "line 2" and row["reason"].startswith(reason) and row["record"] == pair
@@ -88,8 +88,8 @@ def test_dpo_data_passes_over_bad_pairs_with_skip(tmp_path):
     data = write_jsonl(tmp_path / "uf.jsonl", records)
     failed = deita("dpo-data", data, "-o", tmp_path / "p.jsonl", "--size", 5)
     assert failed.returncode == 1 and failed.stderr.startswith(f"error: {data}, line 4: 'chosen' and 'rejected'")
-    summary = sample_pairs(data, tmp_path / "p.jsonl", -1, 42, "skip",
-                           RejectsWriter(tmp_path / "p.jsonl.rejects.jsonl"))
+    with RecordPolicy.skipping(tmp_path / "p.jsonl.rejects.jsonl") as policy:
+        summary = sample_pairs(data, tmp_path / "p.jsonl", -1, 42, policy)
     assert (summary.records, summary.rejected, summary.written) == (10, 1, 9)
 
 
