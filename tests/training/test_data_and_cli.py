@@ -146,3 +146,19 @@ def test_deita_imports_without_the_training_extra(tmp_path):
             require_training()
         finally:
             sys.modules["trl"] = saved
+
+
+def test_train_sft_skip_writes_rejects_by_kind_into_the_output_folder(tmp_path, tiny_llama, capsys):
+    """`train sft --on-error skip`: a broken line and a record with no answer go to OUTDIR/rejects.jsonl with
+    their kinds, the summary counts them by kind, and training goes on with the rest."""
+    from deita.cli import main
+
+    good = [json.dumps(sharegpt(("human", f"q{i}"), ("gpt", f"answer {i}"))) for i in range(3)]
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join([good[0], "{broken", json.dumps(sharegpt(("human", "no answer"))), *good[1:]]) + "\n")
+    main([str(a) for a in ("train", "sft", data, "-o", tmp_path / "out", "--model", tiny_llama, "--max-steps", 1,
+                           "--per-device-batch", 1, "--grad-accum", 1, "--on-error", "skip", "-q")])
+    out = capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["location"], r["kind"]) for r in rows] == [(1, "line 2", "parse"), (2, "line 3", "empty")]
+    assert f"rejected 2 of 5 records (1 parse, 1 empty) → {tmp_path / 'out' / 'rejects.jsonl'}" in out

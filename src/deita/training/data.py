@@ -53,6 +53,8 @@ class SFTExamples:
     fingerprint: str = ""
     rejects: Path | None = None
     """The rejects file the bad records went to (None: none written)."""
+    rejected_kinds: str = ""
+    """The rejects counted by kind ("1 parse, 1 empty")."""
 
 
 def sft_examples(path: str | Path, tokenizer: Any, template: str, max_length: int, options: RunOptions,

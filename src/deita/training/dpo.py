@@ -67,7 +67,7 @@ def run_dpo(pairs: str | Path, output: str | Path, config: DPOConfig, options: R
     pairs, folder, run, tokenizer, started = begin(pairs, output, config, options)
     with given_or_own(policy, options, folder.file(REJECTS_FILE), write=run.main) as policy:
         texts, stats, cut, data_fingerprint = dpo_texts(pairs, tokenizer, config, policy)
-        rejects = policy.path
+        rejects, rejected_kinds = policy.path, policy.by_kind()
     count = len(texts["prompt"])
     if not count:
         raise DeitaError(f"{pairs}: no pair to train on ({stats.records:,} records read, {stats.rejected:,} rejected)")
@@ -100,7 +100,7 @@ def run_dpo(pairs: str | Path, output: str | Path, config: DPOConfig, options: R
     summary = TrainSummary(
         kind="dpo", output=str(folder.path), model=config.model, template=config.template, examples=count,
         records=stats.records, rejected=stats.rejected,
-        rejects=str(rejects) if stats.rejected and rejects else None,
+        rejects=str(rejects) if stats.rejected and rejects else None, rejected_kinds=rejected_kinds,
         truncated=cut, left_out=0, rows=count, steps=trainer.state.global_step,
         epochs=config.epochs if config.max_steps == -1 else round(float(trainer.state.epoch or 0.0), 4),
         global_batch=global_batch_text(config, run, "pairs"),

@@ -93,7 +93,7 @@ def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: Ru
     data, folder, run, tokenizer, started = begin(data, output, config, options)
     with given_or_own(policy, options, folder.file(REJECTS_FILE), write=run.main) as policy:
         examples = sft_examples(data, tokenizer, config.template, config.max_length, options, policy)
-        examples.rejects = policy.path
+        examples.rejects, examples.rejected_kinds = policy.path, policy.by_kind()
     if not examples.input_ids:
         raise DeitaError(f"{data}: no conversation to train on ({examples.records:,} records read, "
                          f"{examples.rejected:,} rejected)")
@@ -143,6 +143,7 @@ def fit(kind: str, examples: SFTExamples, config: SFTConfig, options: RunOptions
         kind=kind, output=str(folder.path), model=config.model, template=config.template,
         examples=len(examples.input_ids), records=examples.records, rejected=examples.rejected,
         rejects=str(examples.rejects) if examples.rejected and examples.rejects else None,
+        rejected_kinds=examples.rejected_kinds,
         truncated=examples.truncated, left_out=examples.no_answer_within_max_length, rows=rows,
         steps=trainer.state.global_step, epochs=config.epochs if config.max_steps == -1 else
         round(float(trainer.state.epoch or 0.0), 4),
