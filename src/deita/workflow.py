@@ -164,6 +164,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     rejected = cleaned.rejected + first.rejected
     records = cleaned.records if cleaned.records is not None else first.records + first.rejected
     lines += rejected_line(rejected, policy.by_kind(), policy.path, of=records)
+    policy.flush()  # the report reads the rejects file
     embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean, policy=later_stage())
     seconds["embed"] = embedded.summary.seconds
     lines += embedded.lines()

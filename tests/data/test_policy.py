@@ -97,6 +97,8 @@ def test_set_aside_writes_under_fail_and_counting_only_writes_nothing(tmp_path: 
     rejects = tmp_path / "e.jsonl.rejects.jsonl"
     with RecordPolicy(False, rejects, keep_failures=True) as policy:
         policy.set_aside(3, "line 4", "model", "the evolution stayed unchanged", {"id": 3})
+        policy.flush()  # readable while the run goes on (select's report reads it)
+        assert json.loads(rejects.read_text())["index"] == 3
     assert json.loads(rejects.read_text())["kind"] == "model" and policy.path == rejects
     with RecordPolicy.skipping(tmp_path / "dry.jsonl", write=False) as dry:
         dry.reject("in.jsonl", 0, "line 1", "invalid JSON: x", "{x")

@@ -240,6 +240,12 @@ class RecordPolicy:
         """The summary line of the rejects ("rejected 3 of 10 records (2 parse, 1 schema) → FILE"), or none."""
         return rejected_line(self.count, self.by_kind(), self.path, of)
 
+    def flush(self) -> None:
+        """Make the rows so far readable by another reader of the file (a report) while the run goes on."""
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
