@@ -131,10 +131,19 @@ def test_evol_dry_run_hint_names_its_flag_and_file(tmp_path, capsys):
                          "continue")
 
 
-def test_train_sft_hint_names_the_rejects_file_in_the_output_folder(tmp_path, capsys, tiny_llama):
+RANKED_ROW = {"index": 0, "type": "complexity", "instruction": "Name a colour.", "order": [1, 0],
+              "variants": ["Name a colour.", "Name three colours with hex codes."], "scores": [1, 2]}
+
+
+@pytest.mark.parametrize("kind", ["sft", "scorer"])
+def test_train_hint_names_the_rejects_file_in_the_output_folder(tmp_path, capsys, tiny_llama, kind):
     pytest.importorskip("trl")
-    data = pool_with_bad_line(tmp_path / "data.jsonl", n=2)
-    command = ["train", "sft"]
+    if kind == "sft":
+        data = pool_with_bad_line(tmp_path / "data.jsonl", n=2)
+    else:
+        data = tmp_path / "ranked.jsonl"
+        data.write_text(json.dumps(RANKED_ROW) + "\n" + BAD_LINE + "\n")
+    command = ["train", kind]
     line = fail_line(capsys, [*command, data, "-o", tmp_path / "out", "--model", tiny_llama], data)
     assert named_flags(line) <= help_flags(capsys, command)
     assert line.endswith(f"Use --on-error skip to write bad records to {tmp_path / 'out' / 'rejects.jsonl'} and "

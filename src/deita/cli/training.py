@@ -37,15 +37,12 @@ def _train_command(kind: str) -> click.Command:
             config.check_ready()
         except ConfigError as err:
             raise err.located(label=flag_label(train_flags)) from None
-        if kind == "scorer":
-            from deita.training.scorer import run_scorer
-
-            echo_lines(run_scorer(input, output, config, options).lines())
-            return
         if kind == "sft":
             from deita.training.sft import run_sft as train
-        else:
+        elif kind == "dpo":
             from deita.training.dpo import run_dpo as train
+        else:
+            from deita.training.scorer import run_scorer as train
         from deita.training.run import REJECTS_FILE, is_main_process
 
         with command_policy(options, output / REJECTS_FILE, write=is_main_process()) as policy:
