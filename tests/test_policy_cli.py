@@ -168,3 +168,13 @@ def test_filter_and_report_say_they_cannot_skip(tmp_path, capsys):
     line = fail_line(capsys, ["report", data, "--pool", good, "-o", tmp_path / "r.html"], data)
     assert "--on-error" not in help_flags(capsys, ["report"]) and not named_flags(line)
     assert "The report stops at bad records (it cannot skip them)" in line
+
+
+def test_a_policy_touches_no_file_before_the_path_checks(tmp_path, capsys):
+    """The rejects file of a skipping run is also the input: refused, and the input is left as it was (the
+    policy removes a stale rejects file only after a run that passed its checks)."""
+    seeds = pool_with_bad_line(tmp_path / "e.jsonl.rejects.jsonl", n=2)
+    original = seeds.read_bytes()
+    code, _, err = run_main(capsys, "evol", "complexity", seeds, "-o", tmp_path / "e.jsonl", "--base-url",
+                            "http://127.0.0.1:9/v1", "--served-model", "m", "--on-error", "skip")
+    assert code == 1 and "rejects file" in err and seeds.read_bytes() == original

@@ -50,12 +50,11 @@ def checked_stage(input: Path, output: Path, options: Any) -> Iterator[RecordPol
 
     if not input.exists():
         raise DeitaError(f"{input}: no such file or directory")
-    policy = command_policy(options, rejects_path_for(output), write=False)  # checks on_error; writes nothing
-    outputs = {"--output": output, "rejects file": rejects_path_for(output) if policy.skip else None,
-               "cache": cache_root(options, output)}
+    policy = command_policy(options, rejects_path_for(output))  # touches no file before the checks pass
+    outputs = {"--output": output, "rejects file": policy.path, "cache": cache_root(options, output)}
     check_paths({"input": input}, outputs)
     check_writable("--output", output)
-    with command_policy(options, rejects_path_for(output)) as policy:
+    with policy:
         yield policy
 
 
@@ -70,11 +69,11 @@ def cleaning_policy(input: Path, output: Path, options: Any, side: dict[str, Pat
     for label, path in {"input": input, **inputs}.items():
         if not path.exists():
             raise DeitaError(f"{path}: no such file or directory" + (f" ({label})" if label != "input" else ""))
-    policy = command_policy(options, rejects_path_for(output), write=False)  # checks on_error; writes nothing
-    outputs = {"--output": output, **side, "rejects file": rejects_path_for(output) if policy.skip else None}
+    policy = command_policy(options, rejects_path_for(output))  # touches no file before the checks pass
+    outputs = {"--output": output, **side, "rejects file": policy.path}
     check_paths({"input": input, **inputs}, outputs)
     for label, path in outputs.items():
         if path is not None:
             check_writable(label, path)
-    with command_policy(options, rejects_path_for(output)) as policy:
+    with policy:
         yield policy
