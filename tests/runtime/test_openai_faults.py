@@ -122,7 +122,7 @@ def test_under_skip_an_invalid_answer_is_a_server_reject_quoting_it(server, tiny
     reason = reject["reason"]
     assert reason.startswith("invalid server answer: digit 2's log-prob is nan, not a finite number; the answer: ")
     assert "'2': nan" in reason and len(reason.partition("; the answer: ")[2]) <= 80
-    assert "rejected 1 records (1 for an invalid server answer; a rerun asks again)" in stdout
+    assert "rejected 1 records (1 server) → " in stdout
     asked = sum(MARK in body["prompt"] for _, body, _ in server.recorded.requests)
     code, _, err = run_main(capsys, *args)  # the shard holding the invalid answer was not stored: asked again
     assert code == 0 and sum(MARK in body["prompt"] for _, body, _ in server.recorded.requests) == 2 * asked
