@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deita.data.paths import check_paths, check_writable
+from deita.data.policy import RecordPolicy, given_or_own
 from deita.errors import DeitaError
 from deita.runtime.models import check_models_reachable
 from deita.runtime.runner import StageSummary
@@ -109,18 +110,22 @@ def offline_length_lines(summary: StageSummary) -> list[str]:
     return lines
 
 
-def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
+def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig,
+               policy: RecordPolicy | None = None) -> list[str]:
     """Hash the pool (dedup), compute every per-record column of the kept records in one more read, select
-    on the arrays, then fetch the selected records and write them with the report, config and manifest."""
+    on the arrays, then fetch the selected records and write them with the report, config and manifest.
+    `policy`: what happens to bad records (default: `run.on_error`, rejects in OUTPUT.rejects.jsonl)."""
     from deita.passes.run import run_pass
     from deita.passes.select import write_selection
 
     input_path, output_path = Path(input_path), Path(output_path)
     paths = prepare_select(input_path, output_path, config)
     paths.work.mkdir(parents=True, exist_ok=True)
-    computed = run_pass(input_path, paths, config)
-    lines = list(computed["lines"])
-    lines += write_selection(input_path, output_path, paths, config, computed)
+    with given_or_own(policy, config.run, paths.rejects) as policy:
+        computed = run_pass(input_path, paths, config, policy)
+        policy.flush()  # the report reads the rejects file
+        lines = list(computed["lines"])
+        lines += write_selection(input_path, output_path, paths, config, computed)
     paths.config.write_text(config.to_yaml())
     lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; columns in {paths.work}")
     return lines

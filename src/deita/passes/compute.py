@@ -19,15 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size, iter_records
+from deita.data.io import ReadStats, RecordWriter, input_size, iter_records
+from deita.data.policy import RecordPolicy
 from deita.data.records import Record
 from deita.dedup.output import record_id_of
-from deita.errors import DeitaError, RecordError
+from deita.errors import DeitaError
 from deita.passes.columns import ColumnsWriter
+from deita.passes.fetch import already_counted
 from deita.passes.keep import KeepMask
 from deita.runtime.options import RunOptions
 from deita.runtime.progress import ProgressBar
-from deita.runtime.runner import SKIP_HINT, StageSummary, make_executor
+from deita.runtime.runner import StageSummary, make_executor
 from deita.runtime.shards import Executor, ShardResult, ShardStore, ShardTask, shard_key
 from deita.runtime.sinks import ArraySink
 from deita.runtime.stage import RecordProblem, Stage
@@ -67,8 +69,8 @@ class PassInput:
 
     pool: Path
     keep: KeepMask | None
-    rejects: RejectsWriter | None
-    rejects_hint: Path
+    policy: RecordPolicy
+    """Bad records: the reader's (when this is the first read) and those a stage refuses."""
     duplicates: Path | None = None
     """Where each record dedup removed is named (with the record kept in its place)."""
     extra_fields: tuple[str, ...] = ()
@@ -88,21 +90,6 @@ class PassSummary:
     read: ReadStats = field(default_factory=ReadStats)
 
 
-class Bad:
-    """Routes a record a stage cannot work on: to the rejects writer, or a RecordError that stops the run."""
-
-    def __init__(self, pool: Path, writer: RejectsWriter | None, hint: Path, routed: bool = True) -> None:
-        self.pool, self.writer, self.hint, self.count, self.routed = pool, writer, hint, 0, routed
-
-    def add(self, record: Record, problem: str) -> None:
-        if not self.routed:  # a read that only fills caches: the pass proper routes it
-            return
-        if self.writer is None:
-            raise RecordError(self.pool, record.location, problem, hint=SKIP_HINT.format(rejects=self.hint))
-        self.writer.add(record.index, record.location, problem, record.raw)
-        self.count += 1
-
-
 def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cache_root: Path,
                     columns: ColumnsWriter, batch: int = 4096) -> PassSummary:
     """Read the pool once more; for each kept record run every job; fill `columns` and the jobs' sinks.
@@ -114,11 +101,9 @@ def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cac
             fill_cache(source, jobs, position, options, cache_root, batch)
         options = dataclasses.replace(options, executor="local")
     summary = PassSummary()
-    bad = Bad(source.pool, source.rejects, source.rejects_hint)
-    first_read = source.keep is None
-    records = iter_records(source.pool, fmt=options.format, on_error=options.on_error if first_read else "skip",
-                           rejects=source.rejects if first_read else None, pairing=options.pairing,
-                           stats=summary.read, rejects_hint=source.rejects_hint)
+    before = source.policy.count
+    records = iter_records(source.pool, fmt=options.format, pairing=options.pairing, stats=summary.read,
+                           policy=source.policy if source.keep is None else already_counted())
     stores = [ShardStore(cache_root / job.stage.name, {"format": options.format, "pairing": options.pairing,
                                                        **job.stage.fingerprint()}) for job in jobs]
     total, unit = input_size(source.pool)
@@ -128,7 +113,7 @@ def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cac
                          interval=options.progress_interval, total_unit=unit) as bar:
             kept = _kept(records, summary.read, source, duplicates)
             cleaned = _cleaned(kept, source.clean, batch) if source.clean is not None else kept
-            shards = _shards(cleaned, jobs, options.shard_size, bad)
+            shards = _shards(cleaned, jobs, options.shard_size, source.pool, source.policy)
             for position, job in enumerate(jobs):
                 shards = _through(shards, position, job, stores[position], make_executor(options))
             for shard in shards:
@@ -152,7 +137,7 @@ def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cac
     if source.keep is not None and summary.read.records - summary.read.rejected != len(source.keep.indices):
         raise DeitaError(f"{source.pool} changed while selecting ({len(source.keep.indices):,} good records at the "
                          f"first read, {summary.read.records - summary.read.rejected:,} now); run again")
-    summary.rejected = bad.count
+    summary.rejected = source.policy.count - before
     summary.records = summary.read.records
     return summary
 
@@ -162,10 +147,11 @@ def fill_cache(source: PassInput, jobs: list[Job], position: int, options: RunOp
     """One read of the kept records for job `position` alone, its results into its cache; the shards are the
     pass's own (every stage's requests decide which records are in), and nothing else is written."""
     stats = ReadStats()
-    records = iter_records(source.pool, fmt=options.format, on_error="skip", pairing=options.pairing, stats=stats)
+    records = iter_records(source.pool, fmt=options.format, policy=already_counted(), pairing=options.pairing,
+                           stats=stats)
     kept = _kept(records, stats, source, None)
     cleaned = _cleaned(kept, source.stays, batch) if source.stays is not None else kept
-    shards = _shards(cleaned, jobs, options.shard_size, Bad(source.pool, None, source.rejects_hint, routed=False))
+    shards = _shards(cleaned, jobs, options.shard_size, source.pool, already_counted())
     job = jobs[position]
     store = ShardStore(cache_root / job.stage.name, {"format": options.format, "pairing": options.pairing,
                                                      **job.stage.fingerprint()})
@@ -225,7 +211,8 @@ def _cleaned(kept: Iterator[tuple[Record, Any]], clean: Callable[[list[Record]],
         yield from flush()
 
 
-def _shards(records: Iterator[tuple[Record, Any]], jobs: list[Job], size: int, bad: Bad) -> Iterator[Shard]:
+def _shards(records: Iterator[tuple[Record, Any]], jobs: list[Job], size: int, pool: Path,
+            policy: RecordPolicy) -> Iterator[Shard]:
     """Consecutive records, `size` at a time, with every job's requests; a record any stage refuses is bad."""
     held: list[tuple[Record, Any, list[list[Any]]]] = []
     index = 0
@@ -240,7 +227,7 @@ def _shards(records: Iterator[tuple[Record, Any]], jobs: list[Job], size: int, b
         try:
             per_job = [job.stage.requests(record) for job in jobs]
         except RecordProblem as problem:
-            bad.add(record, str(problem))
+            policy.reject(pool, record.index, record.location, str(problem), record.raw)
             continue
         held.append((record, span, per_job))
         if len(held) == size:

@@ -9,9 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from deita.data.io import iter_records, records_at
+from deita.data.policy import RecordPolicy
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.passes.columns import Columns
+
+
+def already_counted() -> RecordPolicy:
+    """The policy of a read after the first: its bad records were met (and set aside) by the first read."""
+    return RecordPolicy.skipping(None, write=False)
 
 
 def check_unchanged(pool: Path, columns: Columns) -> None:
@@ -42,7 +48,7 @@ class ScoredPool:
         check_unchanged(self.pool, self.columns)
         rows = iter(enumerate(self.row_index.tolist()))
         row, wanted = next(rows, (None, None))
-        for record in iter_records(self.pool, fmt=self.fmt, on_error="skip", pairing=self.pairing):
+        for record in iter_records(self.pool, fmt=self.fmt, policy=already_counted(), pairing=self.pairing):
             if record.index != wanted:
                 continue
             yield Record(record.index, record.location, self.merged(row, record.raw), record.turns, record.system,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deita.data.io import ReadStats, RejectsWriter, input_size, iter_records
+from deita.data.io import ReadStats, input_size, iter_records
+from deita.data.policy import RecordPolicy
 from deita.dedup.config import DedupConfig
 from deita.dedup.hashing import hash_pool
 from deita.dedup.minhash import ShingleStore
@@ -47,17 +48,16 @@ class KeepMask:
         return int(((self.decisions.duplicate_of >= 0) & ~self.decisions.exact).sum())
 
 
-def hash_and_decide(pool: Path, config: DedupConfig, options: RunOptions, rejects: RejectsWriter | None,
-                    rejects_hint: Path, scratch: Path) -> KeepMask:
-    """Read the pool once (bad records go to `rejects`, or stop the run naming `rejects_hint`), hash every
+def hash_and_decide(pool: Path, config: DedupConfig, options: RunOptions, policy: RecordPolicy,
+                    scratch: Path) -> KeepMask:
+    """Read the pool once (bad records go to `policy`: set aside, or the run stops), hash every
     good record and decide exact and near duplicates."""
     start = time.perf_counter()
     stats = ReadStats()
     total, unit = input_size(pool)
     helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
     store = ShingleStore(scratch) if config.near else None
-    records = iter_records(pool, fmt=options.format, on_error=options.on_error, rejects=rejects,
-                           pairing=options.pairing, stats=stats, rejects_hint=rejects_hint)
+    records = iter_records(pool, fmt=options.format, policy=policy, pairing=options.pairing, stats=stats)
     try:
         with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
                          total_unit=unit) as bar:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deita.data.io import RejectsWriter
+from deita.data.policy import RecordPolicy, rejected_line
 from deita.embedding.embedder import EmbedStage
 from deita.embedding.run import EmbedReport
+from deita.errors import DeitaError
 from deita.passes.columns import ColumnsWriter, read_marker
 from deita.passes.compute import Job, PassInput, PassSummary, TurnFields, compute_columns
 from deita.passes.keep import KeepMask, hash_and_decide
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from deita.workflow import SelectPaths
 
 COLUMNS = "columns"
-LAYOUT = 1
+LAYOUT = 2
 """The columns' file layout; a run that finds another one computes them again."""
 EMBEDDINGS = "embeddings.npy"
 
@@ -73,7 +74,7 @@ def pass_fingerprint(pool: Path, config: SelectConfig, plan: list[Planned], extr
                                 "stages": [planned.stage.fingerprint() for planned in plan], "extra_fields": extra}})
 
 
-def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig) -> dict[str, Any]:
+def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: RecordPolicy) -> dict[str, Any]:
     """The columns of `pool` under `paths.work` (computed, or reused when finished with the same settings);
     returns what the run reports: summary lines, funnel, counts and seconds."""
     directory = paths.work / COLUMNS
@@ -84,32 +85,44 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig) -> dict[str, 
     fingerprint = pass_fingerprint(pool, config, plan, extra)
     found = read_marker(directory)
     if found is not None and {k: found.get(k) for k in fingerprint} == fingerprint and embeddings.exists():
+        replay_rejects(paths.rejects, policy, int(found["result"]["rejected"]))
         return {**found["result"], "lines": [*found["result"]["lines"], f"reused the finished columns in {directory}"]}
     directory.joinpath("columns.json").unlink(missing_ok=True)  # columns being rewritten are not finished
     jobs = pass_jobs(plan, config, embeddings)
     run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
-    rejects = RejectsWriter(paths.rejects) if run.on_error == "skip" else None
+    clean = None
     try:
-        keep, clean = None, None
-        keep = hash_and_decide(pool, config.dedup, run, rejects, paths.rejects,
-                               paths.work / ".shingles.tmp") if config.dedup.enabled else None
+        keep = hash_and_decide(pool, config.dedup, run, policy, paths.work / ".shingles.tmp") \
+            if config.dedup.enabled else None
         clean = _decontamination(config, paths) if config.decontaminate.against else None
-        source = PassInput(pool, keep, rejects, paths.rejects,
+        source = PassInput(pool, keep, policy,
                            duplicates=paths.work / "duplicates.jsonl" if keep is not None else None,
                            extra_fields=extra, clean=clean.check if clean is not None else None,
                            stays=clean.stays if clean is not None else None)
         columns = ColumnsWriter(directory)
         summary = compute_columns(source, jobs, run, Path(run.cache_dir), columns)
     finally:
-        if rejects is not None:
-            rejects.close()
         if clean is not None:
             clean.close()
-    result = _result(config, paths, plan, jobs, keep, clean, summary)
+    result = _result(config, paths, plan, jobs, keep, clean, summary, policy)
     columns.finish({**fingerprint, "result": result})
     if not config.run.cache_dir:  # the columns are the cache now: keep each array once
         shutil.rmtree(paths.work / "cache", ignore_errors=True)
     return result
+
+
+def replay_rejects(path: Path, policy: RecordPolicy, count: int) -> None:
+    """A rerun that reuses finished columns reads no record: the rejects the run that computed them set aside
+    go through this run's policy again, from its rejects file, so the file and the counts describe this run."""
+    if not count:
+        return
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, ValueError) as err:
+        raise DeitaError(f"{path}: the rejects of the finished columns are unreadable ({err}); delete "
+                         f"{path.with_name(path.name.replace('.rejects.jsonl', '.work'))} and run again") from None
+    for row in rows:
+        policy.set_aside(row["index"], row["location"], row["kind"], row["reason"], row["record"])
 
 
 def _computed(config: SelectConfig) -> list[str]:
@@ -125,15 +138,15 @@ def _decontamination(config: SelectConfig, paths: SelectPaths):
                            paths.work / COLUMNS)
 
 
-def _result(config: SelectConfig, paths: SelectPaths, plan: list[Planned], jobs: list[Job], keep: KeepMask | None, clean: Any,
-            summary: PassSummary) -> dict[str, Any]:
+def _result(config: SelectConfig, paths: SelectPaths, plan: list[Planned], jobs: list[Job], keep: KeepMask | None,
+            clean: Any, summary: PassSummary, policy: RecordPolicy) -> dict[str, Any]:
     """The summary lines, funnel and counts of the pass (kept in the columns' marker for a rerun)."""
     from deita.dedup.run import DedupReport
     from deita.workflow import offline_length_lines
 
     lines: list[str] = []
     records = keep.records if keep is not None else summary.records
-    rejected = (keep.rejected if keep is not None else summary.read.rejected) + summary.rejected
+    rejected = policy.count
     removed: dict[str, int] = {}
     details: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -165,8 +178,7 @@ def _result(config: SelectConfig, paths: SelectPaths, plan: list[Planned], jobs:
             seconds[planned.scorer.type] = summary.seconds
             truncated += s.counters.get("truncated", 0)
         elif job.rows is not None:
-            if rejected:
-                lines.append(f"rejected {rejected:,} of {records:,} records → {paths.rejects}")
+            lines += rejected_line(rejected, policy.by_kind(), policy.path, of=records)
             lines += EmbedReport(s, job.rows.dim or 0, config.embed.output_dtype(), job.rows.path,
                                  config.embed.window()).lines()
             seconds["embed"] = summary.seconds

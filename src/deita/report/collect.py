@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from deita.data.io import iter_records
+from deita.data.io import RecordPolicy, iter_records
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.selection.ifd import IFD_KEY, ifd_record_scores
@@ -27,6 +27,8 @@ from deita.selection.scores import record_score
 
 ADDED_FIELDS = ("complexity_scores", "quality_scores", "instruction_lengths", "response_lengths", "deita")
 """Fields deita adds to records; a record's identity is everything else."""
+CANNOT_SKIP = RecordPolicy.failing(switch=None, who="The report")
+"""A bad record in the selection or the pool stops the report: its figures would not add up without it."""
 BELOW_CUT = 5
 MAX_HELD_FOR_CUT = 50_000
 """Past this many examined candidates the report does not look for the records below the cut."""
@@ -74,7 +76,7 @@ class PoolFacts:
 
 
 def read_selection(path: Path) -> tuple[list[Record], list[bytes]]:
-    records = list(iter_records(path))
+    records = list(iter_records(path, policy=CANNOT_SKIP))
     return records, [record_key(r.raw) for r in records]
 
 

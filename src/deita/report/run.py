@@ -52,11 +52,14 @@ def reject_kind(reason: str) -> str:
 
 
 def _reject_kinds(path: Path | None) -> Counter:
+    """The rejects counted by their kind and reason ("parse: invalid JSON"); rows of older files have no kind."""
     kinds: Counter = Counter()
     if path is not None and path.exists():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                kinds[reject_kind(json.loads(line)["reason"])] += 1
+                row = json.loads(line)
+                reason = reject_kind(row["reason"])
+                kinds[f"{row['kind']}: {reason}" if isinstance(row.get("kind"), str) else reason] += 1
             except (ValueError, KeyError, TypeError):
                 kinds["unreadable rejects line"] += 1
     return kinds
@@ -113,7 +116,7 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     columns merged into the pool's records); `selected_rows`: the selected records' positions in that
     stream, in selection order, when known (then the selection file is not read)."""
     selection, keys = collect.read_selection(selected_path) if selected_rows is None else ([], [])
-    records = iter(pool_records if pool_records is not None else collect.iter_records(pool_path))
+    records = iter(pool_records if pool_records is not None else collect.iter_records(pool_path, policy=collect.CANNOT_SKIP))
     first = next(records, None)
     if first is None:
         raise DeitaError(f"{pool_path}: the pool has no records")
