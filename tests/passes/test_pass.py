@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from builders import sharegpt, write_jsonl
 
+from deita.data.policy import RecordPolicy
 from deita.data.records import Record
 from deita.passes.columns import Columns, ColumnsWriter
 from deita.passes.compute import Job, PassInput, compute_columns
@@ -103,7 +104,7 @@ class CrashAfter:
 
 def test_a_crash_in_the_pass_resumes_from_the_finished_shards(tmp_path):
     options = RunOptions(shard_size=16, quiet=True)
-    source = PassInput(SAMPLE, None, None, tmp_path / "rejects.jsonl")
+    source = PassInput(SAMPLE, None, RecordPolicy.failing())
     with pytest.raises(KeyboardInterrupt):
         compute_columns(source, [Job(CrashAfter(3), length_fields)], options, tmp_path / "cache",
                         ColumnsWriter(tmp_path / "crashed"))
@@ -118,7 +119,7 @@ def test_a_crash_in_the_pass_resumes_from_the_finished_shards(tmp_path):
 
 def test_columns_of_a_resumed_pass_equal_a_clean_pass(tmp_path):
     options = RunOptions(shard_size=16, quiet=True)
-    source = PassInput(SAMPLE, None, None, tmp_path / "rejects.jsonl")
+    source = PassInput(SAMPLE, None, RecordPolicy.failing())
     with pytest.raises(KeyboardInterrupt):
         compute_columns(source, [Job(CrashAfter(2), length_fields)], options, tmp_path / "cache",
                         ColumnsWriter(tmp_path / "crashed"))
