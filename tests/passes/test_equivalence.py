@@ -26,7 +26,7 @@ def select(args: list[str], output: Path, env: dict[str, str] | None = None) -> 
 
 def ids_of(path: Path) -> list[str]:
     text = path.read_text()
-    records = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines()]
+    records = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.split("\n") if line]
     return [record["id"] for record in records]
 
 
