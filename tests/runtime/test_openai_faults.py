@@ -277,8 +277,8 @@ def backend(server, tiny_llama, behaviour: str, **options):
     from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions
 
     return OpenAIBackend(ScorerSpec(str(tiny_llama)), OpenAIOptions(base_url=url(server, behaviour),
-                                                                    served_model="fake", **options),
-                         max_tries=2, backoff=0.01)
+                                                                    served_model="fake", http_tries=2, **options),
+                         backoff=0.01)
 
 
 def prompts_for(backend, n: int = 2):
