@@ -30,7 +30,13 @@ import httpx
 
 from deita.config import Config, option
 from deita.errors import DeitaError
-from deita.runtime.openai_http import RETRY_STATUS, RequestFailed, ServerEndpoint, http_tries_option, retry_after
+from deita.runtime.openai_http import (
+    RETRY_STATUS,
+    RequestFailed,
+    ServerEndpoint,
+    http_tries_option,
+    retry_after,
+)
 from deita.scoring.backends.openai import OpenAIOptions
 
 log = logging.getLogger(__name__)
