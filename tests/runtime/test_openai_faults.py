@@ -190,6 +190,17 @@ def test_score_makes_http_tries_tries_default_five(server, tiny_llama, tmp_path,
     assert len(server.recorded.requests) == 5
 
 
+@pytest.mark.parametrize("command, default", [(["score"], 5), (["evol", "complexity"], 6), (["rank"], 6)])
+def test_http_tries_is_one_flag_with_the_commands_own_default(capsys, command, default):
+    """One definition: score's comes from `openai.http_tries`, evol's and rank's from `retry.http_tries` alone."""
+    code, out, _ = run_main(capsys, *command, "--help")
+    flat = " ".join(out.split())
+    assert code == 0 and flat.count("--http-tries INTEGER") == 1
+    assert re.search(r"--http-tries INTEGER (openai: )?[Tt]ries per request on HTTP 429, 5xx, timeouts and dropped "
+                     rf"connections, .{{0,80}}\[default: {default}\]", flat), flat
+    assert ("--max-logprobs" in flat) == (command == ["score"])
+
+
 @pytest.mark.parametrize("tries", ["0", "101"])
 def test_http_tries_out_of_range_is_one_error_before_any_request(server, tiny_llama, tmp_path, capsys, tries):
     line = error_line(*run_main(capsys, *score_args(server, tiny_llama, pool(tmp_path, n=1), tmp_path / "s.jsonl",
