@@ -21,6 +21,7 @@ from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.report import collect, figures
 from deita.report.config import ReportConfig
+from deita.report.probe import probe_context, read_probe
 from deita.selection.embeddings import open_embeddings
 from deita.selection.ifd import IFD_KEY
 from deita.selection.scores import resolve_sort_key
@@ -103,8 +104,8 @@ def health_warnings(facts: collect.PoolFacts, funnel: dict[str, Any], sort_key: 
 
 
 def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | None, stats: dict[str, Any],
-                 config: ReportConfig, rejects_path: Path | None = None) -> str:
-    """The report's HTML."""
+                 config: ReportConfig, rejects_path: Path | None = None, probe: dict[str, Any] | None = None) -> str:
+    """The report's HTML; with `probe` (a `deita probe` result), its section too."""
     selection, keys = collect.read_selection(selected_path)
     first = next(iter(collect.iter_records(pool_path)), None)
     if first is None:
@@ -207,6 +208,7 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
         else "Too many candidates were examined to keep the records below the cut.",
         "sources": sources, "source_field": source_field, "warnings": health_warnings(facts, funnel_counts, sort_key),
         "sort_key": sort_key, "n_selected": len(selection), "n_pool": facts.n,
+        "probe": probe_context(probe) if probe is not None else None,
     }
     return _render(context)
 
@@ -222,14 +224,15 @@ def _render(context: dict[str, Any]) -> str:
 def report_file(selected_path: str | Path, pool_path: str | Path, output_path: str | Path,
                 embeddings_path: str | Path | None = None, stats_path: str | Path | None = None,
                 config: ReportConfig = ReportConfig(), rejects_path: str | Path | None = None,
-                stats: dict[str, Any] | None = None) -> Path:
-    """Write the report for `selected_path` against `pool_path`; returns the output path."""
+                stats: dict[str, Any] | None = None, probe_path: str | Path | None = None) -> Path:
+    """Write the report for `selected_path` against `pool_path` (with the probe section when `probe_path`, a
+    `deita probe` JSON, is given); returns the output path."""
     selected_path, pool_path, output_path = Path(selected_path), Path(pool_path), Path(output_path)
     check_paths({"selection": selected_path, "--pool": pool_path, "--embeddings": embeddings_path,
-                 "--stats": stats_path}, {"--output": output_path})
+                 "--stats": stats_path, "--probe": probe_path}, {"--output": output_path})
     check_writable("--output", output_path)
     for label, path in (("selection", selected_path), ("--pool", pool_path), ("--embeddings", embeddings_path),
-                        ("--stats", stats_path)):
+                        ("--stats", stats_path), ("--probe", probe_path)):
         if path is not None and not Path(path).exists():
             raise DeitaError(f"{label} {path}: no such file or directory")
     if stats is None:
@@ -239,8 +242,9 @@ def report_file(selected_path: str | Path, pool_path: str | Path, output_path: s
                 stats = json.loads(Path(stats_path).read_text())
             except (OSError, ValueError) as err:
                 raise DeitaError(f"--stats {stats_path}: not a readable statistics JSON ({err})") from None
+    probe = read_probe(Path(probe_path)) if probe_path is not None else None
     html = build_report(selected_path, pool_path, Path(embeddings_path) if embeddings_path else None, stats, config,
-                        Path(rejects_path) if rejects_path else None)
+                        Path(rejects_path) if rejects_path else None, probe)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     temporary = output_path.with_name(f".{output_path.name}.tmp")
     temporary.write_text(html, encoding="utf-8")
