@@ -147,7 +147,10 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
                 seconds["lengths"] = summary.seconds
                 lines += offline_length_lines(summary)
             else:
-                report = score_file(source, target, step[1], options, rejects=step_rejects)
+                scorer = step[1]
+                if scorer.type == "signals" and cleaned.bigrams is not None:
+                    scorer = dataclasses.replace(scorer, bigram_counts=str(cleaned.bigrams))
+                report = score_file(source, target, scorer, options, rejects=step_rejects)
                 summary = report.summary
                 seconds[step[0]] = summary.seconds
                 lines += report.lines()
@@ -200,6 +203,8 @@ class Cleaned:
     removed: dict[str, int] = dataclasses.field(default_factory=dict)  # funnel stage → records removed
     details: dict[str, int] = dataclasses.field(default_factory=dict)  # the same, by kind, for the manifest
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    bigrams: Path | None = None
+    """The pool's word-bigram counts, where dedup's pass counted them for the offline signals."""
 
 
 def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: RunOptions,
@@ -212,7 +217,10 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     cleaned, stats = Cleaned(input_path), {}
     quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
     if config.dedup.enabled:
-        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects)
+        signals = any((scorer := config.scorer_for(role)) is not None and scorer.type == "signals" for role in ROLES)
+        bigrams = paths.work / "bigram_counts.npy" if signals and config.dedup.near else None
+        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects, bigrams)
+        cleaned.bigrams = bigrams
         cleaned.pool, stats["dedup"] = report.output, report.counts()
         cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
         cleaned.removed["removed as duplicates"] = report.exact + report.near

@@ -19,6 +19,7 @@ import numpy as np
 from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size, iter_records
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import exact_duplicates, processing_order
+from deita.dedup.bigrams import BigramCounts
 from deita.dedup.hashing import PoolHashes, hash_pool
 from deita.dedup.minhash import ShingleStore, lsh_params, near_duplicates
 from deita.dedup.output import BATCH, KeptWriter, duplicates_path_for, read_pool, record_id_of
@@ -123,10 +124,12 @@ class DedupReport:
 
 
 def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupConfig,
-               options: RunOptions | None = None, rejects: RejectsWriter | None = None) -> DedupReport:
+               options: RunOptions | None = None, rejects: RejectsWriter | None = None,
+               bigrams_path: Path | None = None) -> DedupReport:
     """Write the records of `input_path` that are not duplicates of a kept one, untouched, to `output_path`,
     and every removed one to `OUT.duplicates.jsonl` (index, id, the index of the record kept in its place,
-    estimated similarity, exact or near)."""
+    estimated similarity, exact or near). With `bigrams_path` (and near dedup on), the pool's word-bigram
+    counts, read in the same pass, are saved there (the offline preset's fluency model)."""
     input_path, output_path = Path(input_path), Path(output_path)
     options = options or RunOptions()
     start = time.perf_counter()
@@ -134,11 +137,14 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     total, unit = input_size(input_path)
     helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
     store = ShingleStore(output_path.with_name(f".{output_path.name}.shingles.tmp")) if config.near else None
+    bigrams = BigramCounts() if bigrams_path is not None and config.near else None
     try:
         with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
                          total_unit=unit) as bar:
             pool = hash_pool(read_pool(input_path, output_path, options, rejects, stats), stats, config, bar, helper,
-                             store)
+                             store, bigrams=bigrams)
+        if bigrams is not None:
+            bigrams.save(bigrams_path)
         if store is not None:
             store.finish()
         decisions = decide(pool, config, store)
