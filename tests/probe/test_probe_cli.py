@@ -74,7 +74,8 @@ def test_report_shows_the_probe_section(probed, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (("--rate", "1.5"), 2, "Invalid value for '--rate'"),
+    (("--rate", "1.5"), 1, "error: --rate: 1.5 is out of range (must be above 0 and below 1)"),
+    (("--seeds", "0,x"), 2, "is not a comma-separated list of int values"),
     (("--classes", "truncated,bogus"), 1, "error: unknown probe class 'bogus'"),
     (("--size", "500"), 1, "error: the selection size (500) is not below the probe's pool (60 records)"),
     (("--preset", "fast"), 1, "error: --preset: 'fast' is not one of paper, offline"),

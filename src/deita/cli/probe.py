@@ -27,9 +27,9 @@ def probe_command() -> click.Command:
                      help=f"The select config to probe (YAML with sections {', '.join(SECTIONS)})."),
         click.Option(["--preset"], help=f"The preset to probe (paper, offline).  [default: {DEFAULT_PRESET}]"),
         click.Option(["--device"], help=f"{DEVICE_HELP} For every stage."),
-        click.Option(["--size"], type=click.IntRange(min=1), help="Records to select (default: the config's "
+        click.Option(["--size"], type=int, help="Records to select (default: the config's "
                      "filter size if it gives one, else 20 % of the probe's pool)."),
-        click.Option(["--rate"], type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+        click.Option(["--rate"], type=float, default=0.2,
                      show_default=True, help="Injected records, as a share of the pool's records, split evenly over "
                      "the classes."),
         click.Option(["--seed"], type=int, default=0, show_default=True, help="Seed of the injection."),

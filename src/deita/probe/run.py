@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deita.config import SEED_RANGE
 from deita.data.io import iter_records
 from deita.data.paths import check_paths, check_writable
 from deita.errors import DeitaError
@@ -110,8 +112,16 @@ class ProbeSettings:
     """Records to select; None: the config's filter size if it wrote one, else DEFAULT_SHARE of the pool."""
 
     def check(self) -> None:
+        if not math.isfinite(self.rate):
+            raise DeitaError(f"--rate: {self.rate} is not a finite number")
         if not 0 < self.rate < 1:
-            raise DeitaError(f"--rate must be above 0 and below 1, got {self.rate}")
+            raise DeitaError(f"--rate: {self.rate} is out of range (must be above 0 and below 1)")
+        if self.size is not None and not 1 <= self.size < 2**63:
+            raise DeitaError(f"--size: {self.size} is out of range (must be between 1 and {2**63 - 1})")
+        for seed in self.seeds:
+            if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+                raise DeitaError(f"--seed: {seed} is out of range (must be between {SEED_RANGE[0]} and "
+                                 f"{SEED_RANGE[1]})")
         unknown = [name for name in self.classes if name not in CLASSES]
         if unknown or not self.classes:
             raise DeitaError(f"unknown probe class {unknown[0] if unknown else '(none given)'!r} (expected some of "
