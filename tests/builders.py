@@ -45,7 +45,11 @@ SENTENCES = ("The {a} is usually the first thing to check, because it shapes how
              "Start with a small {a}, then add the {b} step by step and compare the results.",
              "Many people forget that the {a} and the {b} depend on each other in {t}.",
              "If the {b} looks wrong, look again at the {a} before you change anything else.",
-             "A simple rule of thumb is to keep the {a} separate from the {b} whenever you can.")
+             "A simple rule of thumb is to keep the {a} separate from the {b} whenever you can.",
+             "Experienced practitioners of {t} tend to treat every {a} as a small experiment of its own.",
+             "Once that works, measure how often your {b} changes, since it tells you what to keep.",
+             "Writing down each {a} you tried saves time when you come back to this problem next month.",
+             "Beginners often overlook how strongly {b} affects everything downstream of it.")
 
 
 def chat_pool(n: int, seed: int = 0) -> list[dict]:
@@ -62,8 +66,8 @@ def chat_pool(n: int, seed: int = 0) -> list[dict]:
         for _ in range(1 + (rng.random() < 0.2)):
             a, b = rng.sample(words, 2)
             messages.append(("human", rng.choice(QUESTIONS).format(a=a, b=b, t=topic)))
-            answer = [rng.choice(SENTENCES).format(a=rng.choice((a, b)), b=rng.choice(words), t=topic)
-                      for _ in range(rng.randint(4, 9))]
+            answer = [sentence.format(a=rng.choice((a, b)), b=rng.choice(words), t=topic)
+                      for sentence in rng.sample(SENTENCES, rng.randint(3, 6))]
             messages.append(("gpt", " ".join(answer)))
         records.append(sharegpt(*messages, id=f"c{i}"))
     return records
