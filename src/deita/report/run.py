@@ -27,7 +27,19 @@ from deita.selection.ifd import IFD_KEY
 from deita.selection.scores import resolve_sort_key
 
 THRESHOLDS = tuple(round(0.80 + 0.025 * i, 3) for i in range(7))
-"""The threshold curve's τ values: 0.80 to 0.95 in steps of 0.025."""
+"""The threshold curve's τ values for a run at a τ inside them: 0.80 to 0.95 in steps of 0.025."""
+
+
+def curve_thresholds(tau: float) -> tuple[float, ...]:
+    """The curve's τ values: THRESHOLDS where they hold the run's τ, else seven steps from the lower of 0.80
+    and τ − 0.05 up to the higher of 0.95 and τ (at most 1), with τ itself among them: the curve always spans
+    the threshold the run used (the offline preset's 0.99 included)."""
+    if THRESHOLDS[0] <= tau <= THRESHOLDS[-1]:
+        grid = THRESHOLDS
+    else:
+        low, high = min(0.80, tau - 0.05), max(0.95, min(tau, 1.0))
+        grid = tuple(low + (high - low) * i / 6 for i in range(7))
+    return tuple(sorted({round(value, 3) for value in (*grid, tau)}))
 CURVE_CAP = 3
 """The curve's walk stops after CURVE_CAP × size candidates (at least 1,000): past that, τ is too tight."""
 HEALTH_MODE_SHARE = 0.2
@@ -61,17 +73,17 @@ def _reject_kinds(path: Path | None) -> Counter:
     return kinds
 
 
-def _curve(scores: np.ndarray, embeddings: np.ndarray, size: int) -> list[tuple[float, int, bool]]:
+def _curve(scores: np.ndarray, embeddings: np.ndarray, size: int, tau: float) -> list[tuple[float, int, bool]]:
     from deita.selection.deita import deita_filter
 
     target = len(scores) if size == -1 else min(size, len(scores))
     cap = min(len(scores), max(CURVE_CAP * target, 1000))
     points = []
     scored = np.isfinite(scores)  # records without a score (ifd: no turn below --max-ifd) are never candidates
-    for tau in THRESHOLDS:
-        result = deita_filter(np.where(scored, scores, 0.0), embeddings, target, tau, max_examined=cap, device="cpu",
-                              selectable=scored)
-        points.append((tau, result.n_examined, len(result.indices) >= target))
+    for threshold in curve_thresholds(tau):
+        result = deita_filter(np.where(scored, scores, 0.0), embeddings, target, threshold, max_examined=cap,
+                              device="cpu", selectable=scored)
+        points.append((threshold, result.n_examined, len(result.indices) >= target))
     return points
 
 
@@ -99,7 +111,7 @@ def health_warnings(facts: collect.PoolFacts, funnel: dict[str, Any], sort_key: 
                         "context")
     if funnel.get("input") and funnel.get("rejected", 0) / funnel["input"] > HEALTH_REJECT_RATE:
         warnings.append(f"{funnel['rejected'] / funnel['input']:.1%} of the input was rejected "
-                        f"({funnel['rejected']:,} records): see the reasons above")
+                        f"({funnel['rejected']:,} records): see the rejected records by kind under Funnel below")
     return warnings
 
 
@@ -163,7 +175,7 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     else:
         embeddings = open_embeddings(embeddings_path, facts.n, pool_path)
         size = int(stats.get("n_selected", len(selection))) or 1
-        points = _curve(scores, embeddings, size)
+        points = _curve(scores, embeddings, size, float(stats.get("threshold", 0.9)))
         curve_image = figures.threshold_curve(points, size, float(stats.get("threshold", 0.9)))
         curve_rows = [{"tau": tau, "examined": n, "reached": reached} for tau, n, reached in points]
     evidence = []
