@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size, iter_records
+from deita.dedup.bigrams import BigramCounts
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import exact_duplicates, processing_order
-from deita.dedup.bigrams import BigramCounts
 from deita.dedup.hashing import PoolHashes, hash_pool
 from deita.dedup.minhash import ShingleStore, lsh_params, near_duplicates
 from deita.dedup.output import BATCH, KeptWriter, duplicates_path_for, read_pool, record_id_of
