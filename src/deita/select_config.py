@@ -156,6 +156,20 @@ class SelectConfig(Config):
                 keys.append(ROLE_SCORE_KEYS[role])
         return tuple(keys)
 
+    def threshold_note(self) -> str:
+        """How the diversity threshold was chosen, in a sentence for the report."""
+        tau = self.filter.threshold
+        preset = PRESET_DEFAULTS[self.preset].get("filter", {}).get("threshold")
+        if preset is not None and tau == preset and self.embed.kind == PRESET_DEFAULTS[self.preset]["embed"]["kind"]:
+            return (f"τ = {tau} is the {self.preset} preset's, calibrated for its {self.embed.kind} embedder, whose "
+                    "cosines crowd near 1: it skips at least 95 % of near-copies planted in real records (light "
+                    "edits, a changed name, a reordered list) and about as many real records as MiniLM at 0.9 "
+                    "(benchmarks/offline.py, docs/offline.md). Exact and near copies of whole records (the probe's "
+                    "copy classes) are removed before, by dedup.")
+        if tau == FilterConfig().threshold:
+            return f"τ = {tau} is the paper's, for its embedder (Mistral-7B or MiniLM scale)."
+        return f"τ = {tau} was set in the config or with --threshold."
+
     def effective(self) -> dict[str, Any]:
         """The effective config as plain data (what OUTPUT.config.yaml and the manifest record): the options
         in use only, and no section for a role scored by length, so a rerun from it scores the same."""

@@ -177,7 +177,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     lines += selection.lines()
     funnel = {"input": records, "rejected": rejected, **cleaned.removed, "scored": first.records,
               "turns": first.requests, "truncated_turns": truncated}
-    stats = {**selection.stats(), "funnel": funnel}
+    stats = {**selection.stats(), "funnel": funnel, "threshold_note": config.threshold_note()}
     paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
     if config.report.write:
         report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=config.report,

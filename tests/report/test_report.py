@@ -171,3 +171,9 @@ def test_the_offline_signals_are_shown_pool_against_selection(selected_run):
     stats = json.loads((selected_run / "sel.jsonl.work" / "filter_stats.json").read_text())
     assert stats["sort_key"] == ["instruction_lengths", "response_lengths", "offline_quality_scores"]
     assert html.count("data:image/png;base64,") >= 7 + 7  # one distribution per signal besides the sort key's
+
+
+def test_the_report_says_how_the_threshold_was_chosen(selected_run):
+    html = (selected_run / "sel.jsonl.report.html").read_text()
+    assert "How the threshold was chosen: τ = 0.99 is the offline preset&#39;s, calibrated for its static embedder" \
+        in html
