@@ -62,8 +62,9 @@ class SelectConfig(Config):
     """
 
     preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
-                         "offline: length scores and a static embedder distilled from MiniLM (no network or GPU); "
-                         "a section you write wins over the preset's.", choices=PRESETS)
+                         "offline: length scores gated by cheap quality signals and a static embedder distilled "
+                         "from MiniLM (no network or GPU); a section you write wins over the preset's.",
+                         choices=PRESETS)
     dedup: DedupConfig = option(default_factory=DedupConfig)
     decontaminate: DecontaminateConfig = option(default_factory=DecontaminateConfig)
     complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
