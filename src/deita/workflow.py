@@ -218,7 +218,8 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
     if config.dedup.enabled:
         signals = any((scorer := config.scorer_for(role)) is not None and scorer.type == "signals" for role in ROLES)
-        bigrams = paths.work / "bigram_counts.npy" if signals and config.dedup.near else None
+        bigrams = paths.work / "bigram_counts.npy" if signals and config.dedup.near \
+            and config.dedup.field == "all" else None
         report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects, bigrams)
         cleaned.bigrams = bigrams
         cleaned.pool, stats["dedup"] = report.output, report.counts()
@@ -230,7 +231,9 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     if config.decontaminate.against:
         first = cleaned.records is None
         report = decontaminate_file(cleaned.pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
-                                    rejects if first else None, embed=config.embed)
+                                    rejects if first else None, embed=config.embed,
+                                    bigrams_path=cleaned.bigrams if cleaned.bigrams and cleaned.bigrams.exists()
+                                    else None)
         cleaned.pool, stats["decontaminate"] = report.output, report.counts()
         if first:
             cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected

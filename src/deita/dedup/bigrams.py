@@ -36,6 +36,18 @@ def bigram_buckets(words: Words) -> np.ndarray:
     return (mixed[inside] >> np.uint64(64 - BITS)).astype(np.int64)
 
 
+def record_text(record: Any, fmt: str) -> str:
+    """The words of every message of a record, as dedup's near pass shingles them (`field: all`)."""
+    from deita.dedup.normalize import compared_texts, field_messages
+
+    return compared_texts(field_messages(record, fmt, "all"))[1]
+
+
+def record_buckets(record: Any, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(buckets, counts) of one record's bigrams, as dedup's pass counted them."""
+    return count_buckets(bigram_buckets(word_hashes([record_text(record, fmt)])))
+
+
 def count_buckets(buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct buckets, counts): small to send from a helper process, added with `add_counts`."""
     return np.unique(buckets, return_counts=True)
@@ -50,9 +62,9 @@ class BigramCounts:
     def add(self, buckets: np.ndarray, counts: np.ndarray) -> None:
         np.add.at(self.table, buckets, counts.astype(np.uint32))
 
-    def add_texts(self, texts: list[str]) -> None:
-        """Count the bigrams of raw texts (the fallback when no dedup pass counted them)."""
-        self.add(*count_buckets(bigram_buckets(word_hashes([words_text(normalize(t)) for t in texts]))))
+    def subtract(self, buckets: np.ndarray, counts: np.ndarray) -> None:
+        """Take a removed record's bigrams out again (dedup and decontamination count what they keep)."""
+        np.subtract.at(self.table, buckets, np.minimum(counts.astype(np.uint32), self.table[buckets]))
 
     def save(self, path: Path) -> None:
         temporary = path.with_name(f".{path.name}.tmp.npy")
@@ -61,23 +73,23 @@ class BigramCounts:
 
     @classmethod
     def from_file(cls, path: str | Path, options: Any) -> BigramCounts:
-        """Counted from every message of a file's good records (bad ones are the stage's to report)."""
-        from deita.data.formats import role_messages
+        """Counted from every message of a file's good records (bad ones are the stage's to report): the same
+        counts as dedup's pass gives for the records it keeps."""
         from deita.data.io import ReadStats, iter_records
 
         counts, stats, batch = cls(), ReadStats(), []
         for record in iter_records(path, fmt=options.format, on_error="skip", pairing=options.pairing, stats=stats):
-            batch += [text for _, text in role_messages(record.raw, stats.format or "")]
-            if len(batch) >= 8192:
-                counts.add_texts(batch)
+            batch.append(record_text(record, stats.format or ""))
+            if len(batch) >= 4096:
+                counts.add(*count_buckets(bigram_buckets(word_hashes(batch))))
                 batch = []
-        counts.add_texts(batch)
+        counts.add(*count_buckets(bigram_buckets(word_hashes(batch))))
         return counts
 
     @classmethod
-    def load(cls, path: str | Path) -> BigramCounts:
+    def load(cls, path: str | Path, writable: bool = False) -> BigramCounts:
         try:
-            table = np.load(path, mmap_mode="r")
+            table = np.load(path) if writable else np.load(path, mmap_mode="r")
         except (OSError, ValueError) as err:
             raise DeitaError(f"{path}: not a bigram count table ({err}); rerun without the cache") from None
         if table.shape != (BUCKETS,):

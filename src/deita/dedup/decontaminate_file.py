@@ -11,6 +11,7 @@ from typing import Any
 
 from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size
 from deita.data.records import Record
+from deita.dedup.bigrams import BigramCounts, record_buckets
 from deita.dedup.config import DecontaminateConfig
 from deita.dedup.normalize import field_messages
 from deita.dedup.output import KeptWriter, batches, contaminated_path_for, read_pool, record_id_of
@@ -67,9 +68,10 @@ class DecontaminateReport:
 
 def decontaminate_file(input_path: str | Path, output_path: str | Path, config: DecontaminateConfig,
                        options: RunOptions | None = None, rejects: RejectsWriter | None = None,
-                       embed: Any = None) -> DecontaminateReport:
+                       embed: Any = None, bigrams_path: Path | None = None) -> DecontaminateReport:
     """Write the records of `input_path` that hold no eval prompt, untouched, to `output_path`, and every
-    removed one to `OUT.contaminated.jsonl` with the eval item and the shared words or the cosine.
+    removed one to `OUT.contaminated.jsonl` with the eval item and the shared words or the cosine; with
+    `bigrams_path` (dedup's bigram counts of the pool), the removed records' bigrams are taken out of them.
 
     `embed` (an EmbedConfig) is the embedder of the paraphrase check (with `config.embedding_threshold`).
     """
@@ -93,6 +95,7 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
     counts = {"ngram": 0, "embedding": 0}
     total, unit = input_size(input_path)
     kept = KeptWriter(input_path, output_path, rejects)
+    bigrams = BigramCounts.load(bigrams_path, writable=True) if bigrams_path is not None else None
     try:
         with RecordWriter(contaminated_path, "jsonl") as removed, \
                 ProgressBar("decontaminate", total, quiet=options.quiet, interval=options.progress_interval,
@@ -104,6 +107,8 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
                         kept.write(record)
                         continue
                     counts[row["check"]] += 1
+                    if bigrams is not None:
+                        bigrams.subtract(*record_buckets(record, stats.format or ""))
                     record_id = record_id_of(record.raw)
                     head = {"index": record.index, "location": record.location}
                     removed.write({**head, **({"id": record_id} if record_id is not None else {}), **row})
@@ -112,6 +117,8 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
     except BaseException:
         kept.writer.abort()
         raise
+    if bigrams is not None and bigrams_path is not None:
+        bigrams.save(bigrams_path)
     return DecontaminateReport(stats.records - stats.rejected - kept.unwritable, stats.rejected + kept.unwritable,
                                counts["ngram"], counts["embedding"], index.prompts, len(config.against),
                                index.unchecked, time.perf_counter() - start, output_path, contaminated_path, config,

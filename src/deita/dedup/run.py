@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size, iter_records
-from deita.dedup.bigrams import BigramCounts
+from deita.dedup.bigrams import BigramCounts, record_buckets
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import exact_duplicates, processing_order
 from deita.dedup.hashing import PoolHashes, hash_pool
@@ -137,14 +137,12 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     total, unit = input_size(input_path)
     helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
     store = ShingleStore(output_path.with_name(f".{output_path.name}.shingles.tmp")) if config.near else None
-    bigrams = BigramCounts() if bigrams_path is not None and config.near else None
+    bigrams = BigramCounts() if bigrams_path is not None and config.near and config.field == "all" else None
     try:
         with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
                          total_unit=unit) as bar:
             pool = hash_pool(read_pool(input_path, output_path, options, rejects, stats), stats, config, bar, helper,
                              store, bigrams=bigrams)
-        if bigrams is not None:
-            bigrams.save(bigrams_path)
         if store is not None:
             store.finish()
         decisions = decide(pool, config, store)
@@ -155,7 +153,9 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     with ProgressBar("dedup: writing", total, quiet=options.quiet, interval=options.progress_interval,
                      total_unit=unit) as bar:
         unwritable = _write_dedup(input_path, output_path, duplicates, pool, decisions, stats, options, rejects,
-                                  bar)
+                                  bar, bigrams)
+    if bigrams is not None:
+        bigrams.save(bigrams_path)
     removed = decisions.duplicate_of >= 0
     return DedupReport(len(pool.indices) - unwritable, stats.rejected + unwritable,
                        int((removed & decisions.exact).sum()), int((removed & ~decisions.exact).sum()),
@@ -166,8 +166,9 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
 
 def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, pool: PoolHashes,
                  decisions: Decisions, stats: ReadStats, options: RunOptions, rejects: RejectsWriter | None,
-                 bar: ProgressBar) -> int:
-    """Second pass: kept records to OUT, removed ones to OUT.duplicates.jsonl; returns unwritable records."""
+                 bar: ProgressBar, bigrams: BigramCounts | None = None) -> int:
+    """Second pass: kept records to OUT, removed ones to OUT.duplicates.jsonl (and out of `bigrams`, which then
+    count the kept records only); returns unwritable records."""
     again = ReadStats()
     count = len(pool.indices)
     ordinal = 0
@@ -183,6 +184,8 @@ def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, poo
                 if target < 0:
                     kept.write(record)
                 else:
+                    if bigrams is not None:
+                        bigrams.subtract(*record_buckets(record, again.format or ""))
                     row = {"index": record.index, "location": record.location}
                     record_id = record_id_of(record.raw)
                     if record_id is not None:
