@@ -122,3 +122,19 @@ def test_signals_on_turns_made_to_fail_them(tmp_path: Path) -> None:
     assert rows[-1, columns["language_scores"]] == 0
     assert np.median(rows[:60, -1]) > 0.5 and (rows[-3:, -1] < 0.25).all()
     assert json.dumps(signal_fields(rows[:1]))  # plain JSON values
+
+
+def test_score_type_signals_from_the_cli(tmp_path: Path) -> None:
+    """`deita score --type signals`: no model; without dedup's counts it counts the input's bigrams first."""
+    import os
+    import subprocess
+    import sys
+
+    write_jsonl(tmp_path / "pool.jsonl", chat_pool(30, seed=5))
+    result = subprocess.run([sys.executable, "-m", "deita.cli", "score", tmp_path / "pool.jsonl", "-o",
+                             tmp_path / "out.jsonl", "--type", "signals", "-q"], capture_output=True, text=True,
+                            env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(rows) == 30 and all(len(r[QUALITY_FIELD]) == len(r["conversations"]) // 2 for r in rows)
+    assert all(set(SIGNAL_FIELDS) <= set(r) for r in rows) and "0 refusals" in result.stdout
