@@ -40,15 +40,15 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sharegp
 STRATEGIES = ("deita", "score", "length", "kcenter")
 
 
-def probe_table(data: Path, out: Path, seeds: tuple[int, ...]) -> list[str]:
+def probe_table(data: Path, out: Path, seeds: tuple[int, ...], strategies: tuple[str, ...] = STRATEGIES) -> list[str]:
     results = {}
-    for strategy in STRATEGIES:
+    for strategy in strategies:
         config = SelectConfig.build({"preset": "offline", "filter": {"strategy": strategy},
                                      "run": {"on_error": "skip"}})
         start = time.perf_counter()
         results[strategy] = run_probe(data, out / f"{strategy}.json", config, ProbeSettings(seeds=seeds))
         print(f"probed offline/{strategy} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    first = results[STRATEGIES[0]]
+    first = results[strategies[0]]
     classes = [*first["classes"], ALL]
 
     def cell(summary: dict) -> str:
@@ -60,10 +60,10 @@ def probe_table(data: Path, out: Path, seeds: tuple[int, ...]) -> list[str]:
     run = first["runs"][0]
     lines = [f"pool {data.name}: {run['original_records']:,} records + {sum(run['pool_counts'].values()):,} injected "
              f"(seeds {', '.join(map(str, seeds))}), {run['size']:,} selected", "",
-             "| class | " + " | ".join(f"offline/{s}" for s in STRATEGIES) + " | random |",
-             "|---|" + "---:|" * (len(STRATEGIES) + 1)]
+             "| class | " + " | ".join(f"offline/{s}" for s in strategies) + " | random |",
+             "|---|" + "---:|" * (len(strategies) + 1)]
     for name in classes:
-        cells = [cell(results[s]["summary"][name]["selector"]) for s in STRATEGIES]
+        cells = [cell(results[s]["summary"][name]["selector"]) for s in strategies]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {cell(first['summary'][name]['random'])} |")
     return lines
 
@@ -110,11 +110,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seeds", default="1,2", help="Probe seeds (seed 0 was used to set the signals' gates).")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--skip-timing", action="store_true")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="deita-probe-bench-"))
     lines = [] if args.skip_timing else timing(args.data, out)
-    lines += probe_table(args.data, out, tuple(int(s) for s in args.seeds.split(",")))
+    lines += probe_table(args.data, out, tuple(int(s) for s in args.seeds.split(",")),
+                         tuple(args.strategies.split(",")))
     print("\n".join(lines))
     (out / "summary.json").write_text(json.dumps({"lines": lines}, indent=2) + "\n")
 

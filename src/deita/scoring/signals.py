@@ -39,10 +39,12 @@ QUALITY_FIELD = "offline_quality_scores"
 """The gate: what the offline preset's ranking multiplies the length scores with."""
 SIGNALS_VERSION = 1
 """Bumped when a signal or the gate changes, so cached shards are not reused."""
-RELEVANCE_TOKENS = 256
+RELEVANCE_TOKENS = 128
 """Tokens of each side the relevance embedding reads (the start of a question or answer says what it is about)."""
 LANGUAGE_CHARS = 200
-"""Characters of each side the language check reads (sides shorter than 40 characters are not judged)."""
+"""Characters of each side the language check reads (sides shorter than 40 characters are not judged, nor pairs
+whose both sides are plain ASCII there: most of an English pool, where langid would cost half of the signals'
+time; an answer in another language that needs no accent, such as plain-ASCII Indonesian, is missed)."""
 
 RELEVANCE_RANGE = (0.10, 0.50)
 """Relevance at or below the first value gates to the floor, at or above the second to 1 (linear between)."""
@@ -173,8 +175,8 @@ class SignalWorker:
     def language_agrees(self, instruction: str, response: str) -> bool:
         """Whether both sides are in one language; True where either side has too few letters to tell."""
         sides = [text[:LANGUAGE_CHARS] for text in (instruction, response)]
-        if any(len(text.strip()) < 40 for text in sides):
-            return True
+        if any(len(text.strip()) < 40 for text in sides) or all(text.isascii() for text in sides):
+            return True  # too short to tell, or both in plain ASCII (English, code): langid is not asked
         return self.languages.classify(sides[0])[0] == self.languages.classify(sides[1])[0]
 
     def __call__(self, turns: Sequence[Turn]) -> WorkResult:
