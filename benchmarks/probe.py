@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from deita.data.io import RejectsWriter
 from deita.dedup.config import DedupConfig
 from deita.dedup.run import dedup_file
 from deita.embedding.embedder import EmbedConfig
@@ -72,8 +71,7 @@ def length_only(data: Path, folder: Path, size: int) -> float:
     """The offline select as it was before the signals, stage by stage; seconds."""
     start = time.perf_counter()
     options = RunOptions(quiet=True, on_error="skip", cache_dir=str(folder / "cache"))
-    with RejectsWriter(folder / "rejects.jsonl") as rejects:
-        dedup_file(data, folder / "d.jsonl", DedupConfig(), options, rejects)
+    dedup_file(data, folder / "d.jsonl", DedupConfig(), options)  # bad records set aside beside d.jsonl
     clean = dataclasses.replace(options, on_error="fail")
     add_length_scores(folder / "d.jsonl", folder / "l.jsonl", clean)
     embed_file(folder / "l.jsonl", folder / "e.npy", EmbedConfig(kind="static"), clean)

@@ -177,3 +177,13 @@ def test_the_report_says_how_the_threshold_was_chosen(selected_run):
     html = (selected_run / "sel.jsonl.report.html").read_text()
     assert "How the threshold was chosen: τ = 0.99 is the offline preset&#39;s, calibrated for its static embedder" \
         in html
+
+
+def test_a_log_scale_figure_of_equal_values_is_drawn():
+    """A pool whose scores are all equal (a server answering alike) once crashed `deita select` in np.histogram."""
+    import numpy as np
+
+    from deita.report.figures import distribution
+
+    png = distribution("scores", np.full(6, 3.5), np.full(2, 3.5), log=True)
+    assert isinstance(png, str) and len(png) > 100

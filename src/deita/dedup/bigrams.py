@@ -75,10 +75,11 @@ class BigramCounts:
     def from_file(cls, path: str | Path, options: Any) -> BigramCounts:
         """Counted from every message of a file's good records (bad ones are the stage's to report): the same
         counts as dedup's pass gives for the records it keeps."""
-        from deita.data.io import ReadStats, iter_records
+        from deita.data.io import ReadStats, RecordPolicy, iter_records
 
         counts, stats, batch = cls(), ReadStats(), []
-        for record in iter_records(path, fmt=options.format, on_error="skip", pairing=options.pairing, stats=stats):
+        skip = RecordPolicy.skipping(None)  # counted only: the stage itself meets and reports bad records
+        for record in iter_records(path, fmt=options.format, policy=skip, pairing=options.pairing, stats=stats):
             batch.append(record_text(record, stats.format or ""))
             if len(batch) >= 4096:
                 counts.add(*count_buckets(bigram_buckets(word_hashes(batch))))

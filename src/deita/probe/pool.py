@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deita.data.formats import convert_record
-from deita.data.io import ReadStats, iter_records, write_records
+from deita.data.io import ReadStats, RecordPolicy, iter_records, write_records
 from deita.errors import DeitaError
 from deita.probe.injectors import CLASSES, last_answer
 
@@ -40,7 +40,7 @@ def read_pool(pool_path: Path) -> tuple[list[dict], int]:
     """The pool's good records as `messages` records, and how many bad records were left out."""
     stats = ReadStats()
     records = []
-    for record in iter_records(pool_path, on_error="skip", stats=stats):
+    for record in iter_records(pool_path, policy=RecordPolicy.skipping(None), stats=stats):
         raw = convert_record(record.raw, stats.format or "messages", "messages")
         if MARK in raw:
             raise DeitaError(f"{pool_path}, {record.location}: the record has a {MARK!r} field, which the probe "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deita.data.io import RejectsWriter, rejects_path_for
+from deita.data.policy import RecordPolicy, given_or_own, rejects_path_for
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary, cache_root, run_stage
 from deita.runtime.sinks import RecordSink
@@ -58,24 +58,23 @@ class ScoreReport:
                 *self.rejected_lines()]
 
     def rejected_lines(self) -> list[str]:
-        s = self.summary
-        return [f"rejected {s.rejected:,} records → {s.rejects}"] if s.rejected else []
+        return self.summary.rejected_lines()
 
 
 def score_file(input_path: str | Path, output_path: str | Path, config: ScoreConfig,
-               options: RunOptions = RunOptions(), rejects: RejectsWriter | None = None) -> ScoreReport:
+               options: RunOptions = RunOptions(), policy: RecordPolicy | None = None) -> ScoreReport:
     """Score every turn of every record; the output keeps each record as it was, plus the score field.
 
-    `rejects`: where bad records go; without one the first bad record stops the run.
+    `policy`: what happens to bad records (default: `options.on_error`, rejects beside the output).
     """
     output_path = Path(output_path)
     if config.type == "signals":
-        return signal_scores(input_path, output_path, config, options, rejects)
+        return signal_scores(input_path, output_path, config, options, policy)
     field = IFD_FIELD if config.type == "ifd" else SCORE_FIELDS[config.type]
     sink = RecordSink(output_path, lambda rows: {field: turn_values(rows, nullable=config.type == "ifd")})
-    summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
-                        rejects=rejects, description=f"scoring {config.type}",
-                        rejects_hint=rejects_path_for(output_path))
+    with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
+        summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
+                            policy=policy, description=f"scoring {config.type}")
     return ScoreReport(summary, output_path, field)
 
 
@@ -87,7 +86,7 @@ def turn_values(rows: Any, nullable: bool) -> list[float | None]:
 
 
 def signal_scores(input_path: str | Path, output_path: Path, config: ScoreConfig, options: RunOptions,
-                  rejects: RejectsWriter | None) -> ScoreReport:
+                  policy: RecordPolicy | None) -> ScoreReport:
     """The offline quality signals (`scoring/signals.py`), with the pool's bigram counts from dedup's pass, or,
     where no such pass ran, counted from the input first."""
     from deita.dedup.bigrams import BigramCounts, counts_key
@@ -100,6 +99,6 @@ def signal_scores(input_path: str | Path, output_path: Path, config: ScoreConfig
         BigramCounts.from_file(input_path, options).save(counts)
     stage = SignalStage(config.resolved_model(), EmbedConfig().static_dims, None, counts, counts_key(counts))
     sink = RecordSink(output_path, signal_fields)
-    summary = run_stage(stage, input_path, sink, options, root, rejects=rejects, description="quality signals",
-                        rejects_hint=rejects_path_for(output_path))
+    with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
+        summary = run_stage(stage, input_path, sink, options, root, policy=policy, description="quality signals")
     return ScoreReport(summary, output_path, QUALITY_FIELD)
