@@ -39,17 +39,19 @@ class Planned:
     `.npy` row per record)."""
 
     kind: str  # "lengths", "score" or "embed"
-    stage: Stage
+    stage: Stage | None
+    """None until what it needs is there (the signals scorer: the kept records' bigram counts)."""
     fields: TurnFields | None
     scorer: ScoreConfig | None = None
 
 
-def pass_plan(config: SelectConfig) -> list[Planned]:
+def pass_plan(config: SelectConfig, counts: Path | None = None) -> list[Planned]:
     """The pass's stages, in the order the staged path added fields: length scores (where a role has no
     scorer), each role's scorer (the stage `deita score` runs for its type), then the embedder."""
     scorers = [scorer for role in ROLES if (scorer := config.scorer_for(role)) is not None]
     plan = [Planned("lengths", LengthStage(), length_fields)] if len(scorers) < len(ROLES) else []
-    plan += [Planned("score", score_stage(scorer), score_fields(scorer), scorer) for scorer in scorers]
+    plan += [Planned("score", score_stage(scorer, counts) if scorer.type != "signals" or counts else None,
+                     score_fields(scorer), scorer) for scorer in scorers]
     return [*plan, Planned("embed", EmbedStage(config.embed), None)]
 
 
@@ -71,7 +73,8 @@ def pass_fingerprint(pool: Path, config: SelectConfig, plan: list[Planned], extr
                    "settings": {"layout": LAYOUT, "dedup": dataclasses.asdict(config.dedup),
                                 "decontaminate": dataclasses.asdict(config.decontaminate),
                                 "format": run.format, "pairing": run.pairing, "on_error": run.on_error,
-                                "stages": [planned.stage.fingerprint() for planned in plan], "extra_fields": extra}})
+                                "stages": [planned.stage.fingerprint() if planned.stage is not None else
+                                           {"scorer": dataclasses.asdict(planned.scorer)} for planned in plan], "extra_fields": extra}})
 
 
 def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: RecordPolicy) -> dict[str, Any]:
@@ -88,12 +91,14 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: Recor
         replay_rejects(paths.rejects, policy, int(found["result"]["rejected"]))
         return {**found["result"], "lines": [*found["result"]["lines"], f"reused the finished columns in {directory}"]}
     directory.joinpath("columns.json").unlink(missing_ok=True)  # columns being rewritten are not finished
-    jobs = pass_jobs(plan, config, embeddings)
     run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
     clean = None
     try:
         keep = hash_and_decide(pool, config.dedup, run, policy, paths.work / ".shingles.tmp") \
             if config.dedup.enabled else None
+        if any(planned.stage is None for planned in plan):  # the offline signals: the kept records' bigrams
+            plan = pass_plan(config, count_kept_bigrams(pool, keep, run, paths.work / "bigram_counts.npy"))
+        jobs = pass_jobs(plan, config, embeddings)
         clean = _decontamination(config, paths) if config.decontaminate.against else None
         source = PassInput(pool, keep, policy,
                            duplicates=paths.work / "duplicates.jsonl" if keep is not None else None,
@@ -109,6 +114,22 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: Recor
     if not config.run.cache_dir:  # the columns are the cache now: keep each array once
         shutil.rmtree(paths.work / "cache", ignore_errors=True)
     return result
+
+
+def count_kept_bigrams(pool: Path, keep: KeepMask | None, run: Any, path: Path) -> Path:
+    """The word-bigram counts of the records dedup kept (the offline signals' fluency model), in one more read
+    of the pool; only a run with the signals scorer makes it."""
+    from deita.data.io import ReadStats, iter_records
+    from deita.dedup.bigrams import BigramCounts, record_buckets
+    from deita.passes.fetch import already_counted
+
+    counts, stats = BigramCounts(), ReadStats()
+    for ordinal, record in enumerate(iter_records(pool, fmt=run.format, policy=already_counted(),
+                                                  pairing=run.pairing, stats=stats)):
+        if keep is None or keep.keep[ordinal]:
+            counts.add(*record_buckets(record, stats.format or ""))
+    counts.save(path)
+    return path
 
 
 def replay_rejects(path: Path, policy: RecordPolicy, count: int) -> None:

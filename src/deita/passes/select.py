@@ -66,7 +66,7 @@ def write_selection(pool: Path, output: Path, paths: SelectPaths, config: Select
     selection.output = output
     rows = selection.result.indices if selection.result is not None else np.zeros(0, dtype=np.int64)
     lines = selection.lines()
-    stats = {**selection.stats(), "funnel": computed["funnel"]}
+    stats = {**selection.stats(), "funnel": computed["funnel"], "threshold_note": config.threshold_note()}
     paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
     scored = ScoredPool(pool, columns, config.run.format, config.run.pairing)
     html = None
