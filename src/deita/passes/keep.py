@@ -8,6 +8,7 @@ second read (`compute`) writes the side file that names each removed record, as 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from deita.data.io import ReadStats, input_size, iter_records
 from deita.data.policy import RecordPolicy
+from deita.data.records import Record
 from deita.dedup.config import DedupConfig
 from deita.dedup.hashing import hash_pool
 from deita.dedup.minhash import ShingleStore
@@ -48,8 +50,49 @@ class KeepMask:
         return int(((self.decisions.duplicate_of >= 0) & ~self.decisions.exact).sum())
 
 
+class KeptBigrams:
+    """The offline signals' bigram counts of the records dedup keeps, from the first read: every record's
+    (buckets, counts) is added and kept in a scratch file, and those of the removed records are taken out once
+    dedup has decided (no other read of the pool)."""
+
+    def __init__(self, scratch: Path) -> None:
+        from deita.dedup.bigrams import BigramCounts
+
+        self.counts, self.scratch = BigramCounts(), scratch
+        self.file = open(scratch, "wb")  # noqa: SIM115
+        self.offsets = [0]
+
+    def add(self, record: Record, fmt: str) -> None:
+        from deita.dedup.bigrams import record_buckets
+
+        buckets, counts = record_buckets(record, fmt)
+        self.counts.add(buckets, counts)
+        self.file.write(np.stack([buckets.astype(np.int64), counts.astype(np.int64)]).T.tobytes())
+        self.offsets.append(self.offsets[-1] + len(buckets))
+
+    def save_kept(self, keep: np.ndarray, path: Path) -> Path:
+        self.file.close()
+        pairs = np.fromfile(self.scratch, dtype=np.int64).reshape(-1, 2)
+        for ordinal in np.flatnonzero(~keep).tolist():
+            rows = pairs[self.offsets[ordinal] : self.offsets[ordinal + 1]]
+            self.counts.subtract(rows[:, 0], rows[:, 1])
+        self.counts.save(path)
+        return path
+
+    def close(self) -> None:
+        self.file.close()
+        self.scratch.unlink(missing_ok=True)
+
+
+def _counted(records: Iterator[Record], stats: ReadStats, bigrams: KeptBigrams | None) -> Iterator[Record]:
+    for record in records:
+        if bigrams is not None:
+            bigrams.add(record, stats.format or "")
+        yield record
+
+
 def hash_and_decide(pool: Path, config: DedupConfig, options: RunOptions, policy: RecordPolicy,
-                    scratch: Path) -> KeepMask:
+                    scratch: Path, bigrams: KeptBigrams | None = None) -> KeepMask:
     """Read the pool once (bad records go to `policy`: set aside, or the run stops), hash every
     good record and decide exact and near duplicates."""
     start = time.perf_counter()
@@ -61,7 +104,7 @@ def hash_and_decide(pool: Path, config: DedupConfig, options: RunOptions, policy
     try:
         with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
                          total_unit=unit) as bar:
-            hashes = hash_pool(records, stats, config, bar, helper, store)
+            hashes = hash_pool(_counted(records, stats, bigrams), stats, config, bar, helper, store)
         if store is not None:
             store.finish()
         decisions = decide(hashes, config, store)

@@ -16,7 +16,7 @@ from deita.embedding.run import EmbedReport
 from deita.errors import DeitaError
 from deita.passes.columns import ColumnsWriter, read_marker
 from deita.passes.compute import Job, PassInput, PassSummary, TurnFields, compute_columns
-from deita.passes.keep import KeepMask, hash_and_decide
+from deita.passes.keep import KeepMask, KeptBigrams, hash_and_decide
 from deita.runtime.sinks import ArraySink
 from deita.runtime.stage import Stage
 from deita.scoring.lengths import LENGTH_FIELDS, LengthStage, length_fields
@@ -94,10 +94,21 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: Recor
     run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
     clean = None
     try:
-        keep = hash_and_decide(pool, config.dedup, run, policy, paths.work / ".shingles.tmp") \
-            if config.dedup.enabled else None
-        if any(planned.stage is None for planned in plan):  # the offline signals: the kept records' bigrams
-            plan = pass_plan(config, count_kept_bigrams(pool, keep, run, paths.work / "bigram_counts.npy"))
+        signals = any(planned.stage is None for planned in plan)  # the offline signals: the kept records' bigrams
+        bigrams = KeptBigrams(paths.work / ".bigrams.tmp") if signals and config.dedup.enabled else None
+        try:
+            keep = hash_and_decide(pool, config.dedup, run, policy, paths.work / ".shingles.tmp", bigrams) \
+                if config.dedup.enabled else None
+            counts = paths.work / "bigram_counts.npy"
+            if bigrams is not None and keep is not None:
+                bigrams.save_kept(keep.keep, counts)
+            elif signals:
+                count_kept_bigrams(pool, keep, run, counts)  # no dedup read: one of its own
+        finally:
+            if bigrams is not None:
+                bigrams.close()
+        if signals:
+            plan = pass_plan(config, counts)
         jobs = pass_jobs(plan, config, embeddings)
         clean = _decontamination(config, paths) if config.decontaminate.against else None
         source = PassInput(pool, keep, policy,
