@@ -64,6 +64,18 @@ def is_config(value_or_type: Any) -> bool:
     return dataclasses.is_dataclass(value_or_type)
 
 
+def section_of(tp: Any) -> type | None:
+    """The config class of a section field: `C`, or `C | None` (a section that is absent unless written, such
+    as `select`'s `ifd:`); None for a plain option."""
+    if is_config(tp):
+        return tp
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        return inner if is_config(inner) else None
+    return None
+
+
 def option_fields(cls_or_config: Any) -> list[dataclasses.Field]:
     """The fields a user sets: every field but the internal ones the loader records."""
     return [f for f in dataclasses.fields(cls_or_config) if not f.metadata.get("internal")]
@@ -119,9 +131,10 @@ def validate(config: Any) -> None:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         tp = hints[f.name]
-        if is_config(tp) and isinstance(value, Mapping):
+        section = section_of(tp)
+        if section is not None and isinstance(value, Mapping):
             try:
-                checked = config_from_mapping(tp, value, base=_default(f))
+                checked = config_from_mapping(section, value, base=_default(f))
             except ConfigError as err:
                 raise err.nested(f.name) from None
         else:
@@ -255,11 +268,11 @@ def checked_mapping(cls: type, values: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in values.items():
         path = f"{prefix}.{name}" if prefix else name
-        tp = hints[name]
-        if is_config(tp) and isinstance(value, Mapping):
-            out[name] = checked_mapping(tp, value, path)
+        section = section_of(hints[name])
+        if section is not None and isinstance(value, Mapping):
+            out[name] = checked_mapping(section, value, path)
         else:
-            out[name] = coerce(tp, value, path)
+            out[name] = coerce(hints[name], value, path)
     return out
 
 

@@ -27,11 +27,13 @@ from deita.runtime.options import RunOptions
 from deita.scoring.config import ScoreConfig
 from deita.scoring.signals import QUALITY_FIELD
 from deita.selection.config import FilterConfig
+from deita.selection.ifd import IFD_KEY
 from deita.selection.scores import DEFAULT_SCORE_KEYS, LENGTH_SCORE_KEYS
+from deita.selection.strategies import STRATEGIES
 
 PRESETS = ("paper", "offline")
 DEFAULT_PRESET = "paper"
-SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "embed", "filter", "report", "run")
+SECTIONS = ("dedup", "decontaminate", "complexity", "quality", "ifd", "embed", "filter", "report", "run")
 ROLES = ("complexity", "quality")
 """The scorer sections: each scores its own type, by a model or (when a preset says so) by length."""
 PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -69,6 +71,10 @@ class SelectConfig(Config):
     decontaminate: DecontaminateConfig = option(default_factory=DecontaminateConfig)
     complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
     quality: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="quality"))
+    ifd: ScoreConfig | None = option(None, "IFD scorer (instruction-following difficulty; keys as the flags of "
+                                     "`deita score --type ifd`): any causal LM, run in the pass through the same "
+                                     "engine and backends; strategy ifd ranks by it. Absent unless written.",
+                                     cli=False)
     embed: EmbedConfig = option(default_factory=lambda: EmbedConfig(kind="causal"))
     filter: FilterConfig = option(default_factory=FilterConfig)
     report: ReportConfig = option(default_factory=ReportConfig)
@@ -77,6 +83,8 @@ class SelectConfig(Config):
                                                   internal=True)
 
     def __post_init__(self) -> None:
+        if isinstance(self.ifd, Mapping) and "type" not in self.ifd:
+            object.__setattr__(self, "ifd", {"type": "ifd", **self.ifd})  # the section's scorer type is its name
         super().__post_init__()
         if self.user_sections is None:
             defaults = {f.name: f.default_factory() for f in dataclasses.fields(self) if f.name in ROLES}
@@ -89,6 +97,13 @@ class SelectConfig(Config):
             if scorer.type != role and not (role == "quality" and scorer.type == "signals"):
                 raise ConfigError(f"{quote(scorer.type)} in the {role} section: a {role} section scores {role} "
                                   f"(the {scorer.type} scorer goes under {scorer.type}:)", [f"{role}.type"])
+        if self.ifd is not None and self.ifd.type != "ifd":
+            raise ConfigError(f"{quote(self.ifd.type)} in the ifd section: the ifd section scores ifd (the "
+                              f"{self.ifd.type} scorer goes under {self.ifd.type}:)", ["ifd.type"])
+        if self.ranks_by_ifd() and self.ifd is None:
+            raise ConfigError("strategy ifd ranks records by their IFD, which needs a scorer: set model to any "
+                              "causal LM (hub id, folder or .gguf file)", ["filter.strategy", "ifd.model"],
+                              rule=True)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> dict[str, Any]:
@@ -117,7 +132,8 @@ class SelectConfig(Config):
         user_sections = frozenset(name for name in SECTIONS if written.user_wrote(name))
         layers = [Layer(f"preset {preset}", _preset_layer(preset, written), user=False), *user]
         if device is not None:
-            in_use = ["embed", "filter", *(r for r in ROLES if r not in LENGTH_ROLES[preset] or r in user_sections)]
+            in_use = ["embed", "filter", *(r for r in ROLES if r not in LENGTH_ROLES[preset] or r in user_sections),
+                      *(["ifd"] if "ifd" in user_sections else [])]
             layers.insert(2, Layer("", {name: {"device": device} for name in in_use}, lambda _: "--device"))
         merged = Layered(default_label=flags.label if flags is not None else layers[-1].label)
         for layer in layers:
@@ -141,9 +157,28 @@ class SelectConfig(Config):
             return None
         return ScoreConfig(type="signals", device=getattr(self, role).device)
 
+    def ranks_by_ifd(self) -> bool:
+        """Whether the strategy ranks by IFD (then the roles' scores would rank nothing, and are not computed)."""
+        return STRATEGIES[self.filter.strategy].ifd
+
+    def role_scorers(self) -> dict[str, ScoreConfig | None]:
+        """Each role the pass scores → its scorer (None: length scores stand in); none when IFD ranks."""
+        return {} if self.ranks_by_ifd() else {role: self.scorer_for(role) for role in ROLES}
+
+    def length_scored(self) -> bool:
+        """Whether the pass writes the length scores (a role scored by length)."""
+        return any(scorer is None for scorer in self.role_scorers().values())
+
+    def pass_scorers(self) -> list[ScoreConfig]:
+        """Every scorer the pass runs, in the order their fields are added: the roles', then IFD's."""
+        scorers = [scorer for scorer in self.role_scorers().values() if scorer is not None]
+        return scorers + ([self.ifd] if self.ifd is not None else [])
+
     def sort_key(self) -> tuple[str, ...]:
-        """The filter's sort key: the one written, else per role its scores, its length field, or (the offline
-        signals) the response length and the signals' gate."""
+        """The filter's sort key: `ifd_scores` when IFD ranks; else the one written, else per role its scores,
+        its length field, or (the offline signals) the response length and the signals' gate."""
+        if self.ranks_by_ifd():
+            return (IFD_KEY,)
         if self.filter.sort_key:
             return self.filter.sort_key
         keys: list[str] = []
@@ -173,11 +208,14 @@ class SelectConfig(Config):
 
     def effective(self) -> dict[str, Any]:
         """The effective config as plain data (what OUTPUT.config.yaml and the manifest record): the options
-        in use only, and no section for a role scored by length, so a rerun from it scores the same."""
+        in use only, and no section for a role scored by length (or by nothing, when IFD ranks) nor an absent
+        ifd section, so a rerun from it scores the same."""
         data = config_to_dict(self, effective=True)
         for role in ROLES:
-            if self.preset_scores(role):
+            if self.preset_scores(role) or self.ranks_by_ifd():
                 del data[role]
+        if self.ifd is None:
+            del data["ifd"]
         return data
 
     def to_yaml(self) -> str:
@@ -187,7 +225,9 @@ class SelectConfig(Config):
     def models_used(self) -> list[tuple[str, str]]:
         """(role, model id or folder) of every model this run loads, the packaged default embedder included."""
         scorers = [(f"{role} {'signals' if scorer.type == 'signals' else 'scorer'}", scorer.resolved_model())
-                   for role in ROLES if (scorer := self.scorer_for(role)) is not None]
+                   for role, scorer in self.role_scorers().items() if scorer is not None]
+        if self.ifd is not None:
+            scorers.append(("ifd scorer", self.ifd.resolved_model()))
         return [*scorers, ("embedding model", self.embed.resolved_model())]
 
 

@@ -78,9 +78,6 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     """Every check that must pass before work starts: paths (none overwrites the input or another), folders
     writable, models reachable."""
     paths = SelectPaths(output_path)
-    if config.filter.strategy == "ifd":
-        raise DeitaError("select does not compute IFD scores; run deita score --type ifd --model M, deita embed, "
-                         "then deita filter --strategy ifd")
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
     evals = {f"eval set {path}": Path(path) for path in config.decontaminate.against}

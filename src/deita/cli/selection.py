@@ -64,19 +64,24 @@ def select_command() -> click.Command:
     dedup = click.Option(["--dedup/--no-dedup"], default=None, help="Remove exact and near-duplicates before "
                          "scoring (the dedup section; --no-dedup is dedup: {exact: false, near: false}).  "
                          "[default: on]")
+    ifd_model = click.Option(["--ifd-model"], help="Score IFD (instruction-following difficulty) in the pass with "
+                             "this causal LM (hub id, folder or .gguf file), as `deita score --type ifd` does; "
+                             "--strategy ifd ranks by it (the ifd section; its other keys as that command's flags).")
 
     def run(input: Path, output: Path, config_file: Path | None, preset: str | None, device: str | None,
-            dedup: bool | None, **values: Any) -> None:
+            dedup: bool | None, ifd_model: str | None, **values: Any) -> None:
         from deita.workflow import SelectPaths, run_select
 
         data = SelectConfig.from_yaml(config_file) if config_file else {}
         given = nested_values(flags, values)
         labels = {"preset": "--preset", "dedup.exact": "--dedup" if dedup else "--no-dedup",
-                  "dedup.near": "--dedup" if dedup else "--no-dedup"}
+                  "dedup.near": "--dedup" if dedup else "--no-dedup", "ifd.model": "--ifd-model"}
         if preset is not None:
             given["preset"] = preset
         if dedup is not None:
             given["dedup"] = {"exact": dedup, "near": dedup}
+        if ifd_model is not None:
+            given["ifd"] = {"model": ifd_model}
         layer = Layer("", given, lambda path: labels.get(path) or flag_label(flags)(path))
         config = SelectConfig.build(data, str(config_file) if config_file else "options", layer, device)
         with command_policy(config.run, SelectPaths(output).rejects) as policy:
@@ -88,7 +93,7 @@ def select_command() -> click.Command:
                    "effective config is saved as OUTPUT.config.yaml and bad records (with --on-error skip) go to "
                    "OUTPUT.rejects.jsonl.\n\nExamples:\n\n  deita select examples/sample.jsonl -o out/selected.jsonl "
                    "--size 20 --preset offline\n\n  deita select pool.json -o deita6k.json --size 6000 --config "
-                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device, dedup], run, (flags,))
+                   "run.yaml", [INPUT, OUTPUT, config_file, preset, device, dedup, ifd_model], run, (flags,))
 
 
 def report_command() -> click.Command:

@@ -22,7 +22,7 @@ from deita.runtime.stage import Stage
 from deita.scoring.lengths import LENGTH_FIELDS, LengthStage, length_fields
 from deita.scoring.run import ScoreReport, score_field, score_fields, score_stage
 from deita.scoring.scorer import ScoreConfig
-from deita.select_config import ROLES, SelectConfig
+from deita.select_config import SelectConfig
 
 if TYPE_CHECKING:
     from deita.workflow import SelectPaths
@@ -47,11 +47,11 @@ class Planned:
 
 def pass_plan(config: SelectConfig, counts: Path | None = None) -> list[Planned]:
     """The pass's stages, in the order the staged path added fields: length scores (where a role has no
-    scorer), each role's scorer (the stage `deita score` runs for its type), then the embedder."""
-    scorers = [scorer for role in ROLES if (scorer := config.scorer_for(role)) is not None]
-    plan = [Planned("lengths", LengthStage(), length_fields)] if len(scorers) < len(ROLES) else []
+    scorer), each role's scorer and the IFD scorer (the stage `deita score` runs for its type), then the
+    embedder."""
+    plan = [Planned("lengths", LengthStage(), length_fields)] if config.length_scored() else []
     plan += [Planned("score", score_stage(scorer, counts) if scorer.type != "signals" or counts else None,
-                     score_fields(scorer), scorer) for scorer in scorers]
+                     score_fields(scorer), scorer) for scorer in config.pass_scorers()]
     return [*plan, Planned("embed", EmbedStage(config.embed), None)]
 
 
@@ -158,9 +158,8 @@ def replay_rejects(path: Path, policy: RecordPolicy, count: int) -> None:
 
 
 def _computed(config: SelectConfig) -> list[str]:
-    scorers = [scorer for role in ROLES if (scorer := config.scorer_for(role)) is not None]
-    fields = list(LENGTH_FIELDS) if len(scorers) < len(ROLES) else []
-    return fields + [score_field(scorer) for scorer in scorers]
+    fields = list(LENGTH_FIELDS) if config.length_scored() else []
+    return fields + [score_field(scorer) for scorer in config.pass_scorers()]
 
 
 def _decontamination(config: SelectConfig, paths: SelectPaths):

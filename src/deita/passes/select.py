@@ -17,6 +17,7 @@ from deita.passes.fetch import ScoredPool, SelectedTap
 from deita.passes.run import COLUMNS, EMBEDDINGS
 from deita.select_config import SelectConfig
 from deita.selection.embeddings import open_embeddings
+from deita.selection.ifd import IFD_KEY, ifd_record_scores
 from deita.selection.run import FilterReport, annotations, select_indices
 from deita.selection.scores import final_scores, final_scores_flat
 from deita.selection.strategies import STRATEGIES
@@ -32,17 +33,27 @@ def select_on_columns(pool: Path, columns: Columns, config: SelectConfig, embedd
     strategy = STRATEGIES[filter_config.strategy]
     sort_key = filter_config.sort_key or ()
     n = columns.rows
-    scores = lengths = vectors = None
+    scores = lengths = vectors = selectable = None
     if strategy.scores and n:
         scores = column_scores(pool, columns, tuple(sort_key))
+    if strategy.ifd:
+        scores, selectable = ifd_record_scores(columns.lists(IFD_KEY), filter_config.max_ifd,
+                                               _locations(pool, columns))
     if strategy.lengths:
         lengths = np.asarray(columns.record_column("response_chars"), dtype=np.float64)
     if strategy.embeddings:
         vectors = open_embeddings(embeddings, n, pool)
-    result = select_indices(filter_config, n, scores, lengths, vectors)
+    result = select_indices(filter_config, n, scores, lengths, vectors, selectable)
+    unselectable = int((~selectable).sum()) if selectable is not None else 0
     report = FilterReport(n, len(result.indices), result.n_examined, filter_config.threshold,
-                          filter_config.strategy, result.seconds, tuple(sort_key), Path(), result)
+                          filter_config.strategy, result.seconds, tuple(sort_key), Path(), result, unselectable,
+                          filter_config.max_ifd if strategy.ifd else None)
     return report, scores, vectors
+
+
+def _locations(pool: Path, columns: Columns) -> list[str]:
+    """Each row's record named as errors name it: the pool and the record's index."""
+    return [f"{pool}, record index {index}" for index in np.asarray(columns.row_index).tolist()]
 
 
 def column_scores(pool: Path, columns: Columns, sort_key: tuple[str, ...]) -> np.ndarray:
@@ -53,8 +64,7 @@ def column_scores(pool: Path, columns: Columns, sort_key: tuple[str, ...]) -> np
     lengths = np.diff(offsets)
     if (lengths > 0).all() and all(np.array_equal(o, offsets) and np.isfinite(v).all() for v, o in arrays):
         return final_scores_flat([np.asarray(values) for values, _ in arrays], lengths)
-    locations = [f"{pool}, record index {index}" for index in np.asarray(columns.row_index).tolist()]
-    return final_scores([columns.lists(key) for key in sort_key], sort_key, locations)
+    return final_scores([columns.lists(key) for key in sort_key], sort_key, _locations(pool, columns))
 
 
 def write_selection(pool: Path, output: Path, paths: SelectPaths, config: SelectConfig,

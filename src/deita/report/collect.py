@@ -27,7 +27,7 @@ from deita.selection.ifd import IFD_KEY, ifd_record_scores
 from deita.selection.scores import record_score
 
 ADDED_FIELDS = ("complexity_scores", "quality_scores", "instruction_lengths", "response_lengths", "deita",
-                *SIGNAL_FIELDS, QUALITY_FIELD)
+                *SIGNAL_FIELDS, QUALITY_FIELD, IFD_KEY)
 """Fields deita adds to records; a record's identity is everything else."""
 CANNOT_SKIP = RecordPolicy.failing(switch=None, who="The report")
 """A bad record in the selection or the pool stops the report: its figures would not add up without it."""
