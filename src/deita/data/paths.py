@@ -15,6 +15,8 @@ from pathlib import Path
 
 from deita.errors import DeitaError
 
+from .source import compression_of, inner_name
+
 PathLike = str | os.PathLike
 
 
@@ -71,6 +73,9 @@ def check_writable(label: str, path: PathLike) -> None:
     """Raise a one-line ``DeitaError`` unless ``path`` can be written: its folder exists or can be created
     (no existing file on the way) and is writable. Creates nothing."""
     target = Path(path)
+    if compression_of(target):
+        raise DeitaError(f"{label} {target}: compressed outputs are not written (inputs are read compressed); "
+                         f"write {inner_name(target).name} and compress it afterwards")
     folder = target.parent
     while not folder.exists():
         if folder.is_symlink():  # a dangling symlink: creating the folder would fail

@@ -130,7 +130,7 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     input_path, output_path = Path(input_path), Path(output_path)
     options = options or RunOptions()
     start = time.perf_counter()
-    stats = ReadStats()
+    stats = ReadStats(reread=True)  # the second pass writes: the file must not change in between
     total, unit = input_size(input_path)
     helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
     store = ShingleStore(output_path.with_name(f".{output_path.name}.shingles.tmp")) if config.near else None
@@ -162,7 +162,7 @@ def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, poo
                  decisions: Decisions, stats: ReadStats, options: RunOptions, rejects: RejectsWriter | None,
                  bar: ProgressBar) -> int:
     """Second pass: kept records to OUT, removed ones to OUT.duplicates.jsonl; returns unwritable records."""
-    again = ReadStats()
+    again = stats.again()
     count = len(pool.indices)
     ordinal = 0
     kept = KeptWriter(input_path, output_path, rejects)

@@ -83,19 +83,13 @@ class Pool:
     sort_key: tuple[str, ...]
     spans: list[tuple[int, int]] | None
     """JSONL: each record's bytes, so the selected ones are fetched without a second read of the file."""
-    identity: tuple[int, int]
-    """(size, modification time) of the file when it was read."""
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
+    read: ReadStats
+    """The first read: its fingerprint (size, mtime, hash of the bytes) checks the second."""
 
 
 def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     """Pool size, the column the strategy ranks by (final scores, mean IFD or response lengths), the sort key,
     and, for JSONL, where each record lies in the file."""
-    identity = _identity(path)
     strategy = STRATEGIES[config.strategy]
     sort_key: tuple[str, ...] = (IFD_KEY,) if strategy.ifd else config.sort_key or ()
     lists: list[list] = [[] for _ in sort_key]
@@ -103,7 +97,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     lengths: list[int] = []
     spans: list[tuple[int, int]] = []
     count = 0
-    stats = ReadStats()
+    stats = ReadStats(reread=True)
     for record in iter_records(path, fmt=fmt, stats=stats):
         if count == 0 and strategy.scores:
             sort_key = resolve_sort_key(config.sort_key, record.raw)
@@ -124,18 +118,16 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     elif strategy.ifd:
         scores, selectable = ifd_record_scores(lists[0], config.max_ifd, locations)
     return Pool(count, scores, selectable, np.asarray(lengths, dtype=np.float64) if strategy.lengths else None,
-                sort_key, spans if stats.file_type == "jsonl" else None, identity)
+                sort_key, spans if stats.file_type == "jsonl" else None, stats)
 
 
 def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None) -> list[dict]:
     """The selected records, in selection order: fetched by their bytes (JSONL), else by a second read."""
-    if _identity(path) != pool.identity:
-        raise DeitaError(f"{path} changed while selecting; run the filter again")
     if pool.spans is not None:
-        return list(records_at(path, (pool.spans[int(i)] for i in indices)))
+        return list(records_at(path, (pool.spans[int(i)] for i in indices), expect=pool.read.fingerprint))
     position = {int(index): rank for rank, index in enumerate(indices)}
     chosen: list[dict | None] = [None] * len(indices)
-    for ordinal, record in enumerate(iter_records(path, fmt=fmt)):
+    for ordinal, record in enumerate(iter_records(path, fmt=fmt, stats=pool.read.again())):
         rank = position.get(ordinal)
         if rank is not None:
             chosen[rank] = record.raw

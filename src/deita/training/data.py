@@ -262,14 +262,14 @@ def sample_pairs(path: str | Path, output: str | Path, size: int, seed: int, on_
     from deita.data.io import write_records
 
     path = Path(path)
-    stats = ReadStats()
+    stats = ReadStats(reread=True)
     good = {pair.index for pair in iter_pairs(path, on_error, rejects, rejects_hint, stats)}
     order = np.random.default_rng(seed).permutation(stats.records)
     sampled = [int(i) for i in order if int(i) in good]
     sampled = sampled if size == -1 else sampled[:size]
     position = {index: k for k, index in enumerate(sampled)}
     kept: list[Any] = [None] * len(sampled)
-    for index, _location, raw, _problem in read_items(path, ReadStats()):
+    for index, _location, raw, _problem in read_items(path, stats.again()):
         if index in position:
             kept[position[index]] = raw
     written = write_records(output, kept)
