@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deita.data.io import RejectsWriter
-from deita.data.paths import check_paths, check_writable
+from deita.data.paths import check_paths, prepare_output
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
 from deita.manifest import write_manifest
@@ -91,7 +91,7 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     evals = {f"eval set {path}": Path(path) for path in config.decontaminate.against}
     check_paths({"input": input_path, **evals}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
     for label, path in paths.outputs().items():
-        check_writable(label, path)
+        prepare_output(label, path)
     if evals:
         from deita.dedup.decontaminate import read_eval_items
 

@@ -49,7 +49,7 @@ def convert_command() -> click.Command:
 
     def run(input: Path, output: Path, to: str, **values: Any) -> None:
         from deita.data.io import ReadStats, convert_file, rejects_path_for
-        from deita.data.paths import check_paths, check_writable
+        from deita.data.paths import check_paths, prepare_output
 
         options = build_config(RunOptions, flags, values)
         if to not in FORMATS:
@@ -58,7 +58,7 @@ def convert_command() -> click.Command:
             raise DeitaError(f"{input}: no such file or directory")
         rejects_file = rejects_path_for(output) if options.on_error == "skip" else None
         check_paths({"input": input}, {"--output": output, "rejects file": rejects_file})
-        check_writable("--output", output)
+        prepare_output("--output", output)
         stats = ReadStats()
         rejects = rejects_writer(options, output)
         try:

@@ -31,7 +31,7 @@ def checked_stage(input: Path, output: Path, options: Any) -> Iterator[Any]:
     """Refuse, before any work, outputs that would overwrite the input or each other; then yield the rejects
     writer of `--on-error skip` (None for fail), closed at the end."""
     from deita.data.io import rejects_path_for
-    from deita.data.paths import check_paths, check_writable
+    from deita.data.paths import check_paths, prepare_output
     from deita.runtime.runner import cache_root
 
     if not input.exists():
@@ -39,7 +39,7 @@ def checked_stage(input: Path, output: Path, options: Any) -> Iterator[Any]:
     outputs = {"--output": output, "rejects file": rejects_path_for(output) if options.on_error == "skip" else None,
                "cache": cache_root(options, output)}
     check_paths({"input": input}, outputs)
-    check_writable("--output", output)
+    prepare_output("--output", output)
     rejects = rejects_writer(options, output)
     try:
         yield rejects
@@ -51,7 +51,7 @@ def checked_stage(input: Path, output: Path, options: Any) -> Iterator[Any]:
 def clean_paths(input: Path, output: Path, options: Any, side: dict[str, Path], inputs: dict[str, Path]) -> None:
     """Refuse, before any work, outputs that would overwrite an input or each other, or cannot be written."""
     from deita.data.io import rejects_path_for
-    from deita.data.paths import check_paths, check_writable
+    from deita.data.paths import check_paths, prepare_output
 
     for label, path in {"input": input, **inputs}.items():
         if not path.exists():
@@ -61,4 +61,4 @@ def clean_paths(input: Path, output: Path, options: Any, side: dict[str, Path], 
     check_paths({"input": input, **inputs}, outputs)
     for label, path in outputs.items():
         if path is not None:
-            check_writable(label, path)
+            prepare_output(label, path)

@@ -74,7 +74,7 @@ def dpo_data_command() -> click.Command:
 
     def run(input: Path, output: Path, **values: Any) -> None:
         from deita.data.io import rejects_path_for
-        from deita.data.paths import check_paths, check_writable
+        from deita.data.paths import check_paths, prepare_output
         from deita.training.data import sample_pairs
 
         config = build_config(DPODataConfig, sample_flags, values)
@@ -83,7 +83,7 @@ def dpo_data_command() -> click.Command:
             raise DeitaError(f"{input}: no such file or directory")
         rejects_file = rejects_path_for(output) if options.on_error == "skip" else None
         check_paths({"input": input}, {"--output": output, "rejects file": rejects_file})
-        check_writable("--output", output)
+        prepare_output("--output", output)
         rejects = rejects_writer(options, output)
         try:
             echo_lines(sample_pairs(input, output, config.size, config.seed, options.on_error, rejects,

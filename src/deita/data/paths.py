@@ -87,3 +87,13 @@ def check_writable(label: str, path: PathLike) -> None:
         raise DeitaError(f"{label} {target}: cannot write in {folder} (permission denied)")
     if target.is_dir() and target.suffix.lower() in (".json", ".jsonl", ".parquet"):
         raise DeitaError(f"{label} {target}: a folder is in the way of the output file")
+
+
+def prepare_output(label: str, path: PathLike) -> None:
+    """``check_writable``, then create the output's folder, so a command fails on its paths before any
+    work and never after it (a missing folder, a read-only one)."""
+    check_writable(label, path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DeitaError(f"{label} {path}: cannot create its folder ({e.strerror or e})") from e

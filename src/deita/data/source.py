@@ -257,13 +257,14 @@ def open_source(path: str | Path, *, reread: bool = False, expect: Fingerprint |
                 pass
 
 
-def first_byte(stream: IO[bytes]) -> tuple[bytes, IO[bytes]]:
-    """The first non-whitespace byte of ``stream`` (b"" when empty) and a stream that still starts at the
-    beginning: what was read to find it is put back in front, so a pipe can be sniffed too."""
+def first_byte(stream: IO[bytes]) -> tuple[bytes, int, IO[bytes]]:
+    """The first non-whitespace byte of ``stream`` (b"" when empty), its line number, and a stream that still
+    starts at the beginning: what was read to find it is put back in front, so a pipe can be sniffed too."""
     seen = b""
     while True:
         chunk = stream.read(_CHUNK)
         seen += chunk
         text = seen.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
         if text or not chunk:
-            return text[:1], io.BufferedReader(_Chain(seen, stream), _CHUNK)  # type: ignore[arg-type]
+            line = seen.count(b"\n", 0, len(seen) - len(text)) + 1
+            return text[:1], line, io.BufferedReader(_Chain(seen, stream), _CHUNK)  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from deita.data import atomic
+
 SEED = 42
 """The MinHash seed: fixed, so a rerun removes the same records."""
 
@@ -183,7 +185,7 @@ class ShingleStore:
         if self._file is not None:
             self._file.close()
             self._file = None
-        self.path.unlink(missing_ok=True)
+        atomic.discard(self.path)
 
 
 def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.1) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from deita.data import atomic
 from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size, iter_records
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import exact_duplicates, processing_order
@@ -133,7 +134,7 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     stats = ReadStats(reread=True)  # the second pass writes: the file must not change in between
     total, unit = input_size(input_path)
     helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
-    store = ShingleStore(output_path.with_name(f".{output_path.name}.shingles.tmp")) if config.near else None
+    store = ShingleStore(atomic.temp_path(output_path, ".shingles.tmp")) if config.near else None
     try:
         with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
                          total_unit=unit) as bar:

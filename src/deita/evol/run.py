@@ -24,7 +24,7 @@ from deita.data.io import (
     iter_records,
     rejects_path_for,
 )
-from deita.data.paths import check_paths, check_writable
+from deita.data.paths import check_paths, prepare_output
 from deita.data.records import Record
 from deita.errors import DeitaError, RecordError
 from deita.evol.client import ChatClient, Usage
@@ -82,7 +82,7 @@ def check_job_paths(input_path: Path, output_path: Path, options: RunOptions) ->
                          "in .jsonl")
     check_paths({"input": input_path}, {"--output": output_path, "rejects file": rejects_path_for(output_path),
                                         "cache": cache_root(options, Path(output_path))})
-    check_writable("--output", output_path)
+    prepare_output("--output", output_path)
 
 
 def _shards(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

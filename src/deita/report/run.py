@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from deita import __version__
-from deita.data.paths import check_paths, check_writable
+from deita.data import atomic
+from deita.data.paths import check_paths, prepare_output
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.report import collect, figures
@@ -227,7 +228,7 @@ def report_file(selected_path: str | Path, pool_path: str | Path, output_path: s
     selected_path, pool_path, output_path = Path(selected_path), Path(pool_path), Path(output_path)
     check_paths({"selection": selected_path, "--pool": pool_path, "--embeddings": embeddings_path,
                  "--stats": stats_path}, {"--output": output_path})
-    check_writable("--output", output_path)
+    prepare_output("--output", output_path)
     for label, path in (("selection", selected_path), ("--pool", pool_path), ("--embeddings", embeddings_path),
                         ("--stats", stats_path)):
         if path is not None and not Path(path).exists():
@@ -242,7 +243,5 @@ def report_file(selected_path: str | Path, pool_path: str | Path, output_path: s
     html = build_report(selected_path, pool_path, Path(embeddings_path) if embeddings_path else None, stats, config,
                         Path(rejects_path) if rejects_path else None)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output_path.with_name(f".{output_path.name}.tmp")
-    temporary.write_text(html, encoding="utf-8")
-    temporary.replace(output_path)
+    atomic.write_bytes(output_path, html.encode("utf-8"))
     return output_path

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from deita.data.io import ReadStats, RecordWriter, iter_records, records_at
-from deita.data.paths import check_paths
+from deita.data.paths import check_paths, prepare_output
 from deita.errors import DeitaError
 from deita.selection.config import FilterConfig
 from deita.selection.deita import SelectionResult
@@ -185,6 +185,9 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
                 {"--output": output_path, "--stats": stats_path})
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
+    prepare_output("--output", output_path)
+    if stats_path is not None:
+        prepare_output("--stats", stats_path)
     if config.strategy == "ifd" and config.sort_key:
         raise DeitaError(f"--sort-key does not apply to --strategy ifd, which ranks by {IFD_KEY}")
     pool = _read_pool(input_path, config, fmt)

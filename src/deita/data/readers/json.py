@@ -11,7 +11,7 @@ from typing import Any
 
 from deita.data.checks import decode_problem, syntax_message, text_problem
 from deita.data.source import describe_start, first_byte
-from deita.errors import DeitaError
+from deita.errors import RecordError
 
 from .base import Item, ReadStats
 from .jsonl import jsonl_items
@@ -112,14 +112,14 @@ def read_json(path: Path, stats: ReadStats | None = None) -> Iterator[Item]:
     """
     stats = stats if stats is not None else ReadStats()
     with stats.open(path) as source:
-        first, f = first_byte(source)
+        first, line, f = first_byte(source)
         if first == b"{":
             yield from jsonl_items(f, stats)
             return
         if first == b"":
             return
         if first != b"[":
-            raise DeitaError(f"{path}: {_not_records(first, f.peek(64)[:64])}")
+            raise RecordError(path, f"line {line}", _not_records(first, f.peek(1 << 16)[:1 << 16]))
         t = TextBuffer(f)
         t.peek()
         if t.buf[t.pos : t.pos + 1] == "\ufeff":
@@ -218,9 +218,10 @@ def read_json(path: Path, stats: ReadStats | None = None) -> Iterator[Item]:
 def _not_records(first: bytes, head: bytes) -> str:
     """Why a file whose first character is ``first`` holds no records, naming what it is."""
     if first in b'"-0123456789tfn':
-        return ("a single JSON value, not records: expected a JSON array of records ('[...]') or JSON Lines "
-                "(one object a line)")
-    return (f"not JSON: {describe_start(head.lstrip())}; expected a JSON array of records or JSON Lines (gzip "
+        return ("not a JSON array of records (nor JSON Lines): the file holds a single JSON value; give a "
+                "JSON array of records ('[...]') or one object a line")
+    head = head.lstrip().removeprefix(b"\xef\xbb\xbf")
+    return (f"not JSON: {describe_start(head)}; expected a JSON array of records or JSON Lines (gzip "
             "and zstd files are read as they are, UTF-16/32 files by their byte order mark)")
 
 
