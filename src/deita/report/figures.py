@@ -57,7 +57,8 @@ def distribution(title: str, pool: np.ndarray, selected: np.ndarray, log: bool =
     if discrete:
         bins = np.arange(both.min() - 0.5, min(both.max(), both.min() + 40) + 1.5)
     elif log:
-        bins = np.geomspace(max(both.min(), 1), max(both.max(), 2), 40)
+        low = max(both.min(), 1)
+        bins = np.geomspace(low, max(both.max(), 2 * low), 40)  # one value (a one-record pool) still spans
         axis.set_xscale("log")
         axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
         axis.xaxis.set_minor_formatter(ticker.NullFormatter())

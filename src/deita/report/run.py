@@ -22,6 +22,7 @@ from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.report import collect, figures
 from deita.report.config import ReportConfig
+from deita.report.stats import load_stats
 from deita.selection.embeddings import open_embeddings
 from deita.selection.ifd import IFD_KEY
 from deita.selection.scores import resolve_sort_key
@@ -234,12 +235,7 @@ def report_file(selected_path: str | Path, pool_path: str | Path, output_path: s
         if path is not None and not Path(path).exists():
             raise DeitaError(f"{label} {path}: no such file or directory")
     if stats is None:
-        stats = {}
-        if stats_path is not None:
-            try:
-                stats = json.loads(Path(stats_path).read_text())
-            except (OSError, ValueError) as err:
-                raise DeitaError(f"--stats {stats_path}: not a readable statistics JSON ({err})") from None
+        stats = load_stats(stats_path) if stats_path is not None else {}
     html = build_report(selected_path, pool_path, Path(embeddings_path) if embeddings_path else None, stats, config,
                         Path(rejects_path) if rejects_path else None)
     output_path.parent.mkdir(parents=True, exist_ok=True)
