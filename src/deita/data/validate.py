@@ -40,6 +40,7 @@ PROBLEM_KINDS: tuple[tuple[str, str], ...] = (
     ("not valid UTF-8", r"^not valid UTF-8"),
     ("not valid Unicode (lone surrogate)", r"^text is not valid Unicode"),
     ("invalid JSON", r"^invalid JSON"),
+    ("duplicate key", r"^duplicate key"),
     ("data after the array", r"^unexpected data after"),
     ("nested too deep", r"^nested "),
     ("not a JSON object", r"^not a JSON object"),

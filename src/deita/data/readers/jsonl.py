@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from deita.data.checks import SLOW, decode_problem, fast_loads, syntax_message, text_problem
+from deita.data.checks import SLOW, STRICT_DECODER, decode_problem, fast_loads, syntax_message, text_problem
 
 from .base import Item, ReadStats
 
@@ -46,7 +46,7 @@ def jsonl_items(f: IO[bytes], stats: ReadStats) -> Iterator[Item]:
             yield index, loc, line.decode("utf-8", "replace").rstrip("\r\n"), problem
         else:
             try:
-                value = json.loads(text)
+                value = STRICT_DECODER.decode(text)
             except json.JSONDecodeError as e:
                 yield index, loc, text, f"invalid JSON: {syntax_message(e)} at column {e.colno}"
             except (RecursionError, ValueError) as e:
