@@ -82,13 +82,15 @@ def _bom_encoding(head: bytes) -> str | None:
     for bom, encoding in _BOMS:
         if head.startswith(bom):
             return encoding
-    if len(head) >= 4 and head[0] and not any(head[1:4]):  # JSON starts with ASCII: "[\0\0\0" is UTF-32-LE
+    # no BOM: JSON text starts with "[", "{" or whitespace, so NULs around it tell UTF-16/32 and the byte order
+    starts = b"[{ \t\r\n"
+    if len(head) >= 4 and head[0] in starts and not any(head[1:4]):
         return "utf-32-le"
-    if len(head) >= 4 and not any(head[0:3]) and head[3]:
+    if len(head) >= 4 and not any(head[0:3]) and head[3] in starts:
         return "utf-32-be"
-    if len(head) >= 2 and head[0] and not head[1]:
+    if len(head) >= 2 and head[0] in starts and not head[1]:
         return "utf-16-le"
-    if len(head) >= 2 and not head[0] and head[1]:
+    if len(head) >= 2 and not head[0] and head[1] in starts:
         return "utf-16-be"
     return None
 

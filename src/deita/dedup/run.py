@@ -18,6 +18,7 @@ import numpy as np
 
 from deita.data import atomic
 from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size, iter_records
+from deita.data.paths import prepare_output
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import exact_duplicates, processing_order
 from deita.dedup.hashing import PoolHashes, hash_pool
@@ -129,6 +130,7 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     and every removed one to `OUT.duplicates.jsonl` (index, id, the index of the record kept in its place,
     estimated similarity, exact or near)."""
     input_path, output_path = Path(input_path), Path(output_path)
+    prepare_output("--output", output_path)  # the folder exists before the hashing, not after it
     options = options or RunOptions()
     start = time.perf_counter()
     stats = ReadStats(reread=True)  # the second pass writes: the file must not change in between
