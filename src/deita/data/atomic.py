@@ -102,6 +102,11 @@ def remove_all() -> list[Path]:
     return targets
 
 
+def target_of(temporary: Path) -> Path:
+    """The output a registered temporary file belongs to (itself when not registered)."""
+    return _LIVE.get(temporary, temporary)
+
+
 def writing() -> list[Path]:
     """The targets being written now."""
     return list(dict.fromkeys(_LIVE.values()))
