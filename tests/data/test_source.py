@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,24 @@ def test_records_at_streams_a_compressed_file(tmp_path: Path, plain: Path) -> No
     order = np.array([5, 0, 11, 3])
     got = list(records_at(gz, [spans[i] for i in order], expect=stats.fingerprint))
     assert [r["id"] for r in got] == [f"r{i}" for i in order]
+
+
+@pytest.mark.parametrize("name", ["pool.parquet", "pool_dataset"])
+def test_a_parquet_file_or_dataset_replaced_between_the_reads_is_caught(tmp_path: Path, name: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from deita.data.io import write_records
+
+    path = tmp_path / name
+    write_records(path, records())
+    again = ReadStats.again
+
+    def replaced(self: ReadStats) -> ReadStats:
+        time.sleep(0.01)  # a later mtime even on coarse clocks
+        write_records(path, records(13))
+        return again(self)
+
+    monkeypatch.setattr(ReadStats, "again", replaced)
+    with pytest.raises(InputChanged):
+        dedup_file(path, tmp_path / "out.jsonl", DedupConfig())
+    assert not (tmp_path / "out.jsonl").exists()
+    no_temporary_files(tmp_path)

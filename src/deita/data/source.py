@@ -259,6 +259,19 @@ def open_source(path: str | Path, *, reread: bool = False, expect: Fingerprint |
                 pass
 
 
+def folder_fingerprint(path: Path, expect: Fingerprint | None = None) -> Fingerprint:
+    """A saved dataset's fingerprint from its files' names, sizes and mtimes (arrow files are rewritten
+    whole, never edited in place); ``InputChanged`` when it differs from ``expect``."""
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    stats = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    digest = hashlib.blake2b(repr(stats).encode(), digest_size=16).hexdigest()
+    fingerprint = Fingerprint(sum(s for _, s, _ in stats), max((m for _, _, m in stats), default=0), digest)
+    if expect is not None and fingerprint != expect:
+        raise InputChanged(f"{path} changed during the run (its files differ from the first read): nothing was "
+                           "written; run again on a dataset that stays put")
+    return fingerprint
+
+
 def first_byte(stream: IO[bytes]) -> tuple[bytes, int, IO[bytes]]:
     """The first non-whitespace byte of ``stream`` (b"" when empty), its line number, and a stream that still
     starts at the beginning: what was read to find it is put back in front, so a pipe can be sniffed too."""
