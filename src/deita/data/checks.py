@@ -62,6 +62,19 @@ STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_once)
 """The stdlib decoder every slow path uses: it refuses duplicate keys (``DuplicateKey``)."""
 
 
+def _all_keys(value: Any) -> int:
+    """The keys of every object in ``value``, walked (the pre-test's second look, for records with objects
+    beyond their messages)."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            count += len(item)
+            item = item.values()
+        stack.extend(child for child in item if type(child) is dict or type(child) is list)
+    return count
+
+
 _MESSAGE_LISTS = ("conversations", "messages")
 """Where chat records keep their message objects: the keys ``_key_count`` looks in first (a speed hint only)."""
 
@@ -103,7 +116,7 @@ def fast_loads(data: bytes) -> Any:
         return SLOW
     if check and colons > len(value):
         keys = _key_count(value)
-        if colons > keys and data.translate(None, _NOT_KEY_MARKS).count(b'"":') > keys:
+        if colons > keys and data.translate(None, _NOT_KEY_MARKS).count(b'"":') > _all_keys(value):
             return SLOW
     return value
 

@@ -33,6 +33,7 @@ _OTHER_MAGIC = {b"PAR1": "a parquet file (name it .parquet)", b"BZh": "bzip2-com
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
          (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 _CHUNK = 1 << 20
+_BUFFER = 1 << 16  # each layer's buffer; readers ask for 1 MiB chunks, which pass through unbuffered
 
 
 class InputChanged(DeitaError):
@@ -196,7 +197,7 @@ def _head(f: IO[bytes], size: int) -> tuple[bytes, IO[bytes]]:
         if not chunk:
             break
         head += chunk
-    return head, io.BufferedReader(_Chain(head, f), _CHUNK)  # type: ignore[arg-type]
+    return head, io.BufferedReader(_Chain(head, f), _BUFFER)  # type: ignore[arg-type]
 
 
 def check_stat(path: Path, st: os.stat_result, expect: Fingerprint | None) -> None:
@@ -245,14 +246,14 @@ def open_source(path: str | Path, *, reread: bool = False, expect: Fingerprint |
         guard = _Guard(p, os.fstat(f.fileno()), expect, record)
         guard.opened()
         raw = guard.raw = _Hashing(f, reread or expect is not None, guard.ended)
-        head, stream = _head(io.BufferedReader(raw, _CHUNK), 4)
+        head, stream = _head(io.BufferedReader(raw, _BUFFER), 4)
         compression = next((c for m, c in _MAGIC.items() if head.startswith(m)), None)
         if compression is not None:
             head, stream = _head(_decompressed(stream, compression, p), 4)
         encoding = _bom_encoding(head)
         if encoding is not None:
             stream.read(next((len(b) for b, e in _BOMS if e == encoding and head.startswith(b)), 0))
-            stream = io.BufferedReader(_Utf8(stream, encoding, p), _CHUNK)  # type: ignore[arg-type]
+            stream = io.BufferedReader(_Utf8(stream, encoding, p), _BUFFER)  # type: ignore[arg-type]
         yield stream
         if raw.hash is not None and not raw.ended:  # a reader that stopped early: the rest counts too
             while raw.read(_CHUNK):
@@ -277,9 +278,9 @@ def first_byte(stream: IO[bytes]) -> tuple[bytes, int, IO[bytes]]:
     starts at the beginning: what was read to find it is put back in front, so a pipe can be sniffed too."""
     seen = b""
     while True:
-        chunk = stream.read(_CHUNK)
+        chunk = stream.read(_BUFFER)
         seen += chunk
         text = seen.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
         if text or not chunk:
             line = seen.count(b"\n", 0, len(seen) - len(text)) + 1
-            return text[:1], line, io.BufferedReader(_Chain(seen, stream), _CHUNK)  # type: ignore[arg-type]
+            return text[:1], line, io.BufferedReader(_Chain(seen, stream), _BUFFER)  # type: ignore[arg-type]
