@@ -8,7 +8,7 @@ read a line, `orjson.loads`, add a field, `orjson.dumps`, write. Every deita fig
 run as a subprocess (start-up, imports and all); its peak RSS is that child's own (`wait4`).
 
 The duplicate-key check of the reader (issue 21) is timed in this process: the same file read through
-`iter_records` with the check on and off, alternately, best of 5 each; target ≤ 1.05×. `--real FILE` times
+`iter_records` with the check on and off, alternately, best of 9 each; target ≤ 1.05×. `--real FILE` times
 it on a real pool too (e.g. /work/shared/data/sharegpt_v3_5k.json, written out as JSONL four times over);
 `--duplicate-keys-only` skips the commands.
 
@@ -153,7 +153,7 @@ def stage_reads(folder: Path, env: dict[str, str]) -> list[tuple[str, int]]:
 DUPLICATE_KEYS_TARGET = 1.05
 
 
-def duplicate_key_cost(path: Path, rounds: int = 5) -> tuple[float, float, int]:
+def duplicate_key_cost(path: Path, rounds: int = 9) -> tuple[float, float, int]:
     """(seconds with the check, seconds without, records) of reading ``path`` through ``iter_records``:
     best of ``rounds`` each, the two alternating so load drift hits both."""
     from deita.data import checks

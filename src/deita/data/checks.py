@@ -27,9 +27,9 @@ _INT64 = (-(2**63), 2**63 - 1)
 PARQUET_MAX_SCHEMA_DEPTH = 100
 """pyarrow's parquet reader refuses deeper schemas; a list takes two levels, an object one (root: 1)."""
 
-_NOT_MARKS = bytes(b for b in range(256) if b not in b"0123456789{[:")  # translate(None, _NOT_MARKS) keeps these
+_NOT_MARKS = bytes(b for b in range(256) if b not in b'0123456789{[":\\')  # translate(None, _NOT_MARKS) keeps these
 _NOT_DIGITS_OPENERS = bytes(b for b in range(256) if b not in b"0123456789{[")  # the reader without the key check
-_NOT_KEY_MARKS = bytes(b for b in range(256) if b not in b'":\\')  # quotes, colons, backslashes
+_DIGITS_OPENERS = b"0123456789{["
 _DIGITS_ONLY = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # translate table: digits to "9", rest " "
 _DIGIT_RUN = b"9" * 19  # an integer literal this long may be beyond 64 bits, where orjson gives a float
 SLOW = object()
@@ -75,49 +75,39 @@ def _all_keys(value: Any) -> int:
     return count
 
 
-_MESSAGE_LISTS = ("conversations", "messages")
-"""Where chat records keep their message objects: the keys ``_key_count`` looks in first (a speed hint only)."""
-
-
-def _key_count(value: dict) -> int:
-    """At most the number of keys of a record's objects, counted in C: the record object and the message
-    objects of a chat (``_MESSAGE_LISTS``). Other objects are left out; the count can only be short, which
-    makes ``fast_loads`` look closer, never miss a duplicate."""
-    count = len(value)
-    for key in _MESSAGE_LISTS:
-        messages = value.get(key)
-        if type(messages) is list:
-            try:
-                count += sum(map(dict.__len__, messages))
-            except TypeError:  # not all objects: leave them out
-                pass
-    return count
-
-
 def fast_loads(data: bytes) -> Any:
     """orjson's value of one record's UTF-8 text, or ``SLOW`` where the stdlib path must decide: orjson
     refuses it (syntax, NaN, lone surrogates), it may hold an integer beyond 64 bits (a run of 19 digits
     in its text), it holds more brackets than ``MAX_NESTING`` levels, or its text may hold a key twice.
 
-    The duplicate-key pre-test rides on the one pass that keeps digits and brackets: it keeps colons too.
-    Every key of the text has one colon; while there are no more colons than parsed keys, no key was
-    dropped. Else (a duplicate, or text with colons) a second pass keeps quotes, colons and backslashes,
-    where every key leaves ``"":`` (an escaped quote leaves a backslash that breaks the pattern); more of
-    those than parsed keys sends the record to the stdlib path, which refuses duplicates."""
+    The duplicate-key pre-test rides on that one pass, which keeps quotes, colons and backslashes too: with
+    digits and brackets then dropped from the (small) result, every key of the text leaves ``"":`` (its
+    quotes and its colon; whitespace is gone), and an escaped quote leaves a backslash that breaks the
+    pattern. More of those than the parsed record has keys means a key was dropped (or a string looks like
+    a key): the stdlib path, which refuses duplicates, decides. Keys holding a quote, colon or backslash
+    leave no mark and are not looked at."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return SLOW
     check = CHECK_DUPLICATE_KEYS and type(value) is dict
     marks = data.translate(None, _NOT_MARKS if check else _NOT_DIGITS_OPENERS)  # one pass over the text
-    colons = marks.count(b":") if check else 0
+    keys = marks.translate(None, _DIGITS_OPENERS) if check else b""  # quotes, colons, backslashes
     openers = marks.count(b"{") + marks.count(b"[")
-    if openers > MAX_NESTING or (len(marks) - openers - colons >= 19 and _DIGIT_RUN in data.translate(_DIGITS_ONLY)):
+    if openers > MAX_NESTING or (len(marks) - len(keys) - openers >= 19 and _DIGIT_RUN in data.translate(_DIGITS_ONLY)):
         return SLOW
-    if check and colons > len(value):
-        keys = _key_count(value)
-        if colons > keys and data.translate(None, _NOT_KEY_MARKS).count(b'"":') > _all_keys(value):
-            return SLOW
+    if check:
+        marked = keys.count(b'"":')
+        count = len(value)
+        if marked > count:  # count the keys of a chat's messages in C, then walk only if still short
+            messages = value.get("conversations") or value.get("messages")
+            if type(messages) is list:
+                try:
+                    count += sum(map(dict.__len__, messages))
+                except TypeError:  # not all objects
+                    pass
+            if marked > count and marked > _all_keys(value):
+                return SLOW
     return value
 
 
