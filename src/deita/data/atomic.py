@@ -133,7 +133,7 @@ def write_error(e: OSError, target: Path, written: int | None = None, needed: in
         facts = []
         if needed is not None:
             facts.append(f"{_size(needed)} needed")
-        if written is not None:
+        if written:  # 0: the first buffer of the file could not be flushed
             facts.append(f"{_size(written)} written before it filled")
         if free is not None:
             facts.append(f"{_size(free)} free in {target.parent}")
