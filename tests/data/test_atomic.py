@@ -129,7 +129,9 @@ def test_a_full_disk_names_the_output_and_leaves_nothing(tiny_disk: Path, big_po
     out = tiny_disk / "sub" / "out.jsonl"
     line = one_error(deita(command[0], big_pool, "-o", out, *command[1:]))
     assert line.startswith(f"{out}: cannot write (No space left on device)"), line
-    assert "written before it filled" in line and f"free in {out.parent}" in line
+    assert f"free in {out.parent}" in line
+    if command[0] == "convert":  # records stream out: the first megabyte was written before the disk filled
+        assert "written before it filled" in line
     assert leftovers(tiny_disk) == [] and not out.exists()
 
 
