@@ -40,17 +40,11 @@ def test_a_yaml_alias_bomb_is_one_error_within_seconds(tmp_path: Path) -> None:
 def test_a_one_record_pool_prints_no_numpy_warning(tmp_path: Path) -> None:
     pool = write_jsonl(tmp_path / "one.jsonl", [sharegpt(("human", "What is 2+2?"), ("gpt", "4"), id="only")])
     out = tmp_path / "sel" / "s.jsonl"
-    runs = [deita("select", pool, "-o", out, "--size", "1", "--preset", "offline")]
+    runs = [deita("select", pool, "-o", out, "--size", "1", "--preset", "offline")]  # filter and report inside
     work = out.with_name("s.jsonl.work")
-    scored, embeddings = work / "scored.jsonl", work / "embeddings.npy"
-    runs.append(deita("filter", scored, "--embeddings", embeddings, "-o", tmp_path / "f.jsonl", "--size", "1",
-                      "--stats", tmp_path / "st.json"))
-    for strategy in ("kcenter",):  # the one that divides by distances
-        runs.append(deita("filter", scored, "--embeddings", embeddings, "-o", tmp_path / f"{strategy}.jsonl",
-                          "--size", "1", "--strategy", strategy))
-    runs.append(deita("report", tmp_path / "f.jsonl", "--pool", scored, "--stats", tmp_path / "st.json",
-                      "-o", tmp_path / "r.html"))
+    runs.append(deita("filter", work / "scored.jsonl", "--embeddings", work / "embeddings.npy", "-o",
+                      tmp_path / "k.jsonl", "--size", "1", "--strategy", "kcenter"))  # it divides by distances
     for result in runs:
         assert result.returncode == 0, result.stderr
         assert "Warning" not in result.stderr and "Traceback" not in result.stderr, (result.args, result.stderr)
-    assert (tmp_path / "r.html").exists() and len(out.read_text().splitlines()) == 1
+    assert out.with_name("s.jsonl.report.html").exists() and len(out.read_text().splitlines()) == 1
