@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deita.data import atomic
+from deita.runtime.openai_http import without_credentials
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
@@ -71,7 +72,7 @@ def device_description() -> str:
 def write_manifest(path: Path, input_path: Path, output_path: Path, counts: dict[str, Any], config: dict[str, Any],
                    models: list[tuple[str, str]], seconds: dict[str, float], seeds: dict[str, int]) -> None:
     manifest = {
-        "command": ["deita", *sys.argv[1:]],
+        "command": ["deita", *map(without_credentials, sys.argv[1:])],
         "input": {"path": str(input_path), "bytes": input_path.stat().st_size if input_path.is_file() else None,
                   "sha256": sha256_of(input_path)},
         "output": {"path": str(output_path), "sha256": sha256_of(output_path)},

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deita.data import checks
-from deita.data.io import RejectsWriter, iter_records
+from deita.data.io import RecordPolicy, iter_records
 from deita.errors import RecordError
 
 GOOD = '{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]}'
@@ -35,12 +35,11 @@ def test_a_duplicate_key_is_a_bad_record_in_jsonl(tmp_path: Path, case: str) -> 
     path.write_text(GOOD + "\n" + DUPLICATED[case] + "\n" + GOOD + "\n")
     with pytest.raises(RecordError, match=r", line 2: duplicate key '\w+' in one object"):
         list(iter_records(path))
-    rejects = RejectsWriter(tmp_path / "rejects.jsonl")
-    kept = list(iter_records(path, on_error="skip", rejects=rejects))
-    rejects.close()
+    with RecordPolicy.skipping(tmp_path / "rejects.jsonl") as policy:
+        kept = list(iter_records(path, policy=policy))
     assert [r.index for r in kept] == [0, 2]
     row = json.loads((tmp_path / "rejects.jsonl").read_text())
-    assert row["location"] == "line 2" and row["reason"].startswith("duplicate key")
+    assert row["location"] == "line 2" and row["reason"].startswith("duplicate key") and row["kind"] == "parse"
     assert row["record"] == DUPLICATED[case]  # the text as it was, both values kept
 
 
@@ -48,7 +47,8 @@ def test_a_duplicate_key_is_a_bad_record_in_jsonl(tmp_path: Path, case: str) -> 
 def test_a_duplicate_key_is_a_bad_record_in_a_json_array(tmp_path: Path, case: str) -> None:
     path = tmp_path / "pool.json"
     path.write_text("[\n  " + ",\n  ".join([GOOD, DUPLICATED[case], GOOD]) + "\n]\n")
-    kept = list(iter_records(path, on_error="skip", rejects=RejectsWriter(tmp_path / "r.jsonl")))
+    with RecordPolicy.skipping(tmp_path / "r.jsonl") as policy:
+        kept = list(iter_records(path, policy=policy))
     assert [r.index for r in kept] == [0, 2]
 
 

@@ -147,3 +147,13 @@ def test_report_in_a_real_browser(selected_run, tmp_path):
                       "scored": stats["n_pool"], "examined": stats["n_examined"],
                       "skipped as near-duplicates": stats["n_near_duplicates"], "selected": stats["n_selected"]}
     assert screenshot.stat().st_size > 50_000
+
+
+def test_a_log_scale_figure_of_equal_values_is_drawn():
+    """A pool whose scores are all equal (a server answering alike) once crashed `deita select` in np.histogram."""
+    import numpy as np
+
+    from deita.report.figures import distribution
+
+    png = distribution("scores", np.full(6, 3.5), np.full(2, 3.5), log=True)
+    assert isinstance(png, str) and len(png) > 100

@@ -12,7 +12,7 @@ from deita.config import SEED_RANGE, Config, option
 from deita.errors import DeitaError
 from deita.evol.client import RetryOptions
 from deita.runtime.options import RunOptions
-from deita.scoring.backends.openai import OpenAIOptions, split_credentials
+from deita.scoring.backends.openai import OpenAIOptions
 from deita.scoring.templates import SCORE_TYPES
 
 MAX_STEPS = 5
@@ -58,7 +58,7 @@ class EvolConfig(Config):
     def fingerprint(self, prompts_digest: str) -> dict[str, object]:
         """What decides the evolutions (server, model, prompts, sampling); never the key or concurrency."""
         return {"stage": "evol", "type": self.type, "steps": self.steps, "prompts": prompts_digest,
-                "served_model": self.served_model(), "base_url": split_credentials(self.openai.base_url)[0],
+                "served_model": self.served_model(), "base_url": self.openai.base_url,
                 "temperature": self.temperature, "max_tokens": self.max_tokens, "tries": self.tries}
 
 
@@ -89,5 +89,5 @@ class RankConfig(Config):
     def fingerprint(self, score_type: str, prompts_digest: str) -> dict[str, object]:
         return {"stage": "rank", "type": score_type, "seed": self.seed, "structured": self.structured,
                 "prompts": prompts_digest, "served_model": self.served_model(),
-                "base_url": split_credentials(self.openai.base_url)[0], "temperature": self.temperature,
+                "base_url": self.openai.base_url, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "tries": self.tries}

@@ -35,6 +35,8 @@ class ShardResult:
     values: np.ndarray
     counts: np.ndarray  # requests per record
     counters: dict[str, int] = field(default_factory=dict)
+    problems: dict[int, str] = field(default_factory=dict)
+    """Requests without a result (see `WorkResult.problems`); a shard with any is never stored."""
 
     def per_record(self) -> Iterator[np.ndarray]:
         """The rows of each record in turn."""
@@ -177,4 +179,4 @@ class LocalExecutor:
             if worker is None:
                 worker = stage.load_worker()
             result = worker(task.requests)
-            yield task, ShardResult(result.values, task.counts, result.counters)
+            yield task, ShardResult(result.values, task.counts, result.counters, result.problems)

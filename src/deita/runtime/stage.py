@@ -17,15 +17,25 @@ from deita.data.records import Record
 
 
 class RecordProblem(ValueError):
-    """A record a stage cannot work on (e.g. text that is not valid Unicode): it becomes a reject."""
+    """A record a stage cannot work on (e.g. text that is not valid Unicode): it becomes a reject of `kind`
+    (a key of `deita.data.policy.KINDS`)."""
+
+    def __init__(self, problem: str, kind: str = "schema") -> None:
+        super().__init__(problem)
+        self.kind = kind
 
 
 @dataclass
 class WorkResult:
-    """One array row per request, in request order, plus counters to add up for the run summary."""
+    """One array row per request, in request order, plus counters to add up for the run summary.
+
+    `problems`: requests that got no result (an invalid server answer), by position, with the reason;
+    their rows hold NaN, and their records become rejects (kind "server").
+    """
 
     values: np.ndarray
     counters: dict[str, int] = field(default_factory=dict)
+    problems: dict[int, str] = field(default_factory=dict)
 
 
 class Worker(Protocol):
@@ -59,4 +69,4 @@ def check_text(text: str, where: str) -> None:
     except UnicodeEncodeError as err:
         bad = text[err.start]
         raise RecordProblem(f"{where} is not valid Unicode: lone surrogate \\u{ord(bad):04x} at character "
-                            f"{err.start + 1}") from None
+                            f"{err.start + 1}", kind="encoding") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deita.data.io import ReadStats, RecordWriter, iter_records, records_at
+from deita.data.io import ReadStats, RecordPolicy, RecordWriter, iter_records, records_at
 from deita.data.paths import check_paths, prepare_output
 from deita.errors import DeitaError
 from deita.selection.config import FilterConfig
@@ -17,6 +17,9 @@ from deita.selection.embeddings import open_embeddings
 from deita.selection.ifd import IFD_KEY, ifd_record_scores
 from deita.selection.scores import final_scores, resolve_sort_key
 from deita.selection.strategies import STRATEGIES, SelectionPool
+
+CANNOT_SKIP = RecordPolicy.failing(switch=None, who="The filter")
+"""A bad record stops the filter: its scores and embedding rows pair with records by position."""
 
 
 @dataclass
@@ -98,7 +101,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     spans: list[tuple[int, int]] = []
     count = 0
     stats = ReadStats(reread=True)
-    for record in iter_records(path, fmt=fmt, stats=stats):
+    for record in iter_records(path, fmt=fmt, stats=stats, policy=CANNOT_SKIP):
         if count == 0 and strategy.scores:
             sort_key = resolve_sort_key(config.sort_key, record.raw)
             lists = [[] for _ in sort_key]
@@ -127,7 +130,7 @@ def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None
         return list(records_at(path, (pool.spans[int(i)] for i in indices), expect=pool.read.fingerprint))
     position = {int(index): rank for rank, index in enumerate(indices)}
     chosen: list[dict | None] = [None] * len(indices)
-    for ordinal, record in enumerate(iter_records(path, fmt=fmt, stats=pool.read.again())):
+    for ordinal, record in enumerate(iter_records(path, fmt=fmt, stats=pool.read.again(), policy=CANNOT_SKIP)):
         rank = position.get(ordinal)
         if rank is not None:
             chosen[rank] = record.raw
