@@ -164,7 +164,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     rejected = cleaned.rejected + first.rejected
     records = cleaned.records if cleaned.records is not None else first.records + first.rejected
     lines += rejected_line(rejected, policy.by_kind(), policy.path, of=records)
-    policy.flush()  # the report reads the rejects file
+    rows = policy.rows_file()  # the report reads the rows written so far (moved into place at the end)
     embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean, policy=later_stage())
     seconds["embed"] = embedded.summary.seconds
     lines += embedded.lines()
@@ -182,7 +182,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
     if config.report.write:
         report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=config.report,
-                    rejects_path=policy.path if rejected else None, stats=stats)
+                    rejects_path=rows if rejected else None, stats=stats)
         lines.append(f"report → {paths.report}")
     paths.config.write_text(config.to_yaml())
     counts = {**funnel, **cleaned.details, "examined": selection.n_examined,

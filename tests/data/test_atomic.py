@@ -77,6 +77,28 @@ def test_a_signal_while_converting_leaves_nothing(tmp_path: Path, big_pool: Path
     assert leftovers(tmp_path) == [] and not out.exists()
 
 
+def test_sigterm_during_a_skip_run_leaves_no_partial_rejects_file(tmp_path: Path, big_pool: Path) -> None:
+    """The rejects file is a temporary file too: a killed `--on-error skip` run leaves none (and an earlier
+    one as it was); a run that ends well moves it into place."""
+    pool = tmp_path / "pool.jsonl"
+    with open(pool, "wb") as f:
+        f.write(b"{not json\n")  # a reject at once, so its row is written before the signal
+        f.write(big_pool.read_bytes())
+    out = tmp_path / "out" / "converted.jsonl"
+    rejects = out.with_name(out.name + ".rejects.jsonl")
+    out.parent.mkdir()
+    rejects.write_text("earlier run\n")
+    result = _signal_while_writing(["convert", pool, "-o", out, "--to", "alpaca", "--on-error", "skip"],
+                                   tmp_path, signal.SIGTERM)
+    assert one_error(result, 143).startswith("terminated")
+    assert leftovers(tmp_path) == [] and not out.exists() and rejects.read_text() == "earlier run\n"
+    small = write_jsonl(tmp_path / "small.jsonl", [sharegpt(("human", "q"), ("gpt", "a"))])
+    small.write_text("{not json\n" + small.read_text())
+    done = deita("convert", small, "-o", out, "--to", "alpaca", "--on-error", "skip")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(rejects.read_text())["location"] == "line 1" and leftovers(tmp_path) == []
+
+
 def test_sigterm_during_dedup_leaves_nothing(tmp_path: Path, big_pool: Path) -> None:
     out = tmp_path / "dedup.jsonl"
     result = _signal_while_writing(["dedup", big_pool, "-o", out], tmp_path, signal.SIGTERM)
