@@ -154,7 +154,10 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
                 seconds["lengths"] = summary.seconds
                 lines += offline_length_lines(summary)
             else:
-                report = score_file(source, target, step[1], options, policy=step_policy)
+                scorer = step[1]
+                if scorer.type == "signals" and cleaned.bigrams is not None:
+                    scorer = dataclasses.replace(scorer, bigram_counts=str(cleaned.bigrams))
+                report = score_file(source, target, scorer, options, policy=step_policy)
                 summary = report.summary
                 seconds[step[0]] = summary.seconds
                 lines += report.lines()
@@ -178,7 +181,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     lines += selection.lines()
     funnel = {"input": records, "rejected": rejected, **cleaned.removed, "scored": first.records,
               "turns": first.requests, "truncated_turns": truncated}
-    stats = {**selection.stats(), "funnel": funnel}
+    stats = {**selection.stats(), "funnel": funnel, "threshold_note": config.threshold_note()}
     paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
     if config.report.write:
         report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=config.report,
@@ -204,6 +207,8 @@ class Cleaned:
     removed: dict[str, int] = dataclasses.field(default_factory=dict)  # funnel stage → records removed
     details: dict[str, int] = dataclasses.field(default_factory=dict)  # the same, by kind, for the manifest
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    bigrams: Path | None = None
+    """The pool's word-bigram counts, where dedup's pass counted them for the offline signals."""
 
 
 def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: RunOptions,
@@ -216,7 +221,11 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     cleaned, stats = Cleaned(input_path), {}
     quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
     if config.dedup.enabled:
-        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, policy)
+        signals = any((scorer := config.scorer_for(role)) is not None and scorer.type == "signals" for role in ROLES)
+        bigrams = paths.work / "bigram_counts.npy" if signals and config.dedup.near \
+            and config.dedup.field == "all" else None
+        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, policy, bigrams)
+        cleaned.bigrams = bigrams
         cleaned.pool, stats["dedup"] = report.output, report.counts()
         cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
         cleaned.removed["removed as duplicates"] = report.exact + report.near
@@ -226,7 +235,9 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     if config.decontaminate.against:
         first = cleaned.records is None
         report = decontaminate_file(cleaned.pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
-                                    policy if first else later_stage(), embed=config.embed)
+                                    policy if first else later_stage(), embed=config.embed,
+                                    bigrams_path=cleaned.bigrams if cleaned.bigrams and cleaned.bigrams.exists()
+                                    else None)
         cleaned.pool, stats["decontaminate"] = report.output, report.counts()
         if first:
             cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -155,14 +156,57 @@ def test_a_dripping_or_stuck_server_ends_evol_within_tries_times_timeout(server,
     assert not (tmp_path / "evolved.jsonl").exists()
 
 
-@pytest.mark.slow
 def test_a_dripping_server_ends_score_within_its_tries(server, tiny_llama, tmp_path):
-    """score makes 5 tries with 0.5 s doubling backoff (7.5 s): with --timeout 0.5 about 10 s in all."""
-    done, seconds = deita(*score_args(server, tiny_llama, pool(tmp_path, n=1), tmp_path / "s.jsonl", "drip",
-                                      "--timeout", "0.5"))
+    """--http-tries 2 with --timeout 0.5: two tries and one 0.5 s backoff, about 1.5 s waited; the drip alone
+    takes ~60 s, so a deadline per read would not end it in time."""
+    out = tmp_path / "s.jsonl"
+    done, seconds = deita(*score_args(server, tiny_llama, pool(tmp_path, n=1), out, "drip", "--timeout", "0.5",
+                                      "--http-tries", "2"))
     line = error_line(done.returncode, done.stderr)
-    assert f"{url(server, 'drip')}/completions sent no complete answer within --timeout 0.5 s on any of 5 tries" in line
-    assert seconds < 5 * 0.5 + 7.5 + 15
+    waited = re.search(rf"{re.escape(url(server, 'drip'))}/completions sent no complete answer within --timeout 0.5 s "
+                       r"on any of 2 tries \((\d+) s waited in all\)", line)
+    assert waited and 1 <= int(waited[1]) <= 3, line  # 2 × 0.5 s and a 0.5 s backoff
+    assert seconds < 25, "2 tries of 0.5 s, one backoff and the command's start (slow on a loaded machine)"
+    assert not out.exists()
+
+
+def test_score_makes_http_tries_tries_default_five(server, tiny_llama, tmp_path, capsys):
+    """`--http-tries K` requests per prompt against a server that fails every one; 5 without it."""
+    from deita.errors import DeitaError
+    from deita.scoring.backends.base import ScorerSpec
+    from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions
+    from deita.scoring.config import ScoreConfig
+
+    line = error_line(*run_main(capsys, *score_args(server, tiny_llama, pool(tmp_path, n=1), tmp_path / "s.jsonl",
+                                                    "500", "--http-tries", "3"))[::2])
+    assert "after 3 tries (HTTP 500: injected 500)" in line and url(server, "500") in line
+    assert len(server.recorded.requests) == 3
+    server.recorded.reset()
+    options = OpenAIOptions(base_url=url(server, "500"), served_model="fake")
+    assert ScoreConfig().openai.http_tries == options.http_tries == 5
+    scorer = OpenAIBackend(ScorerSpec(str(tiny_llama)), options, backoff=0.01)  # the default tries, a short backoff
+    with pytest.raises(DeitaError, match=r"after 5 tries \(HTTP 500: injected 500\)"):
+        scorer.digit_logprobs(prompts_for(scorer, n=1))
+    assert len(server.recorded.requests) == 5
+
+
+@pytest.mark.parametrize("command, default", [(["score"], 5), (["evol", "complexity"], 6), (["rank"], 6)])
+def test_http_tries_is_one_flag_with_the_commands_own_default(capsys, command, default):
+    """One definition: score's comes from `openai.http_tries`, evol's and rank's from `retry.http_tries` alone."""
+    code, out, _ = run_main(capsys, *command, "--help")
+    flat = " ".join(out.split())
+    assert code == 0 and flat.count("--http-tries INTEGER") == 1
+    assert re.search(r"--http-tries INTEGER (openai: )?[Tt]ries per request on HTTP 429, 5xx, timeouts and dropped "
+                     rf"connections, .{{0,80}}\[default: {default}\]", flat), flat
+    assert ("--max-logprobs" in flat) == (command == ["score"])
+
+
+@pytest.mark.parametrize("tries", ["0", "101"])
+def test_http_tries_out_of_range_is_one_error_before_any_request(server, tiny_llama, tmp_path, capsys, tries):
+    line = error_line(*run_main(capsys, *score_args(server, tiny_llama, pool(tmp_path, n=1), tmp_path / "s.jsonl",
+                                                    "ok", "--http-tries", tries))[::2])
+    assert line == f"error: --http-tries: {tries} is out of range (must be between 1 and 100)"
+    assert server.recorded.requests == []
 
 
 # ---------------------------------------------------------------- all or part of the work failing (evol, rank)
@@ -233,7 +277,7 @@ def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_va
     encoded = percent_encode(SECRET, safe="")
     scorer = {"model": str(tiny_llama), "backend": "openai",
               "openai": {"base_url": f"http://{USER}:{encoded}@127.0.0.1:{server.port}/auth/v1",
-                         "served_model": "fake"}}
+                         "served_model": "fake", "http_tries": 3}}
     sections = {"complexity": scorer, "quality": scorer,
                 "embed": {"kind": "causal", "model": str(tiny_llama), "max_length": 64},
                 "filter": {"threshold": 1.0}, "run": {"shard_size": 4}}
@@ -250,6 +294,7 @@ def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_va
     saved = yaml.safe_load((work / "sel.jsonl.config.yaml").read_text())
     assert saved["complexity"]["openai"]["base_url"] == url(server, "auth")
     assert saved["complexity"]["openai"]["api_key_env"] == "OPENAI_API_KEY"
+    assert saved["complexity"]["openai"]["http_tries"] == saved["quality"]["openai"]["http_tries"] == 3
     secrets = [SECRET, encoded, USER, "***"]
     for path in [work, *work.rglob("*")]:
         assert not any(secret in str(path) for secret in secrets), path
@@ -269,6 +314,15 @@ def test_select_keeps_credentials_out_of_every_file_and_a_rerun_reads_the_key_va
     assert {auth for _, _, auth in server.recorded.requests} == {None, f"Bearer {SECRET}"}
 
 
+def test_select_refuses_out_of_range_http_tries_in_its_yaml_naming_the_key(tmp_path, capsys):
+    settings = tmp_path / "run.yaml"
+    settings.write_text("quality: {model: m, backend: openai, openai: {http_tries: 0}}\n")
+    line = error_line(*run_main(capsys, "select", pool(tmp_path), "-o", tmp_path / "out" / "sel.jsonl", "--size", "1",
+                                "--config", settings)[::2])
+    assert line == f"error: {settings}: quality.openai.http_tries: 0 is out of range (must be between 1 and 100)"
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- the scoring backend through its Python API
 
 
@@ -277,8 +331,8 @@ def backend(server, tiny_llama, behaviour: str, **options):
     from deita.scoring.backends.openai import OpenAIBackend, OpenAIOptions
 
     return OpenAIBackend(ScorerSpec(str(tiny_llama)), OpenAIOptions(base_url=url(server, behaviour),
-                                                                    served_model="fake", **options),
-                         max_tries=2, backoff=0.01)
+                                                                    served_model="fake", http_tries=2, **options),
+                         backoff=0.01)
 
 
 def prompts_for(backend, n: int = 2):

@@ -141,8 +141,8 @@ def test_refused_url_key_is_not_repeated(tiny_llama, server, options):
 def test_url_credentials_are_not_in_connection_errors_or_logs(tiny_llama, caplog):
     caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
     port = closed_port()
-    options = OpenAIOptions(base_url=with_credentials(f"http://127.0.0.1:{port}/v1"))
-    backend = OpenAIBackend(ScorerSpec(str(tiny_llama)), options, connect_timeout=1.0, max_tries=2, backoff=0.01)
+    options = OpenAIOptions(base_url=with_credentials(f"http://127.0.0.1:{port}/v1"), http_tries=2)
+    backend = OpenAIBackend(ScorerSpec(str(tiny_llama)), options, connect_timeout=1.0, backoff=0.01)
     with pytest.raises(DeitaError) as caught:
         backend.digit_logprobs(build_prompts(backend.tokenizer, "complexity", TURNS[:1], 2048))
     message = str(caught.value)

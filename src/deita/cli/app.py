@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "filter": "deita.cli.selection:filter_command",
     "select": "deita.cli.selection:select_command",
     "report": "deita.cli.selection:report_command",
+    "probe": "deita.cli.probe:probe_command",
     "evol": "deita.cli.evol:evol_command",
     "rank": "deita.cli.evol:rank_command",
     "train": "deita.cli.training:train_command",

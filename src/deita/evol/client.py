@@ -30,7 +30,13 @@ import httpx
 
 from deita.config import Config, option
 from deita.errors import DeitaError
-from deita.runtime.openai_http import RETRY_STATUS, RequestFailed, ServerEndpoint, retry_after
+from deita.runtime.openai_http import (
+    RETRY_STATUS,
+    RequestFailed,
+    ServerEndpoint,
+    http_tries_option,
+    retry_after,
+)
 from deita.scoring.backends.openai import OpenAIOptions
 
 log = logging.getLogger(__name__)
@@ -44,8 +50,7 @@ REFUSALS_IN_A_ROW = 10
 class RetryOptions(Config):
     """How hard to try one HTTP request."""
 
-    http_tries: int = option(6, "Tries per request on HTTP 429, 5xx, timeouts and dropped connections, with "
-                             "exponential backoff (a Retry-After header is honoured).", min=1, max=100)
+    http_tries: int = http_tries_option(6)
     backoff: float = option(1.0, "Seconds before the first retry of a request; doubled after each.", min=0.0,
                             max=3600.0)
 

@@ -17,8 +17,9 @@ from deita.scoring.templates import SCORE_TYPES
 
 MAX_STEPS = 5
 """Variants are scored 1..steps+1 and a scorer emits one digit 1..6: at most 5 evolutions."""
-SERVER_FLAGS_UNUSED = ("--max-logprobs", "--strict")
-"""Options of OpenAIOptions that only the scoring backend reads (log-probs of /completions)."""
+SERVER_FIELDS_UNUSED = ("max_logprobs", "strict", "http_tries")
+"""Options of OpenAIOptions that only the scoring backend reads (log-probs of /completions; its tries: evol and
+rank take theirs, `--http-tries`, from `retry`), so they get no flag here."""
 RUN_FLAGS_UNUSED = ("executor", "ray_address", "num_workers")
 """RunOptions of the model stages that paid calls do not have: they run here, as asyncio tasks."""
 JOB_RUN_OPTIONS = replace(RunOptions(), shard_size=64)

@@ -7,6 +7,7 @@
   server that drips one byte a second trips it like one that sends nothing. With `tries` tries, one
   request gives up after about `tries × timeout` plus the backoff between tries.
 - The key travels only as a bearer token; any text a server or library returns is scrubbed of it.
+- `http_tries_option` declares the tries option once, for scoring's `OpenAIOptions` and evol's `RetryOptions`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
+from deita.config import option
 from deita.errors import ConfigError, DeitaError
 
 T = TypeVar("T")
@@ -29,6 +31,15 @@ RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0
 """The longest wait a `Retry-After` header may ask for."""
 CONNECT_TIMEOUT = 10.0
+MAX_HTTP_TRIES = 100
+
+
+def http_tries_option(default: int, scope: str = "") -> Any:
+    """The `http_tries` config field (flag `--http-tries`): tries per request, 1..MAX_HTTP_TRIES; `scope`
+    prefixes the help (e.g. "openai: " where several backends share a command)."""
+    text = ("tries per request on HTTP 429, 5xx, timeouts and dropped connections, with exponential backoff (a "
+            "Retry-After header is honoured).")
+    return option(default, f"{scope}{text}" if scope else text[0].upper() + text[1:], min=1, max=MAX_HTTP_TRIES)
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:

@@ -30,6 +30,7 @@ from deita.runtime.openai_http import (
     ServerEndpoint,
     api_key,
     check_http_url,
+    http_tries_option,
     retry_after,
     run_sync,
     split_credentials,
@@ -49,8 +50,6 @@ log = logging.getLogger(__name__)
 
 DIGIT_BIAS = 100
 """The largest bias the OpenAI API allows; enough to lift the digits above every other token."""
-HTTP_TRIES = 5
-"""Tries per request on HTTP 429, 5xx, timeouts and dropped connections."""
 BACKOFF = 0.5
 """Seconds before the first retry of a request; doubled after each."""
 
@@ -76,6 +75,7 @@ class OpenAIOptions(TopLogprobOptions):
     concurrency: int = option(16, "openai: requests in flight.", min=1, max=4096)
     timeout: float = option(300.0, "openai: seconds one try may take for the whole answer (a server that sends "
                             "slowly is cut off too).", min=0.1, max=86400.0)
+    http_tries: int = http_tries_option(5, "openai: ")
     credentials: tuple[str, str] | None = field(default=None, repr=False, compare=False,
                                                 metadata=option(None, internal=True).metadata)
     """(the bare URL, the key) taken from a `user:key@` URL; dropped when `base_url` changes to another URL."""
@@ -111,7 +111,7 @@ class OpenAIBackend:
     Options: ClassVar[type] = OpenAIOptions
 
     def __init__(self, scorer: ScorerSpec, options: OpenAIOptions = OpenAIOptions(), *,
-                 connect_timeout: float = 10.0, max_tries: int = HTTP_TRIES, backoff: float = BACKOFF) -> None:
+                 connect_timeout: float = 10.0, backoff: float = BACKOFF) -> None:
         self.options = options
         check_http_url(options.base_url)
         self.url = options.base_url.rstrip("/") + "/completions"
@@ -122,7 +122,6 @@ class OpenAIBackend:
         self.score_token_ids = score_token_ids(self.tokenizer, scorer.score_token_ids)
         self.counters = BackendCounters()
         self.key_from_url, self.has_key = options.url_key is not None, key is not None
-        self.max_tries = max(1, max_tries)
         self.backoff = backoff
         self.send_bias = True
         """Cleared for good once the server rejects `logit_bias`."""
@@ -207,7 +206,8 @@ class OpenAIBackend:
     async def _post(self, endpoint: ServerEndpoint, body: dict[str, Any]) -> httpx.Response:
         """POST with bounded exponential backoff on connection errors, timeouts, 5xx and 429."""
         problem, kinds, started = "", set(), time.monotonic()
-        for attempt in range(self.max_tries):
+        tries = self.options.http_tries
+        for attempt in range(tries):
             delay = self.backoff * 2**attempt
             try:
                 response = await endpoint.send(body)
@@ -220,11 +220,11 @@ class OpenAIBackend:
                 problem = f"HTTP {response.status_code}: {endpoint.message(response)}"
                 kinds.add("http")
                 delay = max(delay, retry_after(response))
-            if attempt + 1 < self.max_tries:
+            if attempt + 1 < tries:
                 await asyncio.sleep(delay)
         if kinds == {"timeout"}:
-            raise endpoint.stuck(self.max_tries, started)
-        raise DeitaError(f"cannot get a completion from {self.url} after {self.max_tries} tries ({problem}); is "
+            raise endpoint.stuck(tries, started)
+        raise DeitaError(f"cannot get a completion from {self.url} after {tries} tries ({problem}); is "
                          "the server running and is --base-url right (it usually ends in /v1)?")
 
     def _auth_hint(self) -> str:
