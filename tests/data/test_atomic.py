@@ -65,7 +65,7 @@ def _signal_while_writing(cmd: list, folder: Path, signum: int) -> subprocess.Co
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-@pytest.mark.parametrize(("signum", "code", "word"), [(signal.SIGTERM, 143, "terminated"),
+@pytest.mark.parametrize(("signum", "code", "word"), [(signal.SIGTERM, 130, "terminated"),
                                                        (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_while_converting_leaves_nothing(tmp_path: Path, big_pool: Path, signum: int, code: int,
                                                   word: str) -> None:
@@ -90,7 +90,7 @@ def test_sigterm_during_a_skip_run_leaves_no_partial_rejects_file(tmp_path: Path
     rejects.write_text("earlier run\n")
     result = _signal_while_writing(["convert", pool, "-o", out, "--to", "alpaca", "--on-error", "skip"],
                                    tmp_path, signal.SIGTERM)
-    assert one_error(result, 143).startswith("terminated")
+    assert one_error(result, 130).startswith("terminated")
     assert leftovers(tmp_path) == [] and not out.exists() and rejects.read_text() == "earlier run\n"
     small = write_jsonl(tmp_path / "small.jsonl", [sharegpt(("human", "q"), ("gpt", "a"))])
     small.write_text("{not json\n" + small.read_text())
@@ -102,7 +102,7 @@ def test_sigterm_during_a_skip_run_leaves_no_partial_rejects_file(tmp_path: Path
 def test_sigterm_during_dedup_leaves_nothing(tmp_path: Path, big_pool: Path) -> None:
     out = tmp_path / "dedup.jsonl"
     result = _signal_while_writing(["dedup", big_pool, "-o", out], tmp_path, signal.SIGTERM)
-    one_error(result, 143)
+    one_error(result, 130)
     assert leftovers(tmp_path) == [] and not out.exists()
 
 
@@ -112,7 +112,7 @@ def test_sigterm_during_select_leaves_no_temporary_file_and_the_rerun_finishes(t
     out = tmp_path / "sel" / "selected.jsonl"
     cmd = ["select", pool, "-o", out, "--size", "10", "--preset", "offline"]
     result = _signal_while_writing(cmd, tmp_path, signal.SIGTERM)
-    one_error(result, 143)
+    one_error(result, 130)
     assert leftovers(tmp_path) == [] and not out.exists()
     assert deita(*cmd).returncode == 0
     assert leftovers(tmp_path) == [] and out.exists()

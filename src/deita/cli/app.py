@@ -90,7 +90,7 @@ def _error(message: str) -> None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl+C so every writer's cleanup runs; the command exits 143 (128 + 15)."""
+    """SIGTERM, raised like Ctrl+C so every writer's cleanup runs; the command exits 130 like an interrupt."""
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -100,16 +100,16 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _stopped(terminated: bool) -> None:
-    """SIGINT (exit 130) or SIGTERM (exit 143): temporary files removed, one line."""
+    """SIGINT or SIGTERM (both exit 130, an interrupt): temporary files removed, one line."""
     atomic.remove_all()
     what = "terminated (SIGTERM)" if terminated else "interrupted"
     _error(f"{what}; no partial output was left behind; rerun the same command (finished cache shards are kept)")
-    sys.exit(143 if terminated else 130)
+    sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: people get a short usage error (exit 2) or one `error:` line (exit 1), not a traceback.
-    On SIGINT (exit 130), SIGTERM (exit 143) or any error, no temporary file is left behind."""
+    On SIGINT or SIGTERM (exit 130) or any error, no temporary file is left behind."""
     args = sys.argv[1:] if argv is None else argv
     _state["debug"] = "--debug" in args[:1]
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
