@@ -177,6 +177,7 @@ def test_the_report_says_how_the_threshold_was_chosen(selected_run):
     html = (selected_run / "sel.jsonl.report.html").read_text()
     assert "How the threshold was chosen: τ = 0.99 is the offline preset&#39;s, calibrated for its static embedder" \
         in html
+    assert "the probe&#39;s planted exact copies" in html and "(benchmarks/threshold.py," in html  # the figures
 
 
 def test_a_log_scale_figure_of_equal_values_is_drawn():
