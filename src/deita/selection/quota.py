@@ -128,7 +128,8 @@ def quota_walk(order: np.ndarray, size: int, quota: Quota) -> tuple[np.ndarray, 
 
 class GroupColumn:
     """Group ids of records added one by one, by the value of one field. Records without the field (or with
-    null) form one group of their own; other values group by their JSON text, so 1 and "1" differ."""
+    null) form one group of their own; a value that is not a string groups by its JSON text and its type, so
+    1 and "1" differ (named `1 (int)` and `1`)."""
 
     MISSING = "(no field)"
 
@@ -139,7 +140,10 @@ class GroupColumn:
 
     def add(self, raw: dict) -> None:
         value = raw.get(self.field)
-        key = None if value is None else value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        if value is None or isinstance(value, str):
+            key = value
+        else:
+            key = f"{json.dumps(value, sort_keys=True, ensure_ascii=False)} ({type(value).__name__})"
         self.ids.append(self._keys.setdefault(key, len(self._keys)))
 
     def names(self) -> list[str]:
