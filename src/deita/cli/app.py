@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         if _state["debug"]:
             raise
         _error(str(err))
-        sys.exit(1)
+        sys.exit(2 if getattr(err, "usage", False) else 1)
     except OSError as err:
         if _state["debug"]:
             raise

@@ -60,7 +60,7 @@ class FilterConfig(Config):
                 raise ConfigError(f"{self.max_share} is out of range (must be above 0 and at most 1)", ["max_share"])
             if self.size == -1:
                 raise ConfigError("max_share needs a record count: it caps each group at floor(max_share × size) "
-                                  "records, and size is -1", ["max_share", "size"], rule=True)
+                                  "records, and size is -1", ["max_share", "size"], rule=True, usage=True)
             if self.group_cap() < 1:
                 raise ConfigError(f"max_share {self.max_share} × size {self.size} leaves no room for any record of "
                                   "a group; raise one of them", ["max_share", "size"], rule=True)

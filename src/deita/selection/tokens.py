@@ -48,6 +48,8 @@ def _load(name: str) -> tuple[Any, Any]:
         return fast, None
     if path.exists() and not path.is_dir():
         raise DeitaError(f"--budget-tokenizer {name}: give a tokenizer.json file or a folder holding a tokenizer")
+    if not path.exists() and (name.startswith(("/", ".", "~")) or name.endswith(".json")):
+        raise DeitaError(f"--budget-tokenizer {name}: no such file or folder")
     try:
         from transformers import AutoTokenizer
 
