@@ -3,13 +3,16 @@ every block size, the budget held and filled, the caps held, and errors for inco
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from reference import one_at_a_time_limited
 from test_deita_filter import clustered_pool
 
-from deita.errors import DeitaError
+from deita.errors import ConfigError, DeitaError
 from deita.selection import deita_filter
+from deita.selection.config import FilterConfig
 from deita.selection.quota import GroupColumn, Quota, quota_walk
 
 
@@ -120,3 +123,23 @@ def test_group_cap_and_missing_field_group() -> None:
 def test_inconsistent_limits_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(DeitaError, match=message):
         Quota(**kwargs)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"size": 10, "max_share": 0.05}, "max_share 0.05 × size 10 leaves no room"),
+    ({"size": 10, "max_share": 0.0}, "max_share: 0.0 is out of range"),
+    ({"token_budget": 0}, "token_budget: 0 is out of range"),
+    ({"budget_tokenizer": "x"}, "budget_tokenizer counts token_budget, which is not set"),
+    ({"strategy": "kcenter", "max_share": 0.5}, "max_share needs a strategy that walks a ranking"),
+    ({"aggregate": "median"}, "'median' is not one of sum, mean, max"),
+])
+def test_filter_config_checks_the_limits(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        FilterConfig(**options)
+
+
+def test_size_minus_one_with_max_share_is_a_usage_error() -> None:
+    with pytest.raises(ConfigError, match="max_share needs a record count") as caught:
+        FilterConfig(size=-1, max_share=0.5)
+    assert caught.value.usage
+    assert FilterConfig(size=30, max_share=0.1).group_cap() == 3  # floor(0.1 × 30), not 2 from 2.9999…
