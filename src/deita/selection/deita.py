@@ -240,7 +240,8 @@ def _settle_under_limits(block: torch.Tensor, survivors: np.ndarray, threshold: 
     """`_settle_block` under a budget and group caps: a survivor not blocked by an earlier one in the block
     is taken when `limits` admits it, else skipped without blocking anyone. Returns (positions taken, block
     positions examined, positions skipped by the limits)."""
-    gram = (block[survivors] @ block[survivors].T).cpu().numpy()
+    vectors = block[survivors]
+    gram = (vectors @ vectors.T).cpu().numpy()
     blocked = np.zeros(len(gram), dtype=bool)
     taken: list[int] = []
     over: list[int] = []

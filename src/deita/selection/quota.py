@@ -65,13 +65,17 @@ class QuotaWalk:
         if quota.costs is not None and len(order):
             # the smallest cost from each walk position on: the walk may stop once nothing left can fit
             self._suffix_min = np.minimum.accumulate(quota.costs[order][::-1])[::-1]
+            self._last = int(self._suffix_min[-1])
         self.stop = self._stop()
 
     def _stop(self) -> int:
         """The first walk position from which no candidate fits the budget left (the order's length if none)."""
         if self._suffix_min is None:
             return 2**62
-        return int(np.searchsorted(self._suffix_min, self.quota.budget - self.tokens, side="right"))
+        left = self.quota.budget - self.tokens
+        if left >= self._last:  # the common case, far from the budget: every position can still fit one
+            return len(self._suffix_min)
+        return int(np.searchsorted(self._suffix_min, left, side="right"))
 
     def admit(self, index: int) -> bool:
         """Take pool record `index` when it fits; otherwise count why it was skipped."""
