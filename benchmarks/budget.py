@@ -52,7 +52,7 @@ def main() -> None:
         "no limits": None,
         "limits that never bind": Quota(costs, 10**15, groups, args.size),
         "budget binds (half the size's tokens)": Quota(costs, typical // 2),
-        "budget and caps bind (max-share 0.2)": Quota(costs, typical // 2, groups, args.size // 5),
+        "budget and caps bind (max-share 0.1)": Quota(costs, typical // 2, groups, args.size // 10),
     }
     print(f"pool {args.pool:,} x {args.dim}, size {args.size:,}, device {args.device}, best of {args.runs}")
     for name, walk in ((f"deita (Repr Filter, threshold {args.threshold})", "deita"), ("score (a plain ranking)", "score")):
