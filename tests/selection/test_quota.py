@@ -125,6 +125,14 @@ def test_inconsistent_limits_are_refused(kwargs: dict, message: str) -> None:
         Quota(**kwargs)
 
 
+def test_columns_must_cover_the_pool() -> None:
+    quota = Quota(np.asarray([1, 2, 3]), 10)
+    with pytest.raises(DeitaError, match="token costs for 3 records but the pool has 4"):
+        quota_walk(np.arange(4), -1, quota)
+    with pytest.raises(DeitaError, match="token costs for 3 records but the pool has 5"):
+        deita_filter(np.zeros(5), np.eye(5, dtype=np.float32), -1, quota=quota)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"size": 10, "max_share": 0.05}, "max_share 0.05 × size 10 leaves no room"),
     ({"size": 10, "max_share": 0.0}, "max_share: 0.0 is out of range"),

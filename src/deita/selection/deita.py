@@ -117,6 +117,8 @@ def deita_filter(
         order = order[:max_examined]
     dev = resolve_device(device)
     target = len(order) if size == -1 else min(size, len(order))
+    if quota is not None:
+        quota.check_size(len(scores))
     limits = quota.walk(order) if quota is not None else None
     with exact_float32(), torch.no_grad():
         walk = _walk(order, embeddings, target, float(threshold), block_size, dev, growable=size == -1,

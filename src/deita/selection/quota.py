@@ -45,6 +45,12 @@ class Quota:
                                        or (len(column) and column.min() < 0)):
                 raise DeitaError(f"{name} must be a 1-D array of non-negative integers")
 
+    def check_size(self, n_pool: int) -> None:
+        """The columns must cover the pool exactly, one value per record."""
+        for name, column in (("token costs", self.costs), ("group ids", self.groups)):
+            if column is not None and len(column) != n_pool:
+                raise DeitaError(f"{name} for {len(column)} records but the pool has {n_pool}")
+
     def walk(self, order: np.ndarray) -> QuotaWalk:
         """The state of one walk over `order` (pool ordinals, in walk order)."""
         return QuotaWalk(self, order)
@@ -110,9 +116,13 @@ class QuotaCounts:
         return cls(walk.tokens, walk.over_budget, walk.group_full)
 
 
-def quota_walk(order: np.ndarray, size: int, quota: Quota) -> tuple[np.ndarray, int, QuotaCounts]:
+def quota_walk(order: np.ndarray, size: int, quota: Quota, n_pool: int | None = None
+               ) -> tuple[np.ndarray, int, QuotaCounts]:
     """Walk a ranking (`order`: pool ordinals, best first) under `quota`: (selected indices in walk order,
-    candidates examined, counts). Stops at `size` records (-1: no limit) or when nothing left can fit."""
+    candidates examined, counts). Stops at `size` records (-1: no limit) or when nothing left can fit.
+    `n_pool` (default: the ranking's length) is the pool size the columns must match."""
+    n_pool = len(order) if n_pool is None else n_pool
+    quota.check_size(n_pool)
     walk = quota.walk(order)
     target = len(order) if size == -1 else size
     chosen: list[int] = []

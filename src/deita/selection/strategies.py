@@ -75,7 +75,7 @@ def _timed(indices_of: Callable[[SelectionPool, Any], np.ndarray], examined_all:
         from deita.selection.quota import quota_walk
 
         indices, examined, counts = quota_walk(indices_of(pool, dataclasses.replace(config, size=-1, max_share=None)),
-                                               config.size, pool.quota)
+                                               config.size, pool.quota, pool.size)
         return SelectionResult(indices, examined, time.perf_counter() - start, quota=counts)
 
     return select
