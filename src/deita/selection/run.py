@@ -115,7 +115,8 @@ class Limits:
         if self.max_share is not None:
             lines.append(f"max share: at most {self.cap:,} records per value of '{self.group_field}' "
                          f"(floor({self.max_share} × size)); {self.counts.group_full:,} candidates skipped as their "
-                         f"group was full; {len(self.selected_per_group):,} groups selected from")
+                         f"group was full; selected from {len(self.selected_per_group):,} "
+                         f"group{'s' if len(self.selected_per_group) != 1 else ''}")
         return lines
 
 
