@@ -159,8 +159,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     spans: list[tuple[int, int]] = []
     count = 0
     stats = ReadStats()
-    costs = TokenColumn(TokenCounter(budget_tokenizer(config))) if config.token_budget is not None else None
-    groups = GroupColumn(config.group_field()) if config.max_share is not None else None
+    costs, groups = limit_columns(config)
     for record in iter_records(path, fmt=fmt, stats=stats):
         if count == 0 and strategy.scores:
             sort_key = resolve_sort_key(config.sort_key, record.raw)
@@ -199,19 +198,27 @@ def budget_tokenizer(config: FilterConfig) -> str:
     return default_sentence_model()
 
 
-def pool_quota(config: FilterConfig, pool: Pool) -> Quota | None:
+def limit_columns(config: FilterConfig) -> tuple[TokenColumn | None, GroupColumn | None]:
+    """Empty columns for the limits the config sets (token costs, group ids), to fill record by record in the
+    pass that reads the pool (`.add(raw)`)."""
+    costs = TokenColumn(TokenCounter(budget_tokenizer(config))) if config.token_budget is not None else None
+    groups = GroupColumn(config.group_field()) if config.max_share is not None else None
+    return costs, groups
+
+
+def quota_for(config: FilterConfig, costs: np.ndarray | None, groups: GroupColumn | None) -> Quota | None:
     """The walk's limits from the config and the pool's columns (None when neither is set)."""
-    if pool.costs is None and pool.groups is None:
+    if costs is None and groups is None:
         return None
-    return Quota(pool.costs, config.token_budget, pool.groups.array() if pool.groups is not None else None,
-                 config.group_cap() if pool.groups is not None else None)
+    return Quota(costs, config.token_budget, groups.array() if groups is not None else None,
+                 config.group_cap() if groups is not None else None)
 
 
-def _limits(config: FilterConfig, pool: Pool, result: SelectionResult) -> Limits | None:
-    """What the budget and the balance did, for the summary and the statistics."""
+def limits_of(config: FilterConfig, result: SelectionResult, groups: GroupColumn | None) -> Limits | None:
+    """What the budget and the balance did, for the summary and the statistics (`FilterReport.limits`)."""
     if result.quota is None:
         return None
-    per_group = pool.groups.count_selected(result.indices) if pool.groups is not None else {}
+    per_group = groups.count_selected(result.indices) if groups is not None else {}
     return Limits(result.quota, config.token_budget, budget_tokenizer(config) if config.token_budget else None,
                   config.max_share, config.group_field() if config.max_share is not None else None,
                   config.group_cap() if config.max_share is not None else None, per_group)
@@ -296,7 +303,7 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
         if embeddings_path is None:
             raise DeitaError(f"--strategy {config.strategy} needs --embeddings EMB.npy (from `deita embed`)")
         embeddings = open_embeddings(embeddings_path, n_pool, input_path)
-    quota = pool_quota(config, pool)
+    quota = quota_for(config, pool.costs, pool.groups)
     result = select_indices(config, n_pool, scores, lengths, embeddings, pool.selectable, quota)
     indices = result.indices
     chosen = _chosen_records(input_path, pool, indices, fmt)
@@ -308,7 +315,7 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
     report = FilterReport(n_pool, len(indices), result.n_examined, config.threshold, config.strategy,
                           result.seconds, sort_key, output_path, result, unselectable,
                           config.max_ifd if config.strategy == "ifd" else None, config.aggregate,
-                          _limits(config, pool, result))
+                          limits_of(config, result, pool.groups))
     if stats_path:
         Path(stats_path).write_text(json.dumps(report.stats(), indent=2) + "\n")
     return report
