@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deita.data.io import iter_records
+from deita.data.io import RecordPolicy, iter_records
 from deita.runtime.batching import DEFAULT_BATCH_TOKENS, plan_batches
 from deita.runtime.prefill import Head, PrefillEngine
 from deita.scoring.prompts import Prompt, build_prompts
@@ -59,7 +59,7 @@ def load_model(args: argparse.Namespace):
 def sharegpt_turns(path: Path, limit: int):
     """Turns of real ShareGPT conversations (bad records skipped), for realistic text lengths."""
     turns, conversations = [], []
-    for record in iter_records(path, on_error="skip"):
+    for record in iter_records(path, policy=RecordPolicy.skipping(None)):
         conversations.append(record.turns)
         turns.extend(record.turns)
         if len(turns) >= limit and len(conversations) >= limit:

@@ -42,7 +42,7 @@ from _training import (
     write_json,
 )
 
-from deita.data.io import iter_records
+from deita.data.io import RecordPolicy, iter_records
 from deita.runtime.options import RunOptions
 from deita.training.config import DPOConfig
 from deita.training.dpo import dpo_texts, run_dpo
@@ -84,7 +84,7 @@ def arguments() -> argparse.Namespace:
 def make_pairs(path: Path, n: int, offset: int, target: Path) -> int:
     """Pairs (prompt, chosen, rejected) from the first answered turn of each good record of `path`."""
     firsts = []
-    for record in iter_records(path, on_error="skip"):
+    for record in iter_records(path, policy=RecordPolicy.skipping(None)):
         turn = next((t for t in record.turns if t.instruction.strip() and t.response.strip()), None)
         if turn is not None:
             firsts.append(turn)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _planted import KINDS, plant
 
-from deita.data.io import iter_records
+from deita.data.io import RecordPolicy, iter_records
 from deita.embedding.embedder import EmbedConfig, EmbedStage
 from deita.scoring.lengths import measure_lengths
 from deita.selection.deita import deita_filter
@@ -110,7 +110,7 @@ def skipped(scores: np.ndarray, embeddings: np.ndarray, threshold: float) -> np.
 
 
 def calibrate(data: Path, minilm: Path | None, planted_count: int) -> None:
-    raws = [r.raw for r in iter_records(data, on_error="skip")]
+    raws = [r.raw for r in iter_records(data, policy=RecordPolicy.skipping(None))]
     planted = plant(raws, planted_count, seed=0)
     rng = random.Random(1)
     pool = list(raws)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deita.data.io import iter_records
+from deita.data.io import RecordPolicy, iter_records
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import run_stage
 from deita.runtime.shards import ShardResult
@@ -66,7 +66,7 @@ def records(path: Path, limit: int) -> list[dict]:
     """The first `limit` good ShareGPT records (bad ones skipped), else generated multi-turn records."""
     if path.exists():
         return [{"conversations": record.raw["conversations"]}
-                for record in itertools.islice(iter_records(path, on_error="skip"), limit)]
+                for record in itertools.islice(iter_records(path, policy=RecordPolicy.skipping(None)), limit)]
     words = ["the", "model", "answers", "questions", "about", "data", "selection", "and", "training", "with", "care"]
     return [{"conversations": [{"from": "human" if turn % 2 == 0 else "gpt",
                                 "value": " ".join(words[(i + j) % len(words)] for j in range(20 + 7 * (i % 40)))}

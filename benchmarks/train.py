@@ -43,7 +43,7 @@ from _training import (
     write_json,
 )
 
-from deita.data.io import iter_records
+from deita.data.io import RecordPolicy, iter_records
 from deita.runtime.options import RunOptions
 from deita.testing import save_random_causal_lm
 from deita.training.config import SFTConfig
@@ -94,7 +94,7 @@ def arguments() -> argparse.Namespace:
 def conversations(path: Path, n: int, folder: Path) -> Path:
     """The first `n` good records of the real file, as a JSONL that `deita train sft` reads."""
     records = []
-    for record in iter_records(path, on_error="skip"):
+    for record in iter_records(path, policy=RecordPolicy.skipping(None)):
         if any(turn.response for turn in record.turns):
             records.append(record.raw)
         if len(records) >= n:
@@ -112,7 +112,7 @@ def old_recipe(model_dir: Path, data: Path, args: argparse.Namespace, device: st
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows = {"input_ids": [], "labels": [], "attention_mask": []}
-    for record in iter_records(data, on_error="skip"):
+    for record in iter_records(data, policy=RecordPolicy.skipping(None)):
         example = tokenize(tokenizer, render_vicuna(record.turns, bos_prefix(tokenizer), tokenizer.eos_token),
                            args.max_length)
         if not example.trained_tokens:

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from deita.data.io import RejectsWriter
 from deita.data.paths import check_paths, check_writable
+from deita.data.policy import RecordPolicy, given_or_own, rejected_line
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
 from deita.manifest import write_manifest
@@ -115,8 +115,16 @@ def offline_length_lines(summary: StageSummary) -> list[str]:
     return lines
 
 
-def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig) -> list[str]:
-    """Run every stage into `<output>.work/`, then write the selection, its report, config and manifest."""
+def later_stage() -> RecordPolicy:
+    """The policy of a stage that reads select's own clean files: their records passed the first stage's
+    checks, so one that is bad now stops the run (there is nothing to skip to)."""
+    return RecordPolicy.failing(switch=None, who="A later stage of deita select")
+
+
+def run_select(input_path: str | Path, output_path: str | Path, config: SelectConfig,
+               policy: RecordPolicy | None = None) -> list[str]:
+    """Run every stage into `<output>.work/`, then write the selection, its report, config and manifest.
+    `policy`: what happens to bad records (default: `run.on_error`, rejects in OUTPUT.rejects.jsonl)."""
     from deita.report.run import report_file  # imports matplotlib
     from deita.selection.run import (
         filter_file,  # imports torch: neither at import, so `select --help` stays light
@@ -128,13 +136,12 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     paths.work.mkdir(parents=True, exist_ok=True)
     run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
     clean = dataclasses.replace(run, format=None)  # later stages read our own clean files
-    rejects = RejectsWriter(paths.rejects) if config.run.on_error == "skip" else None
     lines: list[str] = []
     seconds: dict[str, float] = {}
     scored = paths.work / "scored.jsonl"
     truncated = 0
-    try:
-        cleaned = clean_pool(input_path, paths, config, run, rejects, lines)
+    with given_or_own(policy, config.run, paths.rejects) as policy:
+        cleaned = clean_pool(input_path, paths, config, run, policy, lines)
         seconds.update(cleaned.seconds)
         # per role, its scorer or (where the preset says so and the user wrote no section) its length score
         scorers = [(role, scorer) for role in ROLES if (scorer := config.scorer_for(role)) is not None]
@@ -142,27 +149,24 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
         source, first = cleaned.pool, None
         for number, step in enumerate(steps, 1):
             target = scored if number == len(steps) else paths.work / f"{step[0] if step else 'lengths'}.jsonl"
-            options, step_rejects = (run, rejects) if first is None else (clean, None)
+            options, step_policy = (run, policy) if first is None else (clean, later_stage())
             if step is None:
-                summary = add_length_scores(source, target, options, rejects=step_rejects)
+                summary = add_length_scores(source, target, options, policy=step_policy)
                 seconds["lengths"] = summary.seconds
                 lines += offline_length_lines(summary)
             else:
-                report = score_file(source, target, step[1], options, rejects=step_rejects)
+                report = score_file(source, target, step[1], options, policy=step_policy)
                 summary = report.summary
                 seconds[step[0]] = summary.seconds
                 lines += report.lines()
                 truncated += summary.counters.get("truncated", 0)
             first = first or summary
             source = target
-    finally:
-        if rejects is not None:
-            rejects.close()
     rejected = cleaned.rejected + first.rejected
     records = cleaned.records if cleaned.records is not None else first.records + first.rejected
-    if rejected:
-        lines.append(f"rejected {rejected:,} of {records:,} records → {paths.rejects}")
-    embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean)
+    lines += rejected_line(rejected, policy.by_kind(), policy.path, of=records)
+    policy.flush()  # the report reads the rejects file
+    embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean, policy=later_stage())
     seconds["embed"] = embedded.summary.seconds
     lines += embedded.lines()
     if config.preset == "offline" and not config.embed.model:
@@ -181,7 +185,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
         report_config = config.report if config.report.source_field or not config.filter.source_field else \
             dataclasses.replace(config.report, source_field=config.filter.source_field)
         report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=report_config,
-                    rejects_path=paths.rejects if rejected else None, stats=stats)
+                    rejects_path=policy.path if rejected else None, stats=stats)
         lines.append(f"report → {paths.report}")
     paths.config.write_text(config.to_yaml())
     counts = {**funnel, **cleaned.details, "examined": selection.n_examined,
@@ -209,7 +213,7 @@ class Cleaned:
 
 
 def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: RunOptions,
-               rejects: RejectsWriter | None, lines: list[str]) -> Cleaned:
+               policy: RecordPolicy, lines: list[str]) -> Cleaned:
     """Dedup, then decontaminate, into the work folder, before any scorer sees a record; writes every count to
     `clean_stats.json`. The first stage that reads the input meets its bad records."""
     from deita.dedup.decontaminate_file import decontaminate_file
@@ -218,7 +222,7 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     cleaned, stats = Cleaned(input_path), {}
     quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
     if config.dedup.enabled:
-        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, rejects)
+        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, policy)
         cleaned.pool, stats["dedup"] = report.output, report.counts()
         cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
         cleaned.removed["removed as duplicates"] = report.exact + report.near
@@ -228,7 +232,7 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     if config.decontaminate.against:
         first = cleaned.records is None
         report = decontaminate_file(cleaned.pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
-                                    rejects if first else None, embed=config.embed)
+                                    policy if first else later_stage(), embed=config.embed)
         cleaned.pool, stats["decontaminate"] = report.output, report.counts()
         if first:
             cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected

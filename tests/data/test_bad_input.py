@@ -12,8 +12,8 @@ import pytest
 from deita.data.io import (
     MAX_NESTING,
     ReadStats,
+    RecordPolicy,
     RecordWriter,
-    RejectsWriter,
     UnwritableRecord,
     convert_file,
     input_size,
@@ -92,8 +92,8 @@ def test_json_array_resyncs_after_each_broken_element(
     monkeypatch.setattr(text_reader, "_CHUNK", chunk)
     path, lines = broken_array(tmp_path / "pool.json", pretty)
     stats = ReadStats()
-    with RejectsWriter(tmp_path / "rejects.jsonl") as rejects:
-        kept = list(iter_records(path, on_error="skip", rejects=rejects, stats=stats))
+    with RecordPolicy.skipping(tmp_path / "rejects.jsonl") as rejects:
+        kept = list(iter_records(path, policy=rejects, stats=stats))
     bad = set(BROKEN) | EMPTY | SAME_ROLE
     assert [r.index for r in kept] == [i for i in range(N) if i not in bad]
     assert [r.raw for r in kept] == [sharegpt(i) for i in range(N) if i not in bad]
@@ -127,7 +127,7 @@ def test_json_array_fail_mode_names_file_index_and_line(tmp_path: Path, pretty: 
     assert str(e.value).startswith(f"{path}, index 3: invalid JSON: ")
     first, last = lines[3]
     assert first <= int(re.search(r"file line (\d+)", e.value.problem).group(1)) <= last + 1
-    assert e.value.location == "index 3" and "--on-error skip" in str(e.value)
+    assert e.value.location == "index 3" and "RecordPolicy.skipping" in str(e.value)
 
 
 def test_json_array_cut_off_and_trailing_data_are_one_reject_each(tmp_path: Path) -> None:
@@ -137,8 +137,8 @@ def test_json_array_cut_off_and_trailing_data_are_one_reject_each(tmp_path: Path
         "[\n" + ",\n".join(good) + ',\n{"id": "r3", "conversations": [{"from": "hu', encoding="utf-8"
     )
     stats = ReadStats()
-    with RejectsWriter(tmp_path / "r1.jsonl") as rejects:
-        assert len(list(iter_records(cut, on_error="skip", rejects=rejects, stats=stats))) == 3
+    with RecordPolicy.skipping(tmp_path / "r1.jsonl") as rejects:
+        assert len(list(iter_records(cut, policy=rejects, stats=stats))) == 3
     (row,) = [json.loads(x) for x in (tmp_path / "r1.jsonl").read_text().splitlines()]
     assert row["location"] == "index 3" and "the array is not closed (is the file cut off?)" in row["reason"]
     assert (stats.records, stats.rejected) == (4, 1)
@@ -146,8 +146,8 @@ def test_json_array_cut_off_and_trailing_data_are_one_reject_each(tmp_path: Path
     trailing = tmp_path / "trailing.json"
     trailing.write_text("[" + ",".join(good) + "]\n[" + good[0] + "]\n", encoding="utf-8")
     stats = ReadStats()
-    with RejectsWriter(tmp_path / "r2.jsonl") as rejects:
-        assert len(list(iter_records(trailing, on_error="skip", rejects=rejects, stats=stats))) == 3
+    with RecordPolicy.skipping(tmp_path / "r2.jsonl") as rejects:
+        assert len(list(iter_records(trailing, policy=rejects, stats=stats))) == 3
     (row,) = [json.loads(x) for x in (tmp_path / "r2.jsonl").read_text().splitlines()]
     assert row["location"] == "line 2" and "unexpected data after the closing ']'" in row["reason"]
     assert stats.records == 3 + stats.rejected
@@ -156,9 +156,9 @@ def test_json_array_cut_off_and_trailing_data_are_one_reject_each(tmp_path: Path
 def test_convert_skip_counts_every_record_of_a_broken_array(tmp_path: Path) -> None:
     path, _ = broken_array(tmp_path / "pool.json", pretty=True)
     stats = ReadStats()
-    with RejectsWriter(tmp_path / "out.jsonl.rejects.jsonl") as rejects:
+    with RecordPolicy.skipping(tmp_path / "out.jsonl.rejects.jsonl") as rejects:
         written = convert_file(
-            path, tmp_path / "out.jsonl", "messages", on_error="skip", rejects=rejects, stats=stats
+            path, tmp_path / "out.jsonl", "messages", policy=rejects, stats=stats
         )
     assert written + stats.rejected == stats.records == N
     assert written == N - len(set(BROKEN) | EMPTY | SAME_ROLE)
@@ -193,8 +193,8 @@ def test_deep_nesting_is_a_reject_not_a_crash(tmp_path: Path, array: bool) -> No
     path = tmp_path / ("deep.json" if array else "deep.jsonl")
     path.write_text("[\n" + ",\n".join(texts) + "\n]\n" if array else "\n".join(texts) + "\n")
     stats = ReadStats()
-    with RejectsWriter(tmp_path / "r.jsonl") as rejects:
-        kept = list(iter_records(path, on_error="skip", rejects=rejects, stats=stats))
+    with RecordPolicy.skipping(tmp_path / "r.jsonl") as rejects:
+        kept = list(iter_records(path, policy=rejects, stats=stats))
     assert [r.index for r in kept] == [0, len(NESTED) + 1, len(NESTED) + 2]  # depth MAX_NESTING is fine
     assert (stats.records, stats.rejected) == (len(texts), len(NESTED))
     rows = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
@@ -208,8 +208,8 @@ def test_deep_nesting_is_a_reject_not_a_crash(tmp_path: Path, array: bool) -> No
     # less nesting (PARQUET_MAX_SCHEMA_DEPTH), so there the deepest kept record is one more reject
     for name in ("out.json", "out.jsonl", "out.parquet", "out_ds"):
         stats = ReadStats()
-        with RejectsWriter(tmp_path / "rc.jsonl") as rejects:
-            n = convert_file(path, tmp_path / name, "messages", on_error="skip", rejects=rejects, stats=stats)
+        with RecordPolicy.skipping(tmp_path / "rc.jsonl") as rejects:
+            n = convert_file(path, tmp_path / name, "messages", policy=rejects, stats=stats)
         assert stats.records == len(texts) == n + stats.rejected
         back = [r.raw for r in iter_records(tmp_path / name)]
         if name.endswith((".json", ".jsonl")):
@@ -268,8 +268,8 @@ def test_lone_surrogate_is_a_reject_and_a_validate_problem(tmp_path: Path) -> No
         path = tmp_path / ("s.json" if array else "s.jsonl")
         path.write_text("[\n" + ",\n".join(texts) + "\n]\n" if array else "\n".join(texts) + "\n")
         stats = ReadStats()
-        with RejectsWriter(tmp_path / "r.jsonl") as rejects:
-            kept = list(iter_records(path, on_error="skip", rejects=rejects, stats=stats))
+        with RecordPolicy.skipping(tmp_path / "r.jsonl") as rejects:
+            kept = list(iter_records(path, policy=rejects, stats=stats))
         assert [r.index for r in kept] == [1, 3] and "😀" in kept[0].raw["conversations"][2]["value"]
         assert (stats.records, stats.rejected) == (4, 2)
         where = ["index 0", "index 2"] if array else ["line 1", "line 3"]
@@ -304,9 +304,9 @@ def test_big_ints_are_rejected_for_parquet_only(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     stats = ReadStats()
-    with RejectsWriter(tmp_path / "out.parquet.rejects.jsonl") as rejects:
+    with RecordPolicy.skipping(tmp_path / "out.parquet.rejects.jsonl") as rejects:
         n = convert_file(
-            src, tmp_path / "out.parquet", "sharegpt", on_error="skip", rejects=rejects, stats=stats
+            src, tmp_path / "out.parquet", "sharegpt", policy=rejects, stats=stats
         )
     assert n == 2 and stats.rejected == 2 and stats.records == n + stats.rejected
     assert [r.raw["id"] for r in iter_records(tmp_path / "out.parquet")] == ["r0", "r3"]
@@ -349,8 +349,8 @@ def test_integer_too_long_for_python_json_is_a_reject(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps(sharegpt(0)) + '\n{"id": ' + "9" * 5000 + "}\n")
     stats = ReadStats()
-    with RejectsWriter(tmp_path / "r.jsonl") as rejects:
-        assert len(list(iter_records(path, on_error="skip", rejects=rejects, stats=stats))) == 1
+    with RecordPolicy.skipping(tmp_path / "r.jsonl") as rejects:
+        assert len(list(iter_records(path, policy=rejects, stats=stats))) == 1
     assert stats.rejected == 1 and "invalid JSON: Exceeds the limit" in validate_file(path).problems[0]
 
 
@@ -368,7 +368,7 @@ def test_bytes_read_grows_to_the_file_size(
     total, unit = input_size(path)
     assert (total, unit) == (path.stat().st_size, "bytes")
     stats, seen = ReadStats(), []
-    for _ in iter_records(path, on_error="skip", stats=stats):
+    for _ in iter_records(path, policy=RecordPolicy.skipping(None), stats=stats):
         seen.append(stats.bytes_read)
     assert seen == sorted(seen) and 0 < seen[0] < total // 4 and len(set(seen)) > 10
     assert stats.bytes_read == total
@@ -380,4 +380,4 @@ def test_input_size_in_rows_for_parquet_and_datasets(tmp_path: Path, name: str) 
     write_records(path, [sharegpt(i) for i in (0, 1, 2, 3, 5)])
     assert input_size(path) == (5, "rows")
     stats = ReadStats()
-    assert [stats.bytes_read for _ in iter_records(path, on_error="skip", stats=stats)] == [1, 2, 3, 4, 5]
+    assert [stats.bytes_read for _ in iter_records(path, policy=RecordPolicy.skipping(None), stats=stats)] == [1, 2, 3, 4, 5]

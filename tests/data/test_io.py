@@ -6,14 +6,15 @@ import json
 import sys
 import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from deita.data import writers
 from deita.data.io import (
     ReadStats,
+    RecordPolicy,
     RecordWriter,
-    RejectsWriter,
     convert_file,
     iter_records,
     rejects_path_for,
@@ -139,9 +140,8 @@ def test_json_array_across_tiny_chunks(tmp_path: Path, monkeypatch: pytest.Monke
     )
     assert [r.raw for r in iter_records(path)] == raws
     path = write_text(tmp_path / "n.json", "[" + json.dumps(good(0)) + ", 1234567890123]")
-    rejects = RejectsWriter(tmp_path / "r.jsonl")
-    with rejects:
-        assert len(list(iter_records(path, on_error="skip", rejects=rejects))) == 1
+    with RecordPolicy.skipping(tmp_path / "r.jsonl") as policy:
+        assert len(list(iter_records(path, policy=policy))) == 1
     assert json.loads((tmp_path / "r.jsonl").read_text())["record"] == 1234567890123  # not cut at a chunk end
 
 
@@ -230,7 +230,9 @@ def test_bad_jsonl_record_fails_with_file_line_problem_and_hint(
         next(it)
     msg = str(e.value)
     assert msg.startswith(f"{path}, line 3: ") and problem in msg
-    assert "Use --on-error skip to write bad records to <output>.rejects.jsonl and continue" in msg
+    # the Python reader's hint names how its caller skips, never a made-up path
+    assert "Use policy=RecordPolicy.skipping(REJECTS) to set bad records aside and continue" in msg
+    assert "<output>" not in msg
     assert e.value.location == "line 3" and e.value.path == str(path)
 
 
@@ -243,8 +245,8 @@ def test_skip_mode_writes_rejects_and_counts_add_up(tmp_path: Path) -> None:
     lines = [_line(good(0))] + [_line(bad) for bad, _ in BAD_LINES] + [_line(good(99))]
     path = write_text(tmp_path / "pool.jsonl", b"\n".join(lines) + b"\n")
     stats = ReadStats()
-    with RejectsWriter(rejects_path_for(tmp_path / "out.jsonl")) as rejects:
-        kept = list(iter_records(path, on_error="skip", rejects=rejects, stats=stats))
+    with RecordPolicy.skipping(rejects_path_for(tmp_path / "out.jsonl")) as rejects:
+        kept = list(iter_records(path, policy=rejects, stats=stats))
     assert [r.index for r in kept] == [0, len(BAD_LINES) + 1]
     assert stats.records == len(kept) + stats.rejected == len(BAD_LINES) + 2
     assert rejects.count == stats.rejected == len(BAD_LINES) and stats.turns == 2
@@ -263,12 +265,17 @@ def test_skip_mode_writes_rejects_and_counts_add_up(tmp_path: Path) -> None:
             assert row["record"] == bad
 
 
-def test_rejects_writer_replaces_stale_file_and_hint_names_it(tmp_path: Path) -> None:
+def test_rejects_file_replaces_stale_file_and_hint_names_it(tmp_path: Path) -> None:
     stale = write_text(tmp_path / "o.jsonl.rejects.jsonl", "old\n")
-    rejects = RejectsWriter(stale)
-    assert not stale.exists()
+    with RecordPolicy.skipping(stale) as policy:
+        assert list(iter_records(jsonl(tmp_path / "ok.jsonl", good(0)), policy=policy))
+    assert not stale.exists()  # a run that rejected nothing leaves no stale rejects behind
+    write_text(stale, "old\n")
+    with RecordPolicy.skipping(stale) as policy:
+        list(iter_records(jsonl(tmp_path / "x.jsonl", {"conversations": []}), policy=policy))
+    assert [json.loads(line)["location"] for line in stale.read_text().splitlines()] == ["line 1"]
     with pytest.raises(RecordError, match="write bad records to .*o.jsonl.rejects.jsonl and continue"):
-        list(iter_records(jsonl(tmp_path / "x.jsonl", {"conversations": []}), rejects=rejects))
+        list(iter_records(jsonl(tmp_path / "x.jsonl", {"conversations": []}), policy=RecordPolicy.failing(stale)))
 
 
 @pytest.mark.parametrize(
@@ -298,8 +305,8 @@ def test_bad_json_array_record(tmp_path: Path, text: str, location: str, problem
 def test_json_array_cut_off_is_one_reject(tmp_path: Path) -> None:
     path = write_text(tmp_path / "cut.json", "[" + json.dumps(good(0)) + ", " + json.dumps(good(1))[:-9])
     stats = ReadStats()
-    with RejectsWriter(tmp_path / "r.jsonl") as rejects:
-        assert [r.index for r in iter_records(path, on_error="skip", rejects=rejects, stats=stats)] == [0]
+    with RecordPolicy.skipping(tmp_path / "r.jsonl") as rejects:
+        assert [r.index for r in iter_records(path, policy=rejects, stats=stats)] == [0]
     assert (stats.records, stats.rejected) == (2, 1)
     assert (
         "the array is not closed (is the file cut off?)"
@@ -315,7 +322,7 @@ def test_file_level_problems(tmp_path: Path) -> None:
     with pytest.raises(DeitaError, match="unknown file type '.csv'"):
         iter_records(write_text(tmp_path / "x.csv", "a,b"))
     with pytest.raises(DeitaError, match="unknown on_error"):
-        iter_records(jsonl(tmp_path / "x.jsonl", good(0)), on_error="ignore")
+        RecordPolicy.for_run(SimpleNamespace(on_error="ignore"), None)
 
 
 # ---------------------------------------------------------------- atomic writing
@@ -363,8 +370,8 @@ def test_convert_file_round_trip_and_multi_turn_error_names_the_record(tmp_path:
         f"{bad}, line 2: record has 2 turns; Alpaca holds one instruction/response pair"
     )
     assert not (tmp_path / "m.json").exists()
-    with RejectsWriter(tmp_path / "m.rej") as rejects:
-        assert convert_file(bad, tmp_path / "m.json", "alpaca", on_error="skip", rejects=rejects) == 1
+    with RecordPolicy.skipping(tmp_path / "m.rej") as rejects:
+        assert convert_file(bad, tmp_path / "m.json", "alpaca", policy=rejects) == 1
     assert rejects.count == 1
 
 

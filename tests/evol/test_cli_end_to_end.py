@@ -121,6 +121,7 @@ def test_bad_input_and_options_are_one_line_errors(chat_server, tmp_path, capsys
     rejects = [json.loads(line) for line in (tmp_path / "e.jsonl.rejects.jsonl").read_text().splitlines()]
     assert [(r["location"], r["reason"][:20]) for r in rejects] == [("line 3", "no response in the f"),
                                                                    ("line 4", "not a JSON object: t")]
+    assert [r["kind"] for r in rejects] == ["empty", "schema"] and "by kind: 1 empty, 1 schema" in out
     assert "--served-model" in error_line(run_main(capsys, "evol", "complexity", seeds, "-o", tmp_path / "x.jsonl"))
     assert "--steps: 6 is out of range" in error_line(run_main(capsys, *evol, "--steps", "6"))
     assert "--output" in error_line(run_main(capsys, "evol", "complexity", seeds, "-o", tmp_path / "e.json", *server))

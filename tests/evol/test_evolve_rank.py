@@ -149,6 +149,7 @@ def test_invalid_scores_are_retried_then_rejected_never_defaulted(chat_server, e
     assert reasons[1].startswith("no valid scores after 3 tries (not JSON")
     assert reasons[3] == "no valid scores after 3 tries (score 7 is out of range 1..6)"
     assert rejects[0]["record"]["variants"], "the reject keeps the EVOLVED row"
+    assert [r["kind"] for r in rejects] == ["model", "model"]  # the model's answers stayed invalid
     assert "rejected 2 (0 bad input, 2 by the LLM)" in "\n".join(report.lines())
 
 
@@ -165,7 +166,9 @@ def test_bad_evolved_rows_name_the_line(chat_server, tmp_path, evolved):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join([lines[0], "{not json", lines[1].replace('"complexity"', '"quality"'),
                               '{"type": "complexity", "variants": ["only one"]}', lines[2]]) + "\n")
-    with pytest.raises(RecordError, match=r"bad.jsonl, line 2: invalid JSON.*--on-error skip"):
+    # through the Python API the hint names the API's switch and the file a skipping run writes
+    with pytest.raises(RecordError, match=r'bad.jsonl, line 2: invalid JSON.*Use on_error="skip" to write bad '
+                                          r"records to \S*r.jsonl.rejects.jsonl and continue"):
         rank_file(bad, tmp_path / "r.jsonl", RankConfig(**server_options(chat_server)), RunOptions(quiet=True))
     _, rows, rejects = run_rank(chat_server, bad, tmp_path / "r.jsonl")
     assert [row["index"] for row in rows] == [0, 2]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from builders import sharegpt, write_jsonl
 
-from deita.data.io import RejectsWriter, UnwritableRecord
+from deita.data.io import RecordPolicy, UnwritableRecord
 from deita.errors import DeitaError, RecordError
 from deita.runtime.batching import plan_batches
 from deita.runtime.options import RunOptions
@@ -67,9 +67,9 @@ def pool(n: int, start: int = 0) -> list[dict]:
     return records
 
 
-def run(stage, data, out, cache, options=RunOptions(shard_size=2, quiet=True), rejects=None):
+def run(stage, data, out, cache, options=RunOptions(shard_size=2, quiet=True), policy=None):
     sink = RecordSink(out, lambda rows: {"lengths": [float(v) for v in rows]})
-    return run_stage(stage, data, sink, options, cache, rejects=rejects)
+    return run_stage(stage, data, sink, options, cache, policy=policy)
 
 
 def expected(records):
@@ -171,11 +171,10 @@ def test_bad_records_from_reader_stage_and_sink_all_reach_rejects(tmp_path):
                 raise UnwritableRecord("'id' cannot be held")
             super().write(record, rows)
 
-    rejects = RejectsWriter(tmp_path / "rejects.jsonl")
     sink = BigIntSink(tmp_path / "out.jsonl", lambda rows: {"lengths": rows.tolist()})
-    with rejects:
+    with RecordPolicy.skipping(tmp_path / "rejects.jsonl") as policy:
         summary = run_stage(LengthStage(), data, sink, RunOptions(shard_size=2, quiet=True), tmp_path / "c",
-                            rejects=rejects)
+                            policy=policy)
     reasons = {r["location"]: r["reason"] for r in read(tmp_path / "rejects.jsonl")}
     assert reasons["line 2"] == "the stage refuses this record"
     assert "invalid JSON" in reasons["line 4"]
@@ -214,8 +213,8 @@ def test_array_sink_streams_a_memory_mappable_npy(tmp_path):
 def test_no_usable_records_is_an_error(tmp_path):
     data = tmp_path / "pool.jsonl"
     data.write_text("{bad\n")
-    with RejectsWriter(tmp_path / "r.jsonl") as rejects, pytest.raises(DeitaError, match="no usable records"):
-        run(LengthStage(), data, tmp_path / "out.jsonl", tmp_path / "cache", rejects=rejects)
+    with RecordPolicy.skipping(tmp_path / "r.jsonl") as policy, pytest.raises(DeitaError, match="no usable records"):
+        run(LengthStage(), data, tmp_path / "out.jsonl", tmp_path / "cache", policy=policy)
 
 
 def test_progress_lines_when_not_a_terminal():

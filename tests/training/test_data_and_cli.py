@@ -13,7 +13,7 @@ import pytest
 from builders import sharegpt, write_jsonl
 from datasets import Dataset
 
-from deita.data.io import RejectsWriter
+from deita.data.io import RecordPolicy
 from deita.errors import DeitaError, RecordError
 from deita.training.data import iter_pairs, parse_pair, sample_pairs
 
@@ -62,8 +62,8 @@ def test_bad_pairs_are_rejects_with_a_reason(tmp_path, pair, reason):
     data = write_jsonl(tmp_path / "pairs.jsonl", [ultrafeedback(0), pair, ultrafeedback(2)])
     with pytest.raises(RecordError, match="line 2: " + reason.replace("(", r"\(").replace(")", r"\)")):
         list(iter_pairs(data))
-    with RejectsWriter(tmp_path / "rejects.jsonl") as rejects:
-        good = list(iter_pairs(data, "skip", rejects))
+    with RecordPolicy.skipping(tmp_path / "rejects.jsonl") as rejects:
+        good = list(iter_pairs(data, rejects))
     assert [p.index for p in good] == [0, 2]
     (row,) = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert row["location"] == "line 2" and row["reason"].startswith(reason) and row["record"] == pair
@@ -88,8 +88,8 @@ def test_dpo_data_passes_over_bad_pairs_with_skip(tmp_path):
     data = write_jsonl(tmp_path / "uf.jsonl", records)
     failed = deita("dpo-data", data, "-o", tmp_path / "p.jsonl", "--size", 5)
     assert failed.returncode == 1 and failed.stderr.startswith(f"error: {data}, line 4: 'chosen' and 'rejected'")
-    summary = sample_pairs(data, tmp_path / "p.jsonl", -1, 42, "skip",
-                           RejectsWriter(tmp_path / "p.jsonl.rejects.jsonl"))
+    with RecordPolicy.skipping(tmp_path / "p.jsonl.rejects.jsonl") as policy:
+        summary = sample_pairs(data, tmp_path / "p.jsonl", -1, 42, policy)
     assert (summary.records, summary.rejected, summary.written) == (10, 1, 9)
 
 
@@ -146,3 +146,19 @@ def test_deita_imports_without_the_training_extra(tmp_path):
             require_training()
         finally:
             sys.modules["trl"] = saved
+
+
+def test_train_sft_skip_writes_rejects_by_kind_into_the_output_folder(tmp_path, tiny_llama, capsys):
+    """`train sft --on-error skip`: a broken line and a record with no answer go to OUTDIR/rejects.jsonl with
+    their kinds, the summary counts them by kind, and training goes on with the rest."""
+    from deita.cli import main
+
+    good = [json.dumps(sharegpt(("human", f"q{i}"), ("gpt", f"answer {i}"))) for i in range(3)]
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join([good[0], "{broken", json.dumps(sharegpt(("human", "no answer"))), *good[1:]]) + "\n")
+    main([str(a) for a in ("train", "sft", data, "-o", tmp_path / "out", "--model", tiny_llama, "--max-steps", 1,
+                           "--per-device-batch", 1, "--grad-accum", 1, "--on-error", "skip", "-q")])
+    out = capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["location"], r["kind"]) for r in rows] == [(1, "line 2", "parse"), (2, "line 3", "empty")]
+    assert f"rejected 2 of 5 records (1 parse, 1 empty) → {tmp_path / 'out' / 'rejects.jsonl'}" in out

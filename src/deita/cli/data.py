@@ -11,7 +11,7 @@ import click
 from deita.errors import DeitaError
 
 from .flags import INPUT, OUTPUT, Flag, build_config, command, config_flags, read_option_flags
-from .outputs import clean_paths, echo_lines, rejects_writer
+from .outputs import cleaning_policy, echo_lines
 
 
 def validate_command() -> click.Command:
@@ -30,8 +30,7 @@ def validate_command() -> click.Command:
         echo_lines([f"note: {note}" for note in report.notes])
         echo_lines([f"problem: {problem}" for problem in report.problems])
         if report.problems:
-            echo_lines([f"{len(report.problems):,} problems found (use --on-error skip in other commands to set such "
-                    "records aside); by kind:"])
+            echo_lines([f"{len(report.problems):,} problems found; by kind:"])
             echo_lines(report.tally())
             raise SystemExit(1)
         echo_lines(["no problems found"])
@@ -48,28 +47,16 @@ def convert_command() -> click.Command:
     to = click.Option(["--to"], required=True, help=f"Target format: {', '.join(FORMATS)}.")
 
     def run(input: Path, output: Path, to: str, **values: Any) -> None:
-        from deita.data.io import ReadStats, convert_file, rejects_path_for
-        from deita.data.paths import check_paths, check_writable
+        from deita.data.io import ReadStats, convert_file
 
         options = build_config(RunOptions, flags, values)
         if to not in FORMATS:
             raise DeitaError(f"--to: '{to}' is not one of {', '.join(FORMATS)}")
-        if not input.exists():
-            raise DeitaError(f"{input}: no such file or directory")
-        rejects_file = rejects_path_for(output) if options.on_error == "skip" else None
-        check_paths({"input": input}, {"--output": output, "rejects file": rejects_file})
-        check_writable("--output", output)
         stats = ReadStats()
-        rejects = rejects_writer(options, output)
-        try:
-            count = convert_file(input, output, to, fmt=options.format, on_error=options.on_error, rejects=rejects,
-                                 stats=stats)
-        finally:
-            if rejects is not None:
-                rejects.close()
-        echo_lines([f"converted {count:,} of {stats.records:,} records from {stats.format} to {to} → {output}"])
-        if stats.rejected:
-            echo_lines([f"rejected {stats.rejected:,} records → {rejects_file}"])
+        with cleaning_policy(input, output, options, {}, {}) as policy:
+            count = convert_file(input, output, to, fmt=options.format, policy=policy, stats=stats)
+        echo_lines([f"converted {count:,} of {stats.records:,} records from {stats.format} to {to} → {output}",
+                    *policy.line()])
 
     return command("convert", "Convert between ShareGPT, Alpaca and chat-messages records, keeping every other "
                    "field.\n\nExample: deita convert alpaca.json -o sharegpt.jsonl --to sharegpt",
@@ -97,13 +84,8 @@ def dedup_command() -> click.Command:
         options = build_config(RunOptions, run_flags, values)
         if not config.enabled:
             raise DeitaError("--no-exact and --no-near leave nothing to remove; drop one of them")
-        clean_paths(input, output, options, {"duplicates file": duplicates_path_for(output)}, {})
-        rejects = rejects_writer(options, output)
-        try:
-            echo_lines(dedup_file(input, output, config, options, rejects=rejects).lines())
-        finally:
-            if rejects is not None:
-                rejects.close()
+        with cleaning_policy(input, output, options, {"duplicates file": duplicates_path_for(output)}, {}) as policy:
+            echo_lines(dedup_file(input, output, config, options, policy=policy).lines())
 
     return command("dedup", "Remove exact and near-duplicate records before paying for scores.\n\nExact: the same "
                    "text after NFKC, casefold and whitespace collapsing. Near: MinHash + LSH on word n-gram "
@@ -136,13 +118,9 @@ def decontaminate_command() -> click.Command:
         options = build_config(RunOptions, run_flags, values)
         evals = {f"eval set{f' {number}' if number > 1 else ''}": Path(path)
                  for number, path in enumerate(config.against, 1)}
-        clean_paths(input, output, options, {"contaminated file": contaminated_path_for(output)}, evals)
-        rejects = rejects_writer(options, output)
-        try:
-            echo_lines(decontaminate_file(input, output, config, options, rejects=rejects, embed=embed).lines())
-        finally:
-            if rejects is not None:
-                rejects.close()
+        side = {"contaminated file": contaminated_path_for(output)}
+        with cleaning_policy(input, output, options, side, evals) as policy:
+            echo_lines(decontaminate_file(input, output, config, options, policy=policy, embed=embed).lines())
 
     return command("decontaminate", "Remove records that hold the prompts of evaluation sets.\n\nEach checked "
                    "text (the first instruction, or every message with --field all) is tested for a run of --ngram "

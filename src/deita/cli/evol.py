@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .flags import CONTEXT, OUTPUT, Flag, build_config, command, config_flags
-from .outputs import echo_lines
+from .outputs import command_policy, echo_lines
 
 
 def _job_flags(exclude: tuple[str, ...] = ()) -> dict[str, Flag]:
@@ -51,12 +51,14 @@ def _evol_type_command(score_type: str) -> click.Command:
     seeds = click.Argument(["input"], type=click.Path(path_type=Path), metavar="SEEDS")
 
     def run(input: Path, output: Path, dry_run: bool, **values: Any) -> None:
+        from deita.data.policy import rejects_path_for
         from deita.evol.run import estimate_evol, evolve_file
 
         config = build_config(EvolConfig, evol_flags, values, EvolConfig(type=score_type))
         options = build_config(RunOptions, run_flags, values, JOB_RUN_OPTIONS)
-        echo_lines(estimate_evol(input, output, config, options) if dry_run else
-               evolve_file(input, output, config, options).lines())
+        with command_policy(options, rejects_path_for(output), write=not dry_run, keep_failures=True) as policy:
+            echo_lines(estimate_evol(input, output, config, options, policy) if dry_run else
+                       evolve_file(input, output, config, options, policy).lines())
 
     return command(score_type, f"Evolve the first turn's {what} of every seed --steps times, each step from the "
                    "previous variant, into EVOLVED (JSONL). Failed evolutions go to OUTPUT.rejects.jsonl with the "
@@ -73,12 +75,14 @@ def rank_command() -> click.Command:
     evolved = click.Argument(["input"], type=click.Path(path_type=Path), metavar="EVOLVED")
 
     def run(input: Path, output: Path, dry_run: bool, **values: Any) -> None:
+        from deita.data.policy import rejects_path_for
         from deita.evol.run import estimate_rank, rank_file
 
         config = build_config(RankConfig, rank_flags, values)
         options = build_config(RunOptions, run_flags, values, JOB_RUN_OPTIONS)
-        echo_lines(estimate_rank(input, output, config, options) if dry_run else
-               rank_file(input, output, config, options).lines())
+        with command_policy(options, rejects_path_for(output), write=not dry_run, keep_failures=True) as policy:
+            echo_lines(estimate_rank(input, output, config, options, policy) if dry_run else
+                       rank_file(input, output, config, options, policy).lines())
 
     return command("rank", "Score the variants of every EVOLVED row jointly (1..6 for 5 steps) in one call each, "
                    "shown in a seeded random order, into RANKED (JSONL). Invalid scores are asked again, then the row "

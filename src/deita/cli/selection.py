@@ -21,7 +21,7 @@ from .flags import (
     nested_values,
     read_option_flags,
 )
-from .outputs import echo_lines
+from .outputs import command_policy, echo_lines
 
 
 def filter_command() -> click.Command:
@@ -67,7 +67,7 @@ def select_command() -> click.Command:
 
     def run(input: Path, output: Path, config_file: Path | None, preset: str | None, device: str | None,
             dedup: bool | None, **values: Any) -> None:
-        from deita.workflow import run_select
+        from deita.workflow import SelectPaths, run_select
 
         data = SelectConfig.from_yaml(config_file) if config_file else {}
         given = nested_values(flags, values)
@@ -79,7 +79,8 @@ def select_command() -> click.Command:
             given["dedup"] = {"exact": dedup, "near": dedup}
         layer = Layer("", given, lambda path: labels.get(path) or flag_label(flags)(path))
         config = SelectConfig.build(data, str(config_file) if config_file else "options", layer, device)
-        echo_lines(run_select(input, output, config))
+        with command_policy(config.run, SelectPaths(output).rejects) as policy:
+            echo_lines(run_select(input, output, config, policy))
 
     return command("select", "The whole Deita pipeline: dedup (and decontamination, with a decontaminate section), "
                    "complexity and quality scoring, embedding, diversity-aware filtering.\n\nEach stage is cached "

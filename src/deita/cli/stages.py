@@ -24,8 +24,8 @@ def score_command() -> click.Command:
 
         config = build_config(ScoreConfig, score_flags, values)
         options = build_config(RunOptions, run_flags, values)
-        with checked_stage(input, output, options) as rejects:
-            echo_lines(score_file(input, output, config, options, rejects=rejects).lines())
+        with checked_stage(input, output, options) as policy:
+            echo_lines(score_file(input, output, config, options, policy=policy).lines())
 
     return command("score", "Score every turn with a Deita scorer; adds complexity_scores or quality_scores to "
                    "each record.\n\nResumable: rerun the same command after an interruption and finished shards "
@@ -46,8 +46,8 @@ def embed_command() -> click.Command:
         options = build_config(RunOptions, run_flags, values)
         if output.suffix != ".npy":
             raise DeitaError(f"{output}: embeddings are written as a .npy array; give a path ending in .npy")
-        with checked_stage(input, output, options) as rejects:
-            echo_lines(embed_file(input, output, config, options, rejects=rejects).lines())
+        with checked_stage(input, output, options) as policy:
+            echo_lines(embed_file(input, output, config, options, policy=policy).lines())
 
     return command("embed", "Embed every conversation into a memory-mappable .npy for the diversity filter. "
                    "Resumable.\n\nExample: deita embed scored.json -o emb.npy --kind causal --model "

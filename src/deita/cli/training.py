@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from deita.errors import ConfigError, DeitaError
+from deita.errors import ConfigError
 
 from .flags import CONTEXT, INPUT, OUTPUT, build_config, command, config_flags, flag_label, read_option_flags
-from .outputs import echo_lines, rejects_writer
+from .outputs import cleaning_policy, command_policy, echo_lines
 
 
 def _train_command(kind: str) -> click.Command:
@@ -43,7 +43,10 @@ def _train_command(kind: str) -> click.Command:
             from deita.training.dpo import run_dpo as train
         else:
             from deita.training.scorer import run_scorer as train
-        echo_lines(train(input, output, config, options).lines())
+        from deita.training.run import REJECTS_FILE, is_main_process
+
+        with command_policy(options, output / REJECTS_FILE, write=is_main_process()) as policy:
+            echo_lines(train(input, output, config, options, policy=policy).lines())
 
     help = {"sft": "Supervised fine-tuning on DATA (any file deita reads, e.g. `deita select`'s output) with the "
                    "paper's recipe: Vicuna v1.1, loss on the answers only, packed rows, lr 2e-5 cosine, 6 epochs."
@@ -73,24 +76,12 @@ def dpo_data_command() -> click.Command:
     sample_flags, read_flags = config_flags(DPODataConfig), read_option_flags(exclude=("format", "pairing"))
 
     def run(input: Path, output: Path, **values: Any) -> None:
-        from deita.data.io import rejects_path_for
-        from deita.data.paths import check_paths, check_writable
         from deita.training.data import sample_pairs
 
         config = build_config(DPODataConfig, sample_flags, values)
         options = build_config(RunOptions, read_flags, values)
-        if not input.exists():
-            raise DeitaError(f"{input}: no such file or directory")
-        rejects_file = rejects_path_for(output) if options.on_error == "skip" else None
-        check_paths({"input": input}, {"--output": output, "rejects file": rejects_file})
-        check_writable("--output", output)
-        rejects = rejects_writer(options, output)
-        try:
-            echo_lines(sample_pairs(input, output, config.size, config.seed, options.on_error, rejects,
-                                rejects_hint=rejects_path_for(output)).lines())
-        finally:
-            if rejects is not None:
-                rejects.close()
+        with cleaning_policy(input, output, options, {}, {}) as policy:
+            echo_lines(sample_pairs(input, output, config.size, config.seed, policy).lines())
 
     return command("dpo-data", "Sample DPO pairs the way the paper did (10K with seed 42) from a local "
                    "UltraFeedback-binarized style file (prompt, chosen, rejected).\n\nExample: deita dpo-data "

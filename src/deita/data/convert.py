@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deita.errors import DeitaError, RecordError
+from deita.errors import DeitaError
 
 from .formats import FORMATS, convert_record
+from .policy import RecordPolicy, rejects_path_for
 from .readers import ReadStats
 from .reading import iter_records
-from .rejects import SKIP_HINT, RejectsWriter, rejects_path_for
 from .writers import RecordWriter, UnwritableRecord
 
 
@@ -20,38 +20,31 @@ def convert_file(
     *,
     fmt: str | None = None,
     file_type: str | None = None,
-    on_error: str = "fail",
-    rejects: RejectsWriter | None = None,
+    policy: RecordPolicy | None = None,
     stats: ReadStats | None = None,
 ) -> int:
     """Convert every record of ``src`` to format ``to_fmt`` into ``dst`` (atomically); returns records written.
 
     A record that cannot be converted (e.g. a multi-turn chat to Alpaca) or that ``dst``'s file type
     cannot hold (``UnwritableRecord``, e.g. an integer beyond int64 for parquet) is a bad record like any
-    other: named by file and location, and raised or sent to ``rejects`` according to ``on_error``.
+    other: named by file and location, and raised or set aside by ``policy`` (default: stop at the first).
     """
     if to_fmt not in FORMATS:
         raise DeitaError(f"unknown format {to_fmt!r} (expected one of {', '.join(FORMATS)})")
     stats = stats if stats is not None else ReadStats()
+    policy = policy or RecordPolicy.failing(rejects_path_for(dst))
     with RecordWriter(dst, file_type) as w:
-        for rec in iter_records(src, fmt=fmt, on_error=on_error, rejects=rejects, stats=stats):
-            cause: Exception
+        for rec in iter_records(src, fmt=fmt, policy=policy, stats=stats):
             try:
                 out = rec.raw if stats.format == to_fmt else convert_record(rec.raw, stats.format or "", to_fmt)
             except ValueError as e:
-                cause, problem = e, str(e)
-            else:
-                try:
-                    w.write(out)
-                    continue
-                except (
-                    UnwritableRecord
-                ) as e:  # only this: a failed batch write must not pass as one bad record
-                    cause, problem = e, f"cannot write to {w.file_type}: {e}"
-            stats.rejected += 1
-            if on_error == "fail":
-                where = rejects.path if rejects is not None else rejects_path_for(dst)
-                raise RecordError(src, rec.location, problem, hint=SKIP_HINT.format(rejects=where)) from cause
-            if rejects is not None:
-                rejects.add(rec.index, rec.location, problem, rec.raw)
+                stats.rejected += 1
+                policy.reject(src, rec.index, rec.location, str(e), rec.raw, kind="convert")
+                continue
+            try:
+                w.write(out)
+            except UnwritableRecord as e:  # only this: a failed batch write must not pass as one bad record
+                stats.rejected += 1
+                policy.reject(src, rec.index, rec.location, f"cannot write to {w.file_type}: {e}", rec.raw,
+                              kind="write")
     return w.count

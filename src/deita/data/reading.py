@@ -5,28 +5,23 @@ ones raised or sent to the rejects), ``records_at`` fetches chosen JSONL records
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
-from deita.errors import DeitaError, RecordError
+from deita.errors import DeitaError
 
 from .checks import SLOW, fast_loads
 from .formats import FORMATS, PAIRINGS, detect_format, file_type_of, json_type, parse_turns
+from .policy import RecordPolicy
 from .read_counts import count_fetch, count_read
 from .readers import READERS, ReadStats, load_dataset, parquet_rows
 from .records import Record
-from .rejects import ON_ERROR, SKIP_HINT, RejectsWriter
-
-OnBad = Callable[[int, str, str, Any], None]
 
 
-def check_read_options(fmt: str | None, on_error: str, pairing: str) -> None:
-    """Refuse an unknown format, ``on_error`` or pairing before any record is read."""
+def check_read_options(fmt: str | None, pairing: str) -> None:
+    """Refuse an unknown format or pairing before any record is read."""
     if fmt is not None and fmt not in FORMATS:
         raise DeitaError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
-    if on_error not in ON_ERROR:
-        raise DeitaError(f"unknown on_error {on_error!r} (expected one of {', '.join(ON_ERROR)})")
     if pairing not in PAIRINGS:
         raise DeitaError(f"unknown pairing {pairing!r} (expected one of {', '.join(PAIRINGS)})")
 
@@ -40,9 +35,9 @@ def open_input(path: str | Path) -> tuple[Path, str]:
 
 
 def parse_records(
-    path: Path, file_type: str, fmt: str | None, pairing: str, stats: ReadStats, on_bad: OnBad
+    path: Path, file_type: str, fmt: str | None, pairing: str, stats: ReadStats, policy: RecordPolicy
 ) -> Iterator[Record]:
-    """Parsed good records; each bad one goes to ``on_bad(index, location, problem, record)``."""
+    """Parsed good records; each bad one goes to ``policy`` (which stops the run or sets it aside)."""
     stats.file_type, stats.format = file_type, fmt
     count_read(path)
     for index, loc, obj, problem in READERS[file_type](path, stats):
@@ -59,7 +54,7 @@ def parse_records(
                     problem = str(e)
         if problem is not None:
             stats.rejected += 1
-            on_bad(index, loc, problem, obj)
+            policy.reject(path, index, loc, problem, obj)
             continue
         stats.turns += len(turns)
         stats.skipped_leading_assistant += skipped
@@ -70,31 +65,21 @@ def iter_records(
     path: str | Path,
     *,
     fmt: str | None = None,
-    on_error: str = "fail",
-    rejects: RejectsWriter | None = None,
+    policy: RecordPolicy | None = None,
     pairing: str = "role",
     stats: ReadStats | None = None,
-    rejects_hint: str | Path | None = None,
 ) -> Iterator[Record]:
     """Stream the good records of a file (one record in memory at a time).
 
-    The format is detected from the first good record unless ``fmt`` is given. ``on_error="fail"``
-    raises ``RecordError`` on the first bad record (its hint names ``rejects_hint``, the rejects file a
-    rerun with skip would write); ``"skip"`` sends it to ``rejects`` and goes on.
+    The format is detected from the first good record unless ``fmt`` is given. Each bad record goes to
+    ``policy``: it stops the run with a ``RecordError`` naming file and record, or is set aside into the
+    rejects file. Without one, the first bad record stops the read (`RecordPolicy.failing`).
     Options and the path are checked now, before the first record is asked for.
     """
-    check_read_options(fmt, on_error, pairing)
+    check_read_options(fmt, pairing)
     p, file_type = open_input(path)
     stats = stats if stats is not None else ReadStats()
-
-    def on_bad(index: int, location: str, problem: str, record: Any) -> None:
-        if on_error == "fail":
-            where = rejects.path if rejects is not None else rejects_hint or "<output>.rejects.jsonl"
-            raise RecordError(p, location, problem, hint=SKIP_HINT.format(rejects=where))
-        if rejects is not None:
-            rejects.add(index, location, problem, record)
-
-    return parse_records(p, file_type, fmt, pairing, stats, on_bad)
+    return parse_records(p, file_type, fmt, pairing, stats, policy or RecordPolicy.failing())
 
 
 def records_at(path: str | Path, spans: Iterable[tuple[int, int]]) -> Iterator[dict]:

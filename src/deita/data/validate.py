@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from .policy import RecordPolicy, Reject, problem_detail
 from .readers import ReadStats
 from .reading import check_read_options, open_input, parse_records
 
@@ -24,7 +23,7 @@ class ValidationReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
-    """Problems counted by kind (`problem_kind`)."""
+    """Problems counted by detail (`policy.problem_detail`)."""
 
     @property
     def ok(self) -> bool:
@@ -36,46 +35,19 @@ class ValidationReport:
         return [f"{count:>{width},}  {kind}" for kind, count in self.kinds.most_common()]
 
 
-PROBLEM_KINDS: tuple[tuple[str, str], ...] = (
-    ("not valid UTF-8", r"^not valid UTF-8"),
-    ("not valid Unicode (lone surrogate)", r"^text is not valid Unicode"),
-    ("invalid JSON", r"^invalid JSON"),
-    ("data after the array", r"^unexpected data after"),
-    ("nested too deep", r"^nested "),
-    ("not a JSON object", r"^not a JSON object"),
-    ("unknown format", r"^cannot tell the record format"),
-    ("no turns", r"^no turns"),
-    ("roles do not alternate", r"roles must alternate"),
-    ("system message inside the conversation", r"is a system message inside"),
-    ("empty message", r"is empty"),
-    ("unknown role", r"has unknown role"),
-    ("missing field", r"^missing '|has no '"),
-    ("wrong type", r"expected (?:a string|an array|an object)"),
-)
-"""(kind, pattern of the problem sentence) in the order they are tried; anything else is "other"."""
-_KIND_PATTERNS = [(kind, re.compile(pattern)) for kind, pattern in PROBLEM_KINDS]
-
-
-def problem_kind(problem: str) -> str:
-    """The kind of a reader's problem sentence, for the tally at the end of `deita validate`."""
-    for kind, pattern in _KIND_PATTERNS:
-        if pattern.search(problem):
-            return kind
-    return "other"
-
-
 def validate_file(path: str | Path, fmt: str | None = None, pairing: str = "role") -> ValidationReport:
     """Read every record of ``path`` with the same rules as ``iter_records`` and report all problems."""
-    check_read_options(fmt, "skip", pairing)
+    check_read_options(fmt, pairing)
     p, file_type = open_input(path)
     stats, problems, kinds = ReadStats(), [], Counter()
 
-    def on_bad(index: int, location: str, problem: str, record: Any) -> None:
-        problems.append(f"{p}, {location}: {problem}")
-        kinds[problem_kind(problem)] += 1
+    def listed(reject: Reject) -> None:
+        problems.append(f"{p}, {reject.location}: {reject.reason}")
+        kinds[problem_detail(reject.reason)] += 1
 
+    policy = RecordPolicy(True, None, write=False, on_reject=listed)
     split = system = unanswered = 0
-    for rec in parse_records(p, file_type, fmt, pairing, stats, on_bad):
+    for rec in parse_records(p, file_type, fmt, pairing, stats, policy):
         split += rec.skipped_leading_assistant > 0
         system += rec.system is not None
         unanswered += rec.turns[-1].response == ""

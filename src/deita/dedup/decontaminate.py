@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from deita.data.io import iter_records
+from deita.data.io import RecordPolicy, iter_records
+from deita.data.policy import Reject
 from deita.dedup.minhash import ngram_hashes, word_hashes
 from deita.dedup.normalize import normalize, words_text
 from deita.errors import DeitaError
@@ -67,20 +68,20 @@ def _plain_prompts(row: Any) -> list[str] | None:
 
 
 class _PlainRows:
-    """Takes the rows deita's reader does not recognise as records (its rejects hook): plain eval rows are
+    """Sees the rows deita's reader does not take as records (a policy's `on_reject`): plain eval rows are
     read here; anything else is an error naming the file, the row and the problem."""
 
     def __init__(self, path: Path, items: list[tuple[int, EvalItem]]) -> None:
         self.path, self.items = path, items
 
-    def add(self, index: int, location: str, reason: str, record: Any) -> None:
-        prompts = _plain_prompts(record)
+    def __call__(self, reject: Reject) -> None:
+        prompts = _plain_prompts(reject.record)
         if prompts is None:
-            raise DeitaError(f"{self.path}, {location}: not an eval prompt ({reason}); an eval row is a deita "
-                             f"record or has one of the fields {', '.join(PROMPT_FIELDS)}")
-        row_id = _row_id(record)
+            raise DeitaError(f"{self.path}, {reject.location}: not an eval prompt ({reject.reason}); an eval row "
+                             f"is a deita record or has one of the fields {', '.join(PROMPT_FIELDS)}")
+        row_id = _row_id(reject.record)
         for turn, text in enumerate(prompts, 1):
-            self.items.append((index, EvalItem(str(self.path), location, row_id, turn, text)))
+            self.items.append((reject.index, EvalItem(str(self.path), reject.location, row_id, turn, text)))
 
 
 def read_eval_items(paths: Sequence[str | Path]) -> list[EvalItem]:
@@ -91,8 +92,8 @@ def read_eval_items(paths: Sequence[str | Path]) -> list[EvalItem]:
         if not path.exists():
             raise DeitaError(f"eval set {path}: no such file or directory")
         found: list[tuple[int, EvalItem]] = []
-        plain = _PlainRows(path, found)
-        for record in iter_records(path, on_error="skip", rejects=plain):  # type: ignore[arg-type]
+        plain = RecordPolicy(True, None, write=False, on_reject=_PlainRows(path, found))
+        for record in iter_records(path, policy=plain):
             row_id = _row_id(record.raw)
             for turn, pair in enumerate(record.turns, 1):
                 found.append((record.index, EvalItem(str(path), record.location, row_id, turn, pair.instruction)))

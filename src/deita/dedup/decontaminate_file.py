@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size
+from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size
+from deita.data.policy import given_or_own, rejected_line, rejects_path_for
 from deita.data.records import Record
 from deita.dedup.config import DecontaminateConfig
 from deita.dedup.normalize import field_messages
@@ -34,6 +35,8 @@ class DecontaminateReport:
     config: DecontaminateConfig
     embedder: str = ""
     rejects: Path | None = None
+    rejected_kinds: str = ""
+    """The rejects counted by kind ("2 parse, 1 write")."""
 
     @property
     def kept(self) -> int:
@@ -60,23 +63,29 @@ class DecontaminateReport:
         if self.unchecked_prompts and self.config.embedding_threshold is None:
             lines.append(f"note: {self.unchecked_prompts:,} eval prompts have fewer than {self.config.min_ngram} "
                          "words: no n-gram test covers them (--embedding-threshold does)")
-        if self.rejected:
-            lines.append(f"rejected {self.rejected:,} records → {self.rejects}")
-        return lines
+        return lines + rejected_line(self.rejected, self.rejected_kinds, self.rejects)
 
 
 def decontaminate_file(input_path: str | Path, output_path: str | Path, config: DecontaminateConfig,
-                       options: RunOptions | None = None, rejects: RejectsWriter | None = None,
+                       options: RunOptions | None = None, policy: RecordPolicy | None = None,
                        embed: Any = None) -> DecontaminateReport:
     """Write the records of `input_path` that hold no eval prompt, untouched, to `output_path`, and every
     removed one to `OUT.contaminated.jsonl` with the eval item and the shared words or the cosine.
 
     `embed` (an EmbedConfig) is the embedder of the paraphrase check (with `config.embedding_threshold`).
+    `policy`: what happens to bad records (default: `options.on_error`, rejects beside the output).
     """
-    from deita.dedup.decontaminate import EmbeddingIndex, NgramIndex, read_eval_items
-
     input_path, output_path = Path(input_path), Path(output_path)
     options = options or RunOptions()
+    with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
+        return _decontaminate(input_path, output_path, config, options, policy, embed)
+
+
+def _decontaminate(input_path: Path, output_path: Path, config: DecontaminateConfig, options: RunOptions,
+                   policy: RecordPolicy, embed: Any) -> DecontaminateReport:
+    from deita.dedup.decontaminate import EmbeddingIndex, NgramIndex, read_eval_items
+
+    before = policy.snapshot()
     start = time.perf_counter()
     if not config.against:
         raise DeitaError("decontaminate: no eval files (give --against EVAL [EVAL …])")
@@ -92,12 +101,12 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
     contaminated_path = contaminated_path_for(output_path)
     counts = {"ngram": 0, "embedding": 0}
     total, unit = input_size(input_path)
-    kept = KeptWriter(input_path, output_path, rejects)
+    kept = KeptWriter(input_path, output_path, policy)
     try:
         with RecordWriter(contaminated_path, "jsonl") as removed, \
                 ProgressBar("decontaminate", total, quiet=options.quiet, interval=options.progress_interval,
                             total_unit=unit) as bar:
-            for batch in batches(read_pool(input_path, output_path, options, rejects, stats)):
+            for batch in batches(read_pool(input_path, options, policy, stats)):
                 for record, row in zip(batch, _check_batch(batch, stats.format or "", config, index, embedder,
                                                            items), strict=True):
                     if row is None:
@@ -116,7 +125,7 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
                                counts["ngram"], counts["embedding"], index.prompts, len(config.against),
                                index.unchecked, time.perf_counter() - start, output_path, contaminated_path, config,
                                _embedder_name(embedder.config) if embedder is not None else "",
-                               rejects.path if rejects is not None else None)
+                               policy.path, policy.by_kind(since=before))
 
 
 def _check_batch(batch: list[Record], fmt: str, config: DecontaminateConfig, index: Any, embedder: Any,

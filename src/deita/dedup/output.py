@@ -7,17 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deita.data.io import (
-    SKIP_HINT,
-    ReadStats,
-    RecordWriter,
-    RejectsWriter,
-    UnwritableRecord,
-    iter_records,
-    rejects_path_for,
-)
+from deita.data.io import ReadStats, RecordPolicy, RecordWriter, UnwritableRecord, iter_records
 from deita.data.records import Record
-from deita.errors import RecordError
 from deita.runtime.options import RunOptions
 
 BATCH = 4096
@@ -36,12 +27,9 @@ def contaminated_path_for(output: str | Path) -> Path:
     return output.with_name(output.name + ".contaminated.jsonl")
 
 
-def read_pool(input_path: Path, output_path: Path, options: RunOptions, rejects: RejectsWriter | None,
-              stats: ReadStats) -> Iterator[Record]:
-    """The good records of the input; bad ones stop the run or go to `rejects` (named after the output)."""
-    return iter_records(input_path, fmt=options.format, on_error="skip" if rejects is not None else "fail",
-                        rejects=rejects, pairing=options.pairing, stats=stats,
-                        rejects_hint=rejects_path_for(output_path))
+def read_pool(input_path: Path, options: RunOptions, policy: RecordPolicy, stats: ReadStats) -> Iterator[Record]:
+    """The good records of the input; bad ones go to `policy`."""
+    return iter_records(input_path, fmt=options.format, policy=policy, pairing=options.pairing, stats=stats)
 
 
 def batches(records: Iterator[Record], size: int = BATCH) -> Iterator[list[Record]]:
@@ -59,8 +47,8 @@ def batches(records: Iterator[Record], size: int = BATCH) -> Iterator[list[Recor
 class KeptWriter:
     """The kept records into OUT; a record OUT's file type cannot hold is a bad record like any other."""
 
-    def __init__(self, input_path: Path, output_path: Path, rejects: RejectsWriter | None) -> None:
-        self.input_path, self.rejects = input_path, rejects
+    def __init__(self, input_path: Path, output_path: Path, policy: RecordPolicy) -> None:
+        self.input_path, self.policy = input_path, policy
         self.writer = RecordWriter(output_path)
         self.unwritable = 0
 
@@ -68,11 +56,8 @@ class KeptWriter:
         try:
             self.writer.write(record.raw)
         except UnwritableRecord as err:
-            problem = f"cannot write to {self.writer.file_type}: {err}"
-            if self.rejects is None:
-                raise RecordError(self.input_path, record.location, problem,
-                                  hint=SKIP_HINT.format(rejects=rejects_path_for(self.writer.path))) from err
-            self.rejects.add(record.index, record.location, problem, record.raw)
+            self.policy.reject(self.input_path, record.index, record.location,
+                               f"cannot write to {self.writer.file_type}: {err}", record.raw, kind="write")
             self.unwritable += 1
 
 

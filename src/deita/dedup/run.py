@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from deita.data.io import ReadStats, RecordWriter, RejectsWriter, input_size, iter_records
+from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size, iter_records
+from deita.data.policy import given_or_own, rejected_line, rejects_path_for
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import exact_duplicates, processing_order
 from deita.dedup.hashing import PoolHashes, hash_pool
@@ -91,6 +92,8 @@ class DedupReport:
     compared: int = 0
     verified: int = 0
     rejects: Path | None = None
+    rejected_kinds: str = ""
+    """The rejects counted by kind ("2 parse, 1 write")."""
 
     @property
     def kept(self) -> int:
@@ -116,19 +119,24 @@ class DedupReport:
         summary = (f"dedup: kept {self.kept:,} of {self.records:,} records → {self.output}; removed "
                  f"{' and '.join(methods)} duplicates of {what}, keeping the {self.config.keep} of each group "
                  f"→ {self.duplicates} ({self.seconds:,.1f} s)")
-        lines = [summary]
-        if self.rejected:
-            lines.append(f"rejected {self.rejected:,} records → {self.rejects}")
-        return lines
+        return [summary, *rejected_line(self.rejected, self.rejected_kinds, self.rejects)]
 
 
 def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupConfig,
-               options: RunOptions | None = None, rejects: RejectsWriter | None = None) -> DedupReport:
+               options: RunOptions | None = None, policy: RecordPolicy | None = None) -> DedupReport:
     """Write the records of `input_path` that are not duplicates of a kept one, untouched, to `output_path`,
     and every removed one to `OUT.duplicates.jsonl` (index, id, the index of the record kept in its place,
-    estimated similarity, exact or near)."""
+    estimated similarity, exact or near). `policy`: what happens to bad records (default: `options.on_error`,
+    rejects beside the output)."""
     input_path, output_path = Path(input_path), Path(output_path)
     options = options or RunOptions()
+    with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
+        return _dedup(input_path, output_path, config, options, policy)
+
+
+def _dedup(input_path: Path, output_path: Path, config: DedupConfig, options: RunOptions,
+           policy: RecordPolicy) -> DedupReport:
+    before = policy.snapshot()
     start = time.perf_counter()
     stats = ReadStats()
     total, unit = input_size(input_path)
@@ -137,7 +145,7 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     try:
         with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
                          total_unit=unit) as bar:
-            pool = hash_pool(read_pool(input_path, output_path, options, rejects, stats), stats, config, bar, helper,
+            pool = hash_pool(read_pool(input_path, options, policy, stats), stats, config, bar, helper,
                              store)
         if store is not None:
             store.finish()
@@ -148,28 +156,28 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     duplicates = duplicates_path_for(output_path)
     with ProgressBar("dedup: writing", total, quiet=options.quiet, interval=options.progress_interval,
                      total_unit=unit) as bar:
-        unwritable = _write_dedup(input_path, output_path, duplicates, pool, decisions, stats, options, rejects,
+        unwritable = _write_dedup(input_path, output_path, duplicates, pool, decisions, stats, options, policy,
                                   bar)
     removed = decisions.duplicate_of >= 0
     return DedupReport(len(pool.indices) - unwritable, stats.rejected + unwritable,
                        int((removed & decisions.exact).sum()), int((removed & ~decisions.exact).sum()),
                        time.perf_counter() - start, output_path, duplicates, config, decisions.bands,
                        decisions.rows, decisions.compared, decisions.verified,
-                       rejects.path if rejects is not None else None)
+                       policy.path, policy.by_kind(since=before))
 
 
 def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, pool: PoolHashes,
-                 decisions: Decisions, stats: ReadStats, options: RunOptions, rejects: RejectsWriter | None,
+                 decisions: Decisions, stats: ReadStats, options: RunOptions, policy: RecordPolicy,
                  bar: ProgressBar) -> int:
     """Second pass: kept records to OUT, removed ones to OUT.duplicates.jsonl; returns unwritable records."""
     again = ReadStats()
     count = len(pool.indices)
     ordinal = 0
-    kept = KeptWriter(input_path, output_path, rejects)
+    kept = KeptWriter(input_path, output_path, policy)
     try:
         with RecordWriter(duplicates_path, "jsonl") as removed:
-            for ordinal, record in enumerate(iter_records(input_path, fmt=stats.format, on_error="skip",
-                                                          pairing=options.pairing, stats=again)):
+            for ordinal, record in enumerate(iter_records(input_path, fmt=stats.format, pairing=options.pairing,
+                                                          stats=again, policy=RecordPolicy.skipping(None))):
                 if ordinal >= count or record.index != pool.indices[ordinal]:
                     raise DeitaError(f"{input_path} changed while deduplicating (record {record.location} "
                                      "differs from the first read); run again")

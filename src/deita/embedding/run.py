@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deita.data.io import RejectsWriter, rejects_path_for
+from deita.data.policy import RecordPolicy, given_or_own, rejects_path_for
 from deita.embedding.embedder import EmbedConfig, EmbedStage
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary, cache_root, run_stage
@@ -35,16 +35,15 @@ class EmbedReport:
             seen = s.counters["chars_seen"] / s.counters["chars_total"]
             lines.append(f"text seen: {seen:.1%} of all characters ({s.counters['chars_seen']:,} of "
                          f"{s.counters['chars_total']:,})")
-        if s.rejected:
-            lines.append(f"rejected {s.rejected:,} records → {s.rejects}")
-        return lines
+        return lines + s.rejected_lines()
 
 
 def embed_file(input_path: str | Path, output_path: str | Path, config: EmbedConfig,
-               options: RunOptions = RunOptions(), rejects: RejectsWriter | None = None) -> EmbedReport:
+               options: RunOptions = RunOptions(), policy: RecordPolicy | None = None) -> EmbedReport:
     """Embed every good record; row i belongs to the i-th good record of the input (rejects have no row)."""
     output_path = Path(output_path)
     sink = ArraySink(output_path, config.output_dtype())
-    summary = run_stage(EmbedStage(config), input_path, sink, options, cache_root(options, output_path),
-                        rejects=rejects, description="embedding", rejects_hint=rejects_path_for(output_path))
+    with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
+        summary = run_stage(EmbedStage(config), input_path, sink, options, cache_root(options, output_path),
+                            policy=policy, description="embedding")
     return EmbedReport(summary, sink.dim or 0, config.output_dtype(), output_path, config.window())

@@ -1,10 +1,10 @@
 """`deita evol` and `deita rank`: read the input once, run the paid calls shard by shard (resumable), write
 the rows in input order and every reject with its reason, and print the cost.
 
-Bad input (a record without an instruction, a broken EVOLVED line) follows `--on-error`: it stops the
-run naming the file and record, or with `skip` goes to OUTPUT.rejects.jsonl. Items the LLM could not
-do (an evolution that stays empty, refused or unchanged; scores that stay invalid) always go to the
-rejects file with the reason, and the run goes on.
+Bad input (a record without an instruction, a broken EVOLVED line) goes to the run's `RecordPolicy`: it
+stops the run naming the file and record, or with skip goes to OUTPUT.rejects.jsonl. Items the LLM could
+not do (an evolution that stays empty, refused or unchanged; scores that stay invalid) always go to the
+rejects file with the reason (kind "model", or "server" when a rerun may succeed), and the run goes on.
 """
 
 from __future__ import annotations
@@ -13,20 +13,12 @@ import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from deita.data.io import (
-    SKIP_HINT,
-    ReadStats,
-    RecordWriter,
-    RejectsWriter,
-    input_size,
-    iter_records,
-    rejects_path_for,
-)
+from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size, iter_records, rejects_path_for
 from deita.data.paths import check_paths, check_writable
+from deita.data.policy import given_or_own
 from deita.data.records import Record
-from deita.errors import DeitaError, RecordError
+from deita.errors import DeitaError
 from deita.evol.client import ChatClient, Usage
 from deita.evol.config import EvolConfig, RankConfig
 from deita.evol.estimate import (
@@ -57,6 +49,8 @@ class JobReport:
     summary: JobSummary
     input_rejected: int = 0
     rejects: Path | None = None
+    rejected_kinds: str = ""
+    """Every reject of the run counted by kind ("2 empty, 1 model")."""
 
     def lines(self) -> list[str]:
         s = self.summary
@@ -64,7 +58,7 @@ class JobReport:
         if s.rejected or self.input_rejected:
             again = f" ({s.transient:,} of them may succeed on a rerun)" if s.transient else ""
             lines.append(f"rejected {s.rejected + self.input_rejected:,} ({self.input_rejected:,} bad input, "
-                         f"{s.rejected:,} by the LLM{again}) → {self.rejects}")
+                         f"{s.rejected:,} by the LLM{again}) → {self.rejects}; by kind: {self.rejected_kinds}")
         if s.resumed_shards:
             lines.append(f"resumed {s.resumed_shards} of {s.shards} shards from the cache: no calls made for them")
         lines.append(f"cost of this run: {s.usage.line()}")
@@ -99,9 +93,9 @@ def _shards(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
 class _Output:
     """The output rows and rejects of a job, with progress; aborted (output left as it was) on failure."""
 
-    def __init__(self, output: Path, rejects: RejectsWriter, bar: ProgressBar, position: Callable[[], int]) -> None:
+    def __init__(self, output: Path, policy: RecordPolicy, bar: ProgressBar, position: Callable[[], int]) -> None:
         self.writer = RecordWriter(output, "jsonl")
-        self.rejects, self.bar, self.position = rejects, bar, position
+        self.policy, self.bar, self.position = policy, bar, position
 
     def emit(self, items: list[Item], outcomes: list[Outcome]) -> None:
         for item, outcome in zip(items, outcomes, strict=True):
@@ -109,17 +103,18 @@ class _Output:
                 self.writer.write(outcome.row)
             else:
                 reason = f"{outcome.reject}{' (may succeed on a rerun)' if outcome.transient else ''}"
-                self.rejects.add(item.index, item.location, reason, item.raw)
+                self.policy.set_aside(item.index, item.location, "server" if outcome.transient else "model",
+                                      reason, item.raw)
         self.bar.advance(len(items), self.position())
 
 
 def _run(output: Path, options: RunOptions, description: str, items: Iterator[Item], store: OutcomeStore,
-         client: ChatClient, work: Work, rejects: RejectsWriter, total: tuple[int, str],
+         client: ChatClient, work: Work, policy: RecordPolicy, total: tuple[int, str],
          position: Callable[[], int]) -> JobSummary:
     """The job's items through `work` into the output (and rejects), with a progress bar over the input."""
     with ProgressBar(description, total[0], quiet=options.quiet, interval=options.progress_interval,
                      total_unit=total[1]) as bar:
-        sink = _Output(output, rejects, bar, position)
+        sink = _Output(output, policy, bar, position)
 
         async def main() -> JobSummary:
             async with client:
@@ -135,22 +130,6 @@ def _run(output: Path, options: RunOptions, description: str, items: Iterator[It
     return summary
 
 
-class _BadInput:
-    """Bad input records: a RecordError naming file and record (`--on-error fail`) or a reject (`skip`)."""
-
-    def __init__(self, path: Path, options: RunOptions, rejects: RejectsWriter | None, hint: Path) -> None:
-        """`rejects`: where skipped records go (None: only counted, for dry runs); `hint`: the rejects file
-        a rerun with `--on-error skip` would write."""
-        self.path, self.skip, self.rejects, self.hint, self.count = path, options.on_error == "skip", rejects, hint, 0
-
-    def add(self, index: int, location: str, problem: str, raw: Any) -> None:
-        if not self.skip:
-            raise RecordError(self.path, location, problem, hint=SKIP_HINT.format(rejects=self.hint))
-        if self.rejects is not None:
-            self.rejects.add(index, location, problem, raw)
-        self.count += 1
-
-
 # ---------------------------------------------------------------- deita evol
 
 
@@ -163,16 +142,14 @@ def seed_problem(record: Record, score_type: str) -> str | None:
     return None
 
 
-def _seeds(path: Path, score_type: str, options: RunOptions, stats: ReadStats, bad: _BadInput | None,
-           rejects: RejectsWriter | None, rejects_hint: Path) -> Iterator[Item]:
+def _seeds(path: Path, score_type: str, options: RunOptions, stats: ReadStats, policy: RecordPolicy
+           ) -> Iterator[Item]:
     """Good seed records as items (the first turn's instruction, and response for quality)."""
-    records = iter_records(path, fmt=options.format, on_error=options.on_error, rejects=rejects,
-                           pairing=options.pairing, stats=stats, rejects_hint=rejects_hint)
+    records = iter_records(path, fmt=options.format, policy=policy, pairing=options.pairing, stats=stats)
     for record in records:
         problem = seed_problem(record, score_type)
         if problem is not None:
-            if bad is not None:
-                bad.add(record.index, record.location, problem, record.raw)
+            policy.reject(path, record.index, record.location, problem, record.raw, kind="empty")
             continue
         turn = record.turns[0]
         response = turn.response if score_type == "quality" else ""
@@ -180,9 +157,16 @@ def _seeds(path: Path, score_type: str, options: RunOptions, stats: ReadStats, b
                    (turn.instruction, response, record.raw.get("id")))
 
 
+def job_policy(options: RunOptions, output_path: Path, policy: RecordPolicy | None, write: bool = True):
+    """The job's policy as given, or the run's own from `options`: rejects in OUTPUT.rejects.jsonl, where the
+    items the LLM could not do always go."""
+    return given_or_own(policy, options, rejects_path_for(output_path), write=write, keep_failures=True)
+
+
 def evolve_file(input_path: str | Path, output_path: str | Path, config: EvolConfig,
-                options: RunOptions = RunOptions()) -> JobReport:
-    """Evolve the first turn of every seed record `config.steps` times into EVOLVED rows (docs/evol.md)."""
+                options: RunOptions = RunOptions(), policy: RecordPolicy | None = None) -> JobReport:
+    """Evolve the first turn of every seed record `config.steps` times into EVOLVED rows (docs/evol.md).
+    `policy`: what happens to bad input (default: `options.on_error`); failed items always go to its file."""
     input_path, output_path = Path(input_path), Path(output_path)
     check_job_paths(input_path, output_path, options)
     prompts = load_prompts(config.prompts)
@@ -205,19 +189,20 @@ def evolve_file(input_path: str | Path, output_path: str | Path, config: EvolCon
         return Outcome(row=row, usage=usage)
 
     stats = ReadStats()
-    with RejectsWriter(rejects_path_for(output_path)) as rejects:
-        bad = _BadInput(input_path, options, rejects, rejects.path)
-        seeds = _seeds(input_path, config.type, options, stats, bad, rejects, rejects.path)
-        summary = _run(output_path, options, f"evolving {config.type}", seeds, store, client, work, rejects,
+    with job_policy(options, output_path, policy) as policy:
+        before = policy.count
+        seeds = _seeds(input_path, config.type, options, stats, policy)
+        summary = _run(output_path, options, f"evolving {config.type}", seeds, store, client, work, policy,
                        input_size(input_path), lambda: stats.bytes_read)
+    input_rejected = policy.count - before - summary.rejected
     if summary.items == 0:
-        raise DeitaError(f"{input_path}: no usable seeds ({bad.count + stats.rejected} rejected)")
-    return JobReport(f"evolved ({config.type}, {config.steps} steps)", output_path, summary,
-                     bad.count + stats.rejected, rejects.path)
+        raise DeitaError(f"{input_path}: no usable seeds ({input_rejected} rejected)")
+    return JobReport(f"evolved ({config.type}, {config.steps} steps)", output_path, summary, input_rejected,
+                     policy.path, policy.by_kind())
 
 
 def estimate_evol(input_path: str | Path, output_path: str | Path, config: EvolConfig,
-                  options: RunOptions = RunOptions()) -> list[str]:
+                  options: RunOptions = RunOptions(), policy: RecordPolicy | None = None) -> list[str]:
     """`deita evol --dry-run`: tokens of the evolution calls and of ranking their output, no calls made."""
     input_path = Path(input_path)
     if not input_path.exists():
@@ -225,14 +210,14 @@ def estimate_evol(input_path: str | Path, output_path: str | Path, config: EvolC
     type_prompts = load_prompts(config.prompts).of(config.type)
     count, counted_with = token_counter(config.model)
     estimate = Estimate(counted_with)
-    stats, hint = ReadStats(), rejects_path_for(output_path)
-    bad = _BadInput(input_path, options, None, hint)
-    for item in _seeds(input_path, config.type, options, stats, bad, None, hint):
-        instruction, response, _ = item.payload
-        evolution_estimate(estimate, type_prompts, config.type, config.steps, instruction, response, count)
-        estimate.items += 1
+    stats = ReadStats()
+    with job_policy(options, Path(output_path), policy, write=False) as policy:  # a dry run writes nothing
+        for item in _seeds(input_path, config.type, options, stats, policy):
+            instruction, response, _ = item.payload
+            evolution_estimate(estimate, type_prompts, config.type, config.steps, instruction, response, count)
+            estimate.items += 1
     check_counted(estimate, str(input_path))
-    estimate.skipped = bad.count + stats.rejected
+    estimate.skipped = policy.count
     if config.type == "complexity":
         estimate.assumptions.append(f"each evolution adds ~{COMPLEXITY_GROWTH_TOKENS} tokens to the instruction")
     else:
@@ -244,15 +229,14 @@ def estimate_evol(input_path: str | Path, output_path: str | Path, config: EvolC
 # ---------------------------------------------------------------- deita rank
 
 
-def _evolved(path: Path, score_type: str | None, bad: _BadInput | None, position: list[int],
+def _evolved(path: Path, score_type: str | None, policy: RecordPolicy, position: list[int],
              resolved: list[str]) -> Iterator[Item]:
     """Good EVOLVED rows as items; the type is `score_type`, else the first good row's (kept in `resolved`)."""
     for index, location, row, problem in iter_rows(path, position):
         if problem is None:
             problem = evolved_problem(row, score_type or (resolved[0] if resolved else None))
         if problem is not None:
-            if bad is not None:
-                bad.add(index, location, problem, row)
+            policy.reject(path, index, location, problem, row)
             continue
         if not resolved:
             resolved.append(row["type"])
@@ -261,8 +245,8 @@ def _evolved(path: Path, score_type: str | None, bad: _BadInput | None, position
 
 
 def rank_file(input_path: str | Path, output_path: str | Path, config: RankConfig,
-              options: RunOptions = RunOptions()) -> JobReport:
-    """Score every EVOLVED row's variants jointly into RANKED rows (docs/evol.md)."""
+              options: RunOptions = RunOptions(), policy: RecordPolicy | None = None) -> JobReport:
+    """Score every EVOLVED row's variants jointly into RANKED rows (docs/evol.md); `policy` as `evolve_file`'s."""
     input_path, output_path = Path(input_path), Path(output_path)
     check_job_paths(input_path, output_path, options)
     prompts = load_prompts(config.prompts)
@@ -270,12 +254,12 @@ def rank_file(input_path: str | Path, output_path: str | Path, config: RankConfi
     resolved: list[str] = [config.type] if config.type else []
     position = [0]
     client = ChatClient(config.openai, served, config.retry)
-    with RejectsWriter(rejects_path_for(output_path)) as rejects:
-        bad = _BadInput(input_path, options, rejects, rejects.path)
-        items = _evolved(input_path, config.type, bad, position, resolved)
+    with job_policy(options, output_path, policy) as policy:
+        before = policy.count
+        items = _evolved(input_path, config.type, policy, position, resolved)
         first = next(items, None)
         if first is None:
-            raise DeitaError(f"{input_path}: no usable EVOLVED rows ({bad.count} rejected)")
+            raise DeitaError(f"{input_path}: no usable EVOLVED rows ({policy.count - before} rejected)")
         score_type = resolved[0]
         type_prompts = prompts.of(score_type)
         store = OutcomeStore(cache_root(options, output_path) / f"rank-{score_type}",
@@ -295,29 +279,31 @@ def rank_file(input_path: str | Path, output_path: str | Path, config: RankConfi
             yield first
             yield from items
 
-        summary = _run(output_path, options, f"ranking {score_type}", all_items(), store, client, work, rejects,
+        summary = _run(output_path, options, f"ranking {score_type}", all_items(), store, client, work, policy,
                        (input_path.stat().st_size, "bytes"), lambda: position[0])
-    return JobReport(f"ranked ({score_type})", output_path, summary, bad.count, rejects.path)
+    return JobReport(f"ranked ({score_type})", output_path, summary, policy.count - before - summary.rejected,
+                     policy.path, policy.by_kind())
 
 
 def estimate_rank(input_path: str | Path, output_path: str | Path, config: RankConfig,
-                  options: RunOptions = RunOptions()) -> list[str]:
+                  options: RunOptions = RunOptions(), policy: RecordPolicy | None = None) -> list[str]:
     """`deita rank --dry-run`: the ranking prompts counted exactly, the answers estimated; no calls made."""
     input_path = Path(input_path)
     prompts = load_prompts(config.prompts)
     count, counted_with = token_counter(config.model)
     estimate = Estimate(counted_with)
     resolved: list[str] = [config.type] if config.type else []
-    bad = _BadInput(input_path, options, None, rejects_path_for(output_path))
-    for item in _evolved(input_path, config.type, bad, [0], resolved):
-        row = item.payload
-        type_prompts = prompts.of(resolved[0])
-        instruction = row.get("instruction", "")
-        order = shown_order(config.seed, item_key(resolved[0], instruction, row["variants"]), len(row["variants"]))
-        prompt = ranking_prompt(type_prompts, resolved[0], instruction, row["variants"], order)
-        ranking_estimate(estimate, prompt, type_prompts.system, len(row["variants"]), count)
-        estimate.items += 1
+    with job_policy(options, Path(output_path), policy, write=False) as policy:  # a dry run writes nothing
+        for item in _evolved(input_path, config.type, policy, [0], resolved):
+            row = item.payload
+            type_prompts = prompts.of(resolved[0])
+            instruction = row.get("instruction", "")
+            order = shown_order(config.seed, item_key(resolved[0], instruction, row["variants"]),
+                                len(row["variants"]))
+            prompt = ranking_prompt(type_prompts, resolved[0], instruction, row["variants"], order)
+            ranking_estimate(estimate, prompt, type_prompts.system, len(row["variants"]), count)
+            estimate.items += 1
     check_counted(estimate, str(input_path))
-    estimate.skipped = bad.count
+    estimate.skipped = policy.count
     estimate.assumptions.append("answers of the form {\"scores\": [...]}; no retries; chat formatting not counted")
     return estimate.lines("EVOLVED rows")

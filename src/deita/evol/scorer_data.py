@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deita.data.policy import RecordPolicy
 from deita.data.records import Turn
-from deita.errors import DeitaError, RecordError
+from deita.errors import DeitaError
 from deita.evol.rows import iter_rows, ranked_problem
 from deita.scoring.prompts import build_prompts
 from deita.scoring.templates import SCORE_TYPES
@@ -74,21 +75,26 @@ def scorer_examples(rows: Sequence[dict[str, Any]], tokenizer, score_type: str, 
     return examples
 
 
-def read_ranked(path: str | Path, score_type: str) -> Iterator[dict[str, Any]]:
-    """The rows of a RANKED file; the first bad line is a DeitaError naming the file, the line and the problem."""
-    for _, location, row, problem in iter_rows(path):
+def read_ranked(path: str | Path, score_type: str, policy: RecordPolicy | None = None) -> Iterator[dict[str, Any]]:
+    """The good rows of a RANKED file; a bad one goes to `policy` (default: the first one stops the read with
+    an error naming the file, the line and the problem)."""
+    policy = policy or RecordPolicy.failing()
+    for index, location, row, problem in iter_rows(path):
         if problem is None:
             problem = ranked_problem(row, score_type)
         if problem is not None:
-            raise RecordError(path, location, problem)
+            policy.reject(path, index, location, problem, row)
+            continue
         yield row
 
 
 def ranked_file_examples(path: str | Path, tokenizer, score_type: str, max_length: int = 2048,
-                         token_ids: Sequence[int] | None = None, rows_per_batch: int = 256) -> Iterator[ScorerExample]:
-    """`scorer_examples` over a whole RANKED file, tokenized `rows_per_batch` rows at a time."""
+                         token_ids: Sequence[int] | None = None, rows_per_batch: int = 256,
+                         policy: RecordPolicy | None = None) -> Iterator[ScorerExample]:
+    """`scorer_examples` over a whole RANKED file, tokenized `rows_per_batch` rows at a time; bad rows go to
+    `policy`."""
     batch: list[dict[str, Any]] = []
-    for row in read_ranked(path, score_type):
+    for row in read_ranked(path, score_type, policy):
         batch.append(row)
         if len(batch) == rows_per_batch:
             yield from scorer_examples(batch, tokenizer, score_type, max_length, token_ids)

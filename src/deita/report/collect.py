@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from deita.data.io import iter_records
+from deita.data.io import RecordPolicy, iter_records
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.selection.ifd import IFD_KEY, ifd_record_scores
@@ -26,6 +26,8 @@ from deita.selection.scores import record_score
 
 ADDED_FIELDS = ("complexity_scores", "quality_scores", "instruction_lengths", "response_lengths", "deita")
 """Fields deita adds to records; a record's identity is everything else."""
+CANNOT_SKIP = RecordPolicy.failing(switch=None, who="The report")
+"""A bad record in the selection or the pool stops the report: its figures would not add up without it."""
 BELOW_CUT = 5
 MAX_HELD_FOR_CUT = 50_000
 """Past this many examined candidates the report does not look for the records below the cut."""
@@ -73,7 +75,7 @@ class PoolFacts:
 
 
 def read_selection(path: Path) -> tuple[list[Record], list[bytes]]:
-    records = list(iter_records(path))
+    records = list(iter_records(path, policy=CANNOT_SKIP))
     return records, [record_key(r.raw) for r in records]
 
 
@@ -114,7 +116,7 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
     heap: list[tuple[float, int, Record]] = []  # the best n_examined + BELOW_CUT candidates in walk order
     heap_size = n_examined + BELOW_CUT if n_examined + BELOW_CUT <= MAX_HELD_FOR_CUT else 0
     scored = bool(sort_key)
-    for position, record in enumerate(iter_records(pool_path)):
+    for position, record in enumerate(iter_records(pool_path, policy=CANNOT_SKIP)):
         raw = record.raw
         ranks = where_selected.get(record_key(raw))
         if ranks:

@@ -51,11 +51,14 @@ def reject_kind(reason: str) -> str:
 
 
 def _reject_kinds(path: Path | None) -> Counter:
+    """The rejects counted by their kind and reason ("parse: invalid JSON"); rows of older files have no kind."""
     kinds: Counter = Counter()
     if path is not None and path.exists():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                kinds[reject_kind(json.loads(line)["reason"])] += 1
+                row = json.loads(line)
+                reason = reject_kind(row["reason"])
+                kinds[f"{row['kind']}: {reason}" if isinstance(row.get("kind"), str) else reason] += 1
             except (ValueError, KeyError, TypeError):
                 kinds["unreadable rejects line"] += 1
     return kinds

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from deita.config import Config, option
 from deita.data.formats import FORMATS, PAIRINGS
+from deita.data.policy import ON_ERROR
 
 EXECUTORS = ("local", "ray")
-ON_ERROR = ("fail", "skip")
 DEFAULT_PROGRESS_INTERVAL = 30.0
 
 

@@ -4,14 +4,13 @@ The input is read once. Each good record's requests are grouped into shards; a s
 the store (same stage fingerprint, same requests) is reused, the others go to the executor. Results are
 handed to the sink in input order together with the very records they were computed from, so the output
 never pairs results with a re-read of a file that may have changed meanwhile. Bad records, from the
-reader, the stage (`RecordProblem`) or the sink (`UnwritableRecord`), go to the rejects writer when there
-is one, and stop the run with a `RecordError` naming the file and record otherwise.
+reader, the stage (`RecordProblem`) or the sink (`UnwritableRecord`), go to the run's `RecordPolicy`: set
+aside into the rejects file, or a `RecordError` naming the file and record that stops the run.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from deita.data.io import ReadStats, RejectsWriter, UnwritableRecord, input_size, iter_records
+from deita.data.io import ReadStats, RecordPolicy, UnwritableRecord, input_size, iter_records
+from deita.data.policy import rejected_line
 from deita.data.records import Record
-from deita.errors import DeitaError, RecordError
+from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
 from deita.runtime.progress import ProgressBar
 from deita.runtime.shards import Executor, LocalExecutor, ShardResult, ShardStore, ShardTask, shard_key
@@ -29,9 +29,6 @@ from deita.runtime.sinks import Sink
 from deita.runtime.stage import RecordProblem, Stage
 
 log = logging.getLogger(__name__)
-
-SKIP_HINT = "Use --on-error skip to write bad records to {rejects} and continue"
-
 
 def make_executor(options: RunOptions) -> Executor:
     if options.executor == "local":
@@ -60,43 +57,32 @@ class StageSummary:
     seconds: float = 0.0
     read: ReadStats = field(default_factory=ReadStats)
     rejects: Path | None = None
+    by_kind: str = ""
+    """The run's rejects counted by kind ("2 parse, 1 empty"), for the summary line."""
 
-
-class _Rejects:
-    """Routes one bad record: to the rejects writer, or (without one) a RecordError that stops the run."""
-
-    def __init__(self, input_path: Path, writer: RejectsWriter | None, hint_path: Path | None,
-                 summary: StageSummary) -> None:
-        self.input_path, self.writer, self.hint_path, self.summary = input_path, writer, hint_path, summary
-        self.lock = threading.Lock()  # the Ray executor reads the input in a feeder thread
-
-    def add(self, record: Record, problem: str) -> None:
-        if self.writer is None:
-            hint = SKIP_HINT.format(rejects=self.hint_path) if self.hint_path else ""
-            raise RecordError(self.input_path, record.location, problem, hint=hint)
-        with self.lock:
-            self.writer.add(record.index, record.location, problem, record.raw)
-            self.summary.rejected += 1
+    def rejected_lines(self, of: int | None = None) -> list[str]:
+        """"rejected N records (counts by kind) → FILE", or nothing when none was."""
+        return rejected_line(self.rejected, self.by_kind, self.rejects, of)
 
 
 def run_stage(stage: Stage, input_path: str | Path, sink: Sink, options: RunOptions, cache_root: str | Path,
-              rejects: RejectsWriter | None = None, description: str = "", rejects_hint: Path | None = None,
+              policy: RecordPolicy | None = None, description: str = "",
               executor: Executor | None = None) -> StageSummary:
     """Run `stage` over every record of `input_path` into `sink`; returns the counts.
 
-    `rejects`: where bad records go (None: the first one stops the run, its message naming
-    `rejects_hint`, the file a rerun with --on-error skip would write).
+    `policy`: what happens to bad records (default: the first one stops the run).
     """
     input_path = Path(input_path)
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
     summary = StageSummary()
-    bad = _Rejects(input_path, rejects, rejects_hint, summary)
+    policy = policy or RecordPolicy.failing()
+    before = policy.snapshot()
+    bad = _Bad(input_path, policy)
     store = ShardStore(Path(cache_root) / stage.name,
                        {"format": options.format, "pairing": options.pairing, **stage.fingerprint()})
-    records = iter_records(input_path, fmt=options.format, on_error="skip" if rejects is not None else "fail",
-                           rejects=rejects, pairing=options.pairing, stats=summary.read,
-                           rejects_hint=rejects_hint)
+    records = iter_records(input_path, fmt=options.format, policy=policy, pairing=options.pairing,
+                           stats=summary.read)
     held: dict[int, list[Record]] = {}  # records of shards handed out, until their result is written
 
     def tasks() -> Iterator[ShardTask]:
@@ -106,7 +92,7 @@ def run_stage(stage: Stage, input_path: str | Path, sink: Sink, options: RunOpti
             try:
                 batch.append((record, stage.requests(record)))
             except RecordProblem as problem:
-                bad.add(record, str(problem))
+                bad.add(record, str(problem), problem.kind)
                 continue
             if len(batch) == options.shard_size:
                 yield _task(index, batch, store, held)
@@ -145,8 +131,9 @@ def run_stage(stage: Stage, input_path: str | Path, sink: Sink, options: RunOpti
         sink.close()
     summary.shards = written
     summary.seconds = bar.seconds
-    summary.rejects = rejects.path if rejects is not None and summary.rejected + summary.read.rejected else None
-    summary.rejected += summary.read.rejected
+    summary.rejected = sum((policy.counts - before).values())
+    summary.by_kind = policy.by_kind(since=before)
+    summary.rejects = policy.path if summary.rejected else None
     if summary.records == 0:
         raise DeitaError(f"{input_path}: no usable records ({summary.rejected} rejected)")
     if summary.resumed_shards:
@@ -169,7 +156,17 @@ def _task(index: int, batch: list[tuple[Record, list[Any]]], store: ShardStore,
 
 
 
-def _emit(records: list[Record], result: ShardResult, sink: Sink, bad: _Rejects, summary: StageSummary) -> None:
+class _Bad:
+    """A record the stage or the sink cannot take, to the policy."""
+
+    def __init__(self, input_path: Path, policy: RecordPolicy) -> None:
+        self.input_path, self.policy = input_path, policy
+
+    def add(self, record: Record, problem: str, kind: str) -> None:
+        self.policy.reject(self.input_path, record.index, record.location, problem, record.raw, kind=kind)
+
+
+def _emit(records: list[Record], result: ShardResult, sink: Sink, bad: _Bad, summary: StageSummary) -> None:
     summary.requests += len(result.values)
     for key, value in result.counters.items():
         summary.counters[key] = summary.counters.get(key, 0) + int(value)
@@ -177,6 +174,6 @@ def _emit(records: list[Record], result: ShardResult, sink: Sink, bad: _Rejects,
         try:
             sink.write(record, rows)
         except UnwritableRecord as problem:
-            bad.add(record, str(problem))
+            bad.add(record, str(problem), "write")
             continue
         summary.records += 1

@@ -17,7 +17,12 @@ from deita.data.records import Record
 
 
 class RecordProblem(ValueError):
-    """A record a stage cannot work on (e.g. text that is not valid Unicode): it becomes a reject."""
+    """A record a stage cannot work on (e.g. text that is not valid Unicode): it becomes a reject of `kind`
+    (a key of `deita.data.policy.KINDS`)."""
+
+    def __init__(self, problem: str, kind: str = "schema") -> None:
+        super().__init__(problem)
+        self.kind = kind
 
 
 @dataclass
@@ -59,4 +64,4 @@ def check_text(text: str, where: str) -> None:
     except UnicodeEncodeError as err:
         bad = text[err.start]
         raise RecordProblem(f"{where} is not valid Unicode: lone surrogate \\u{ord(bad):04x} at character "
-                            f"{err.start + 1}") from None
+                            f"{err.start + 1}", kind="encoding") from None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from deita.data.io import RejectsWriter, rejects_path_for
+from deita.data.policy import RecordPolicy, given_or_own, rejects_path_for
 from deita.data.records import Record, Turn
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary, cache_root, run_stage
@@ -58,10 +58,10 @@ def length_fields(rows: np.ndarray) -> dict[str, list[float]]:
 
 
 def add_length_scores(input_path: str | Path, output_path: str | Path, options: RunOptions = RunOptions(),
-                      rejects: RejectsWriter | None = None) -> StageSummary:
+                      policy: RecordPolicy | None = None) -> StageSummary:
     """Write each record with per-turn instruction and response lengths (characters, capped at `MAX_CHARS`)
     added; the summary's counters say how many sides were capped and how much text counted."""
     output_path = Path(output_path)
-    return run_stage(LengthStage(), input_path, RecordSink(output_path, length_fields), options,
-                     cache_root(options, output_path), rejects=rejects, description="length scores",
-                     rejects_hint=rejects_path_for(output_path))
+    with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
+        return run_stage(LengthStage(), input_path, RecordSink(output_path, length_fields), options,
+                         cache_root(options, output_path), policy=policy, description="length scores")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deita.data.io import RejectsWriter, rejects_path_for
+from deita.data.policy import RecordPolicy, given_or_own, rejects_path_for
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary, cache_root, run_stage
 from deita.runtime.sinks import RecordSink
@@ -47,22 +47,21 @@ class ScoreReport:
         return [truncated, nulls, *self.rejected_lines()]
 
     def rejected_lines(self) -> list[str]:
-        s = self.summary
-        return [f"rejected {s.rejected:,} records → {s.rejects}"] if s.rejected else []
+        return self.summary.rejected_lines()
 
 
 def score_file(input_path: str | Path, output_path: str | Path, config: ScoreConfig,
-               options: RunOptions = RunOptions(), rejects: RejectsWriter | None = None) -> ScoreReport:
+               options: RunOptions = RunOptions(), policy: RecordPolicy | None = None) -> ScoreReport:
     """Score every turn of every record; the output keeps each record as it was, plus the score field.
 
-    `rejects`: where bad records go; without one the first bad record stops the run.
+    `policy`: what happens to bad records (default: `options.on_error`, rejects beside the output).
     """
     output_path = Path(output_path)
     field = IFD_FIELD if config.type == "ifd" else SCORE_FIELDS[config.type]
     sink = RecordSink(output_path, lambda rows: {field: turn_values(rows, nullable=config.type == "ifd")})
-    summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
-                        rejects=rejects, description=f"scoring {config.type}",
-                        rejects_hint=rejects_path_for(output_path))
+    with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
+        summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
+                            policy=policy, description=f"scoring {config.type}")
     return ScoreReport(summary, output_path, field)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deita.data.io import ReadStats, RecordWriter, iter_records, records_at
+from deita.data.io import ReadStats, RecordPolicy, RecordWriter, iter_records, records_at
 from deita.data.paths import check_paths
 from deita.errors import DeitaError
 from deita.selection.config import FilterConfig
@@ -19,6 +19,9 @@ from deita.selection.quota import GroupColumn, Quota, QuotaCounts
 from deita.selection.scores import final_scores, resolve_sort_key
 from deita.selection.strategies import STRATEGIES, SelectionPool
 from deita.selection.tokens import TokenColumn, TokenCounter
+
+CANNOT_SKIP = RecordPolicy.failing(switch=None, who="The filter")
+"""A bad record stops the filter: its scores and embedding rows pair with records by position."""
 
 
 @dataclass
@@ -160,7 +163,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     count = 0
     stats = ReadStats()
     costs, groups = limit_columns(config)
-    for record in iter_records(path, fmt=fmt, stats=stats):
+    for record in iter_records(path, fmt=fmt, stats=stats, policy=CANNOT_SKIP):
         if count == 0 and strategy.scores:
             sort_key = resolve_sort_key(config.sort_key, record.raw)
             lists = [[] for _ in sort_key]
@@ -232,7 +235,7 @@ def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None
         return list(records_at(path, (pool.spans[int(i)] for i in indices)))
     position = {int(index): rank for rank, index in enumerate(indices)}
     chosen: list[dict | None] = [None] * len(indices)
-    for ordinal, record in enumerate(iter_records(path, fmt=fmt)):
+    for ordinal, record in enumerate(iter_records(path, fmt=fmt, policy=CANNOT_SKIP)):
         rank = position.get(ordinal)
         if rank is not None:
             chosen[rank] = record.raw

@@ -17,6 +17,8 @@ from typing import Any, TextIO
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from deita.data.policy import rejected_line
+
 LOGGED = ("loss", "learning_rate", "grad_norm", "entropy", "mean_token_accuracy", "rewards/chosen",
           "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
 """Trainer metrics copied into train_log.jsonl (those present)."""
@@ -171,6 +173,7 @@ class TrainSummary:
     resumed_from: str | None = None
     last_margin: float | None = None
     resolved: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rejected_kinds: str = ""  # the rejects counted by kind ("1 parse, 1 empty")
     already_done: bool = False
     main: bool = True
 
@@ -207,9 +210,7 @@ class TrainSummary:
             if self.tokens_per_s:
                 figures += f", {self.tokens_per_s:,.0f} tokens/s"
             lines.append(figures + f", {_clock(self.seconds)}")
-        if self.rejected:
-            lines.append(f"rejected {self.rejected:,} of {self.records:,} records" +
-                         (f" → {self.rejects}" if self.rejects else ""))
+        lines += rejected_line(self.rejected, self.rejected_kinds, self.rejects, of=self.records)
         if self.truncated:
             cut = {"sft": "conversations cut at --max-length", "dpo": "prompts cut at --max-prompt-length",
                    "scorer": "scorer prompts cut at --max-length, as deita score cuts them"}[self.kind]

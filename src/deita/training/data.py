@@ -1,7 +1,8 @@
 """What training reads: SFT conversations from any deita input, and DPO preference pairs.
 
 SFT reads records through `deita.data.io.iter_records`, so `deita select`'s output trains directly and
-turns are formed by role; a record with no assistant answer is a bad record like any other (`--on-error`).
+turns are formed by role; a record with no assistant answer is a bad record like any other (the run's
+`RecordPolicy`).
 
 A DPO pair file is UltraFeedback-binarized style: `prompt` (a string or a list of messages) and `chosen`
 and `rejected`, each the answer as a string or a list of messages ending in the answer (UltraFeedback's
@@ -18,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from deita.data.formats import json_type, parse_turns
-from deita.data.io import SKIP_HINT, ReadStats, RejectsWriter, iter_records
+from deita.data.io import ReadStats, RecordPolicy, iter_records
+from deita.data.policy import rejected_line, rejects_path_for
 from deita.data.readers import read_items
 from deita.data.records import Turn
-from deita.errors import DeitaError, RecordError
+from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
 from deita.training.render import (
     Example,
@@ -34,24 +36,6 @@ from deita.training.render import (
 from deita.training.render import tokenize as tokenize_rendered
 
 NO_ANSWER = "no assistant answer: nothing to train on"
-
-
-class BadRecords:
-    """Where a record the reader accepted but training cannot use goes: an error (`--on-error fail`) naming the
-    file and record, or the rejects file with the reason (`skip`)."""
-
-    def __init__(self, path: str | Path, on_error: str, rejects: RejectsWriter | None,
-                 rejects_hint: str | Path | None = None) -> None:
-        self.path, self.on_error, self.rejects = Path(path), on_error, rejects
-        self.hint = SKIP_HINT.format(rejects=rejects.path if rejects is not None else rejects_hint or "the rejects file")
-        self.count = 0
-
-    def add(self, index: int, location: str, problem: str, record: Any) -> None:
-        if self.on_error == "fail":
-            raise RecordError(str(self.path), location, problem, hint=self.hint)
-        self.count += 1
-        if self.rejects is not None:
-            self.rejects.add(index, location, problem, record)
 
 
 @dataclass
@@ -67,16 +51,21 @@ class SFTExamples:
     tokens: int = 0
     trained_tokens: int = 0
     fingerprint: str = ""
+    rejects: Path | None = None
+    """The rejects file the bad records went to (None: none written)."""
+    rejected_kinds: str = ""
+    """The rejects counted by kind ("1 parse, 1 empty")."""
 
 
 def sft_examples(path: str | Path, tokenizer: Any, template: str, max_length: int, options: RunOptions,
-                 rejects: RejectsWriter | None = None, rejects_hint: str | Path | None = None,
-                 on_record: Callable[[], None] | None = None) -> SFTExamples:
-    """Read, render and tokenize every conversation of `path` (one record in memory at a time)."""
+                 policy: RecordPolicy | None = None, on_record: Callable[[], None] | None = None) -> SFTExamples:
+    """Read, render and tokenize every conversation of `path` (one record in memory at a time); bad records
+    go to `policy` (default: the first one stops the read)."""
     from deita.training.render import bos_prefix, eos_token
 
     stats = ReadStats()
-    bad = BadRecords(path, options.on_error, rejects, rejects_hint)
+    policy = policy or RecordPolicy.failing()
+    before = policy.count
     bos, eos = (bos_prefix(tokenizer), eos_token(tokenizer)) if template == "vicuna" else ("", "")
 
     def render(record: Any) -> Rendered:
@@ -85,17 +74,16 @@ def sft_examples(path: str | Path, tokenizer: Any, template: str, max_length: in
         return render_with_template(tokenizer, messages_of(record.turns, record.system))
 
     out, digest = SFTExamples(), hashlib.sha256()
-    for record in iter_records(path, fmt=options.format, on_error=options.on_error, rejects=rejects,
-                               pairing=options.pairing, stats=stats, rejects_hint=rejects_hint):
+    for record in iter_records(path, fmt=options.format, policy=policy, pairing=options.pairing, stats=stats):
         if on_record is not None:
             on_record()
         if not any(turn.response for turn in answered(record.turns)):
-            bad.add(record.index, record.location, NO_ANSWER, record.raw)
+            policy.reject(path, record.index, record.location, NO_ANSWER, record.raw, kind="empty")
             continue
         try:
             example: Example = tokenize_rendered(tokenizer, render(record), max_length)
         except ValueError as err:
-            bad.add(record.index, record.location, str(err), record.raw)
+            policy.reject(path, record.index, record.location, str(err), record.raw, kind="tokenizer")
             continue
         if not example.trained_tokens:
             out.no_answer_within_max_length += 1
@@ -106,7 +94,7 @@ def sft_examples(path: str | Path, tokenizer: Any, template: str, max_length: in
         out.tokens += len(example.input_ids)
         out.trained_tokens += example.trained_tokens
         digest.update(repr((example.input_ids, example.labels)).encode())
-    out.records, out.rejected = stats.records, stats.rejected + bad.count
+    out.records, out.rejected = stats.records, policy.count - before
     out.fingerprint = digest.hexdigest()
     return out
 
@@ -208,12 +196,12 @@ def parse_pair(raw: Any) -> tuple[list[Turn], str | None, str, str]:
     return prompt, system, chosen_text, rejected_text
 
 
-def iter_pairs(path: str | Path, on_error: str = "fail", rejects: RejectsWriter | None = None,
-               rejects_hint: str | Path | None = None, stats: ReadStats | None = None) -> Iterator[Pair]:
-    """Stream the good pairs of a file; bad ones stop the run or go to `rejects` with the reason."""
+def iter_pairs(path: str | Path, policy: RecordPolicy | None = None, stats: ReadStats | None = None
+               ) -> Iterator[Pair]:
+    """Stream the good pairs of a file; bad ones go to `policy` (default: the first one stops the read)."""
     path = Path(path)
     stats = stats if stats is not None else ReadStats()
-    bad = BadRecords(path, on_error, rejects, rejects_hint)
+    policy = policy or RecordPolicy.failing()
     if not path.exists():
         raise DeitaError(f"{path}: no such file or directory")
     for index, location, raw, problem in read_items(path, stats):
@@ -225,7 +213,7 @@ def iter_pairs(path: str | Path, on_error: str = "fail", rejects: RejectsWriter 
                 problem = str(err)
         if problem is not None:
             stats.rejected += 1
-            bad.add(index, location, problem, raw)
+            policy.reject(path, index, location, problem, raw)
             continue
         yield Pair(index, location, raw, turns, system, chosen, rejected)
 
@@ -239,23 +227,23 @@ class SampleSummary:
     written: int
     output: Path
     rejects: Path | None
+    rejected_kinds: str = ""
+    """The rejects counted by kind ("2 schema, 1 empty")."""
 
     def lines(self) -> list[str]:
-        lines = [f"sampled {self.written:,} of {self.records - self.rejected:,} good pairs "
-                 f"({self.records:,} records read) → {self.output}"]
-        if self.rejected:
-            where = f" → {self.rejects}" if self.rejects else ""
-            lines.append(f"rejected {self.rejected:,} records{where}")
-        return lines
+        return [f"sampled {self.written:,} of {self.records - self.rejected:,} good pairs "
+                f"({self.records:,} records read) → {self.output}",
+                *rejected_line(self.rejected, self.rejected_kinds, self.rejects)]
 
 
-def sample_pairs(path: str | Path, output: str | Path, size: int, seed: int, on_error: str = "fail",
-                 rejects: RejectsWriter | None = None, rejects_hint: str | Path | None = None) -> SampleSummary:
+def sample_pairs(path: str | Path, output: str | Path, size: int, seed: int,
+                 policy: RecordPolicy | None = None) -> SampleSummary:
     """The paper's DPO data: `size` pairs (-1: all) sampled with `seed`, written unchanged in sampled order.
 
     The sample is what `datasets`' `Dataset.shuffle(seed=seed).select(range(size))` takes from the whole file
     (numpy's `default_rng(seed).permutation` over every record), which is how the 10K UltraFeedback pairs
-    were drawn; bad pairs are passed over. Two streaming passes: only the sampled records are held.
+    were drawn; bad pairs go to `policy` (default: the first one stops the run). Two streaming passes: only
+    the sampled records are held.
     """
     import numpy as np
 
@@ -263,7 +251,8 @@ def sample_pairs(path: str | Path, output: str | Path, size: int, seed: int, on_
 
     path = Path(path)
     stats = ReadStats()
-    good = {pair.index for pair in iter_pairs(path, on_error, rejects, rejects_hint, stats)}
+    policy = policy or RecordPolicy.failing(rejects_path_for(output))
+    good = {pair.index for pair in iter_pairs(path, policy, stats)}
     order = np.random.default_rng(seed).permutation(stats.records)
     sampled = [int(i) for i in order if int(i) in good]
     sampled = sampled if size == -1 else sampled[:size]
@@ -273,5 +262,4 @@ def sample_pairs(path: str | Path, output: str | Path, size: int, seed: int, on_
         if index in position:
             kept[position[index]] = raw
     written = write_records(output, kept)
-    return SampleSummary(stats.records, stats.rejected, written, Path(output),
-                         rejects.path if rejects is not None and rejects.count else None)
+    return SampleSummary(stats.records, stats.rejected, written, Path(output), policy.path, policy.by_kind())

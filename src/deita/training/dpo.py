@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deita.data.io import ReadStats, RejectsWriter
+from deita.data.io import ReadStats
+from deita.data.policy import RecordPolicy, given_or_own
 from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
 from deita.training.config import DPOConfig
@@ -33,8 +34,8 @@ from deita.training.run import (
 from deita.training.sft import begin, finish, global_batch_text, say
 
 
-def dpo_texts(path: Path, tokenizer: Any, config: DPOConfig, options: RunOptions,
-              rejects: RejectsWriter | None, rejects_hint: Path) -> tuple[dict[str, list[str]], ReadStats, int, str]:
+def dpo_texts(path: Path, tokenizer: Any, config: DPOConfig, policy: RecordPolicy
+              ) -> tuple[dict[str, list[str]], ReadStats, int, str]:
     """(prompt/chosen/rejected texts, read stats, prompts cut, fingerprint) of the good pairs of `path`."""
     from deita.training.data import iter_pairs
     from deita.training.render import PairRenderer
@@ -42,7 +43,7 @@ def dpo_texts(path: Path, tokenizer: Any, config: DPOConfig, options: RunOptions
     renderer = PairRenderer(tokenizer, config.template)
     texts: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
     stats, cut, digest = ReadStats(), 0, hashlib.sha256()
-    for pair in iter_pairs(path, options.on_error, rejects, rejects_hint, stats):
+    for pair in iter_pairs(path, policy, stats):
         prompt, truncated = renderer.fit(pair.turns, pair.system, config.max_prompt_length)
         kept = [*pair.turns[:-1], pair.turns[-1]]
         row = (prompt, renderer.completion(kept, pair.system, pair.chosen),
@@ -55,22 +56,18 @@ def dpo_texts(path: Path, tokenizer: Any, config: DPOConfig, options: RunOptions
 
 
 def run_dpo(pairs: str | Path, output: str | Path, config: DPOConfig, options: RunOptions | None = None,
-            callbacks: Sequence[Any] = ()) -> Any:
+            callbacks: Sequence[Any] = (), policy: RecordPolicy | None = None) -> Any:
     """DPO of `config.model` (an SFT model folder) on the pairs of `pairs` into `output`; a TrainSummary.
 
-    Resumable like `run_sft`.
+    Resumable like `run_sft`; `policy` as there.
     """
     from deita.training.artifacts import TrainLog, TrainSummary, use_terminal_progress
 
     options = options or RunOptions()
     pairs, folder, run, tokenizer, started = begin(pairs, output, config, options)
-    rejects = RejectsWriter(folder.file(REJECTS_FILE)) if options.on_error == "skip" and run.main else None
-    try:
-        texts, stats, cut, data_fingerprint = dpo_texts(pairs, tokenizer, config, options, rejects,
-                                                        folder.file(REJECTS_FILE))
-    finally:
-        if rejects is not None:
-            rejects.close()
+    with given_or_own(policy, options, folder.file(REJECTS_FILE), write=run.main) as policy:
+        texts, stats, cut, data_fingerprint = dpo_texts(pairs, tokenizer, config, policy)
+        rejects, rejected_kinds = policy.path, policy.by_kind()
     count = len(texts["prompt"])
     if not count:
         raise DeitaError(f"{pairs}: no pair to train on ({stats.records:,} records read, {stats.rejected:,} rejected)")
@@ -103,7 +100,7 @@ def run_dpo(pairs: str | Path, output: str | Path, config: DPOConfig, options: R
     summary = TrainSummary(
         kind="dpo", output=str(folder.path), model=config.model, template=config.template, examples=count,
         records=stats.records, rejected=stats.rejected,
-        rejects=str(folder.file(REJECTS_FILE)) if stats.rejected and options.on_error == "skip" else None,
+        rejects=str(rejects) if stats.rejected and rejects else None, rejected_kinds=rejected_kinds,
         truncated=cut, left_out=0, rows=count, steps=trainer.state.global_step,
         epochs=config.epochs if config.max_steps == -1 else round(float(trainer.state.epoch or 0.0), 4),
         global_batch=global_batch_text(config, run, "pairs"),

@@ -58,6 +58,12 @@ def launch() -> Launch:
                   "cuda" if torch.cuda.is_available() else "cpu")
 
 
+def is_main_process() -> bool:
+    """Whether this is the main process of a launch: the one that writes the rejects file and the model."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+
 def resolve_precision(precision: str, device_type: str) -> str:
     """bf16 on a GPU, fp32 on a CPU, unless set."""
     if precision == "auto":

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deita.data.io import RejectsWriter
+from deita.data.policy import RecordPolicy, given_or_own
 from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
 from deita.training import require_training
@@ -82,21 +82,18 @@ def begin(data: str | Path, output: str | Path, config: Any, options: RunOptions
 
 
 def run_sft(data: str | Path, output: str | Path, config: SFTConfig, options: RunOptions | None = None,
-            callbacks: Sequence[Any] = ()) -> Any:
+            callbacks: Sequence[Any] = (), policy: RecordPolicy | None = None) -> Any:
     """Train `config.model` on the conversations of `data` into the folder `output`; returns a TrainSummary.
 
     Rerunning the same call after an interruption resumes from the newest checkpoint in `output`.
-    `callbacks` are extra transformers TrainerCallbacks (the Python API's hook).
+    `callbacks` are extra transformers TrainerCallbacks (the Python API's hook). `policy`: what happens to
+    bad records (default: `options.on_error`, rejects in OUTDIR/rejects.jsonl written by the main process).
     """
     options = options or RunOptions()
     data, folder, run, tokenizer, started = begin(data, output, config, options)
-    rejects = RejectsWriter(folder.file(REJECTS_FILE)) if options.on_error == "skip" and run.main else None
-    try:
-        examples = sft_examples(data, tokenizer, config.template, config.max_length, options, rejects,
-                                rejects_hint=folder.file(REJECTS_FILE))
-    finally:
-        if rejects is not None:
-            rejects.close()
+    with given_or_own(policy, options, folder.file(REJECTS_FILE), write=run.main) as policy:
+        examples = sft_examples(data, tokenizer, config.template, config.max_length, options, policy)
+        examples.rejects, examples.rejected_kinds = policy.path, policy.by_kind()
     if not examples.input_ids:
         raise DeitaError(f"{data}: no conversation to train on ({examples.records:,} records read, "
                          f"{examples.rejected:,} rejected)")
@@ -145,7 +142,8 @@ def fit(kind: str, examples: SFTExamples, config: SFTConfig, options: RunOptions
     summary = TrainSummary(
         kind=kind, output=str(folder.path), model=config.model, template=config.template,
         examples=len(examples.input_ids), records=examples.records, rejected=examples.rejected,
-        rejects=str(folder.file(REJECTS_FILE)) if examples.rejected and options.on_error == "skip" else None,
+        rejects=str(examples.rejects) if examples.rejected and examples.rejects else None,
+        rejected_kinds=examples.rejected_kinds,
         truncated=examples.truncated, left_out=examples.no_answer_within_max_length, rows=rows,
         steps=trainer.state.global_step, epochs=config.epochs if config.max_steps == -1 else
         round(float(trainer.state.epoch or 0.0), 4),
