@@ -28,3 +28,46 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 def sharegpt(*messages: tuple[str, str], **fields) -> dict:
     """A ShareGPT record from (role, text) pairs plus extra fields (test data)."""
     return {**fields, "conversations": [{"from": role, "value": text} for role, text in messages]}
+
+
+TOPICS = {
+    "python": "list dictionary function loop class module exception generator decorator iterator string tuple",
+    "cooking": "onion garlic butter oven pan sauce flour salt pepper dough simmer roast",
+    "astronomy": "star planet galaxy orbit telescope comet nebula gravity moon eclipse light spectrum",
+    "finance": "budget savings interest loan stock bond inflation tax income expense credit portfolio",
+    "gardening": "soil seed compost tomato root water sunlight pruning mulch fertilizer leaf pest",
+    "history": "empire treaty revolution king war trade colony republic battle dynasty reform archive",
+}
+QUESTIONS = ("How do I use {a} and {b} together in {t}?", "Explain the difference between {a} and {b} in {t}.",
+             "What is the best way to handle {a} when working with {b}?", "Why does {a} matter for {b} in {t}?")
+SENTENCES = ("The {a} is usually the first thing to check, because it shapes how the {b} behaves.",
+             "In {t}, a good {a} makes the {b} easier to understand and to change later.",
+             "Start with a small {a}, then add the {b} step by step and compare the results.",
+             "Many people forget that the {a} and the {b} depend on each other in {t}.",
+             "If the {b} looks wrong, look again at the {a} before you change anything else.",
+             "A simple rule of thumb is to keep the {a} separate from the {b} whenever you can.",
+             "Experienced practitioners of {t} tend to treat every {a} as a small experiment of its own.",
+             "Once that works, measure how often your {b} changes, since it tells you what to keep.",
+             "Writing down each {a} you tried saves time when you come back to this problem next month.",
+             "Beginners often overlook how strongly {b} affects everything downstream of it.")
+
+
+def chat_pool(n: int, seed: int = 0) -> list[dict]:
+    """`n` ShareGPT records of varied but coherent questions and answers on six topics (each answer talks about
+    its own question's words), some with a second turn: a small pool on which answer quality can be told."""
+    import random
+
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        topic = rng.choice(list(TOPICS))
+        words = TOPICS[topic].split()
+        messages = []
+        for _ in range(1 + (rng.random() < 0.2)):
+            a, b = rng.sample(words, 2)
+            messages.append(("human", rng.choice(QUESTIONS).format(a=a, b=b, t=topic)))
+            answer = [sentence.format(a=rng.choice((a, b)), b=rng.choice(words), t=topic)
+                      for sentence in rng.sample(SENTENCES, rng.randint(3, 6))]
+            messages.append(("gpt", " ".join(answer)))
+        records.append(sharegpt(*messages, id=f"c{i}"))
+    return records

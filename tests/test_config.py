@@ -180,8 +180,12 @@ def test_a_section_the_user_wrote_wins_over_the_preset_per_role():
     assert again.scorer_for("complexity") is None and again.scorer_for("quality") == quality
 
     offline = SelectConfig.build({"preset": "offline"})
-    assert offline.scorer_for("quality") is None and offline.sort_key() == ("instruction_lengths", "response_lengths")
+    # no quality section: the preset's offline signals gate the length scores (issue 22)
+    assert offline.scorer_for("complexity") is None and offline.scorer_for("quality").type == "signals"
+    assert offline.sort_key() == ("instruction_lengths", "response_lengths", "offline_quality_scores")
+    assert [role for role, _ in offline.models_used()] == ["quality signals", "embedding model"]
     assert "quality" not in yaml.safe_load(offline.to_yaml())
+    assert SelectConfig.build(yaml.safe_load(offline.to_yaml())).scorer_for("quality").type == "signals"
     assert SelectConfig.build({"preset": "offline", "quality": {}}).scorer_for("quality").type == "quality"
     paper = SelectConfig.build({})
     assert paper.scorer_for("complexity").type == "complexity" and paper.sort_key() == ("complexity_scores",

@@ -67,7 +67,7 @@ def test_is_vllm_scores_on_the_vllm_backend_with_its_own_options(tmp_path, tiny_
 
 
 def test_score_pipeline_checks_options_like_the_cli():
-    with pytest.raises(DeitaError, match="'qualty' is not one of complexity, quality, ifd; did you mean 'quality'"):
+    with pytest.raises(DeitaError, match="'qualty' is not one of complexity, quality, ifd, signals; did you mean 'quality'"):
         Pipeline("score_pipeline", data_path="a", output_path="b", scorer_name_or_path="m",
                  score_type="qualty").run()
     with pytest.raises(DeitaError, match=r"batch_tokens \(100\) must be at least max_length"):

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deita.data import atomic
+from deita.runtime.openai_http import without_credentials
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
@@ -69,7 +72,7 @@ def device_description() -> str:
 def write_manifest(path: Path, input_path: Path, output_path: Path, counts: dict[str, Any], config: dict[str, Any],
                    models: list[tuple[str, str]], seconds: dict[str, float], seeds: dict[str, int]) -> None:
     manifest = {
-        "command": ["deita", *sys.argv[1:]],
+        "command": ["deita", *map(without_credentials, sys.argv[1:])],
         "input": {"path": str(input_path), "bytes": input_path.stat().st_size if input_path.is_file() else None,
                   "sha256": sha256_of(input_path)},
         "output": {"path": str(output_path), "sha256": sha256_of(output_path)},
@@ -81,6 +84,4 @@ def write_manifest(path: Path, input_path: Path, output_path: Path, counts: dict
         "seconds": {stage: round(value, 3) for stage, value in seconds.items()},
         "seeds": seeds,
     }
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    atomic.write_bytes(path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -25,6 +25,7 @@ from deita.errors import ConfigError, quote
 from deita.report.config import ReportConfig
 from deita.runtime.options import RunOptions
 from deita.scoring.config import ScoreConfig
+from deita.scoring.signals import QUALITY_FIELD
 from deita.selection.config import FilterConfig
 from deita.selection.scores import DEFAULT_SCORE_KEYS, LENGTH_SCORE_KEYS
 
@@ -42,8 +43,12 @@ static embedder's scale of cosine similarity (benchmarks/offline.py, docs/benchm
 means of static token vectors sit closer together than MiniLM's sentence embeddings, so 0.9 would skip most
 of a pool; the calibrated value skips ≥ 95 % of planted near-copies and about as many real records as MiniLM
 does at 0.9. It belongs to that embedder: with another `embed.kind` written by the user it does not apply."""
-LENGTH_ROLES: dict[str, tuple[str, ...]] = {"paper": (), "offline": ROLES}
+LENGTH_ROLES: dict[str, tuple[str, ...]] = {"paper": (), "offline": ("complexity",)}
 """The roles each preset scores by length (the paper's length baselines) unless the user writes their section."""
+SIGNAL_ROLES: dict[str, tuple[str, ...]] = {"paper": (), "offline": ("quality",)}
+"""The roles each preset scores with the offline quality signals (`ScoreConfig(type="signals")`) unless the user
+writes their section: the offline ranking is Σ over turns of instruction length × response length × the signals'
+quality gate (`scoring/signals.py`), so a long answer that is cut off, off-topic, garbled or a refusal sinks."""
 ROLE_SCORE_KEYS = dict(zip(ROLES, DEFAULT_SCORE_KEYS, strict=True))
 ROLE_LENGTH_KEYS = dict(zip(ROLES, LENGTH_SCORE_KEYS, strict=True))
 
@@ -57,8 +62,9 @@ class SelectConfig(Config):
     """
 
     preset: str = option(DEFAULT_PRESET, "paper: Deita scorers and Mistral-7B embeddings (needs the models, a GPU); "
-                         "offline: length scores and a static embedder distilled from MiniLM (no network or GPU); "
-                         "a section you write wins over the preset's.", choices=PRESETS)
+                         "offline: length scores gated by cheap quality signals and a static embedder distilled "
+                         "from MiniLM (no network or GPU); a section you write wins over the preset's.",
+                         choices=PRESETS)
     dedup: DedupConfig = option(default_factory=DedupConfig)
     decontaminate: DecontaminateConfig = option(default_factory=DecontaminateConfig)
     complexity: ScoreConfig = option(default_factory=lambda: ScoreConfig(type="complexity"))
@@ -80,7 +86,7 @@ class SelectConfig(Config):
     def check(self) -> None:
         for role in ROLES:
             scorer = getattr(self, role)
-            if scorer.type != role:
+            if scorer.type != role and not (role == "quality" and scorer.type == "signals"):
                 raise ConfigError(f"{quote(scorer.type)} in the {role} section: a {role} section scores {role} "
                                   f"(the {scorer.type} scorer goes under {scorer.type}:)", [f"{role}.type"])
 
@@ -119,19 +125,51 @@ class SelectConfig(Config):
         config = merged.build(cls)
         return dataclasses.replace(config, user_sections=user_sections)
 
+    def preset_scores(self, role: str) -> bool:
+        """Whether the preset's own scores (length or signals) stand in for `role`'s section."""
+        return role not in (self.user_sections or ()) and role in (*LENGTH_ROLES[self.preset],
+                                                                    *SIGNAL_ROLES[self.preset])
+
     def scorer_for(self, role: str) -> ScoreConfig | None:
-        """The scorer of `role` (complexity or quality), or None where the preset's length scores stand in."""
+        """The scorer of `role` (complexity or quality): None where the preset's length scores stand in, the
+        offline signals where the preset scores the role with them."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {quote(role)}")
-        if role in LENGTH_ROLES[self.preset] and role not in (self.user_sections or ()):
+        if not self.preset_scores(role):
+            return getattr(self, role)
+        if role in LENGTH_ROLES[self.preset]:
             return None
-        return getattr(self, role)
+        return ScoreConfig(type="signals", device=getattr(self, role).device)
 
     def sort_key(self) -> tuple[str, ...]:
-        """The filter's sort key: the one written, else per role its scores or its length field."""
+        """The filter's sort key: the one written, else per role its scores, its length field, or (the offline
+        signals) the response length and the signals' gate."""
         if self.filter.sort_key:
             return self.filter.sort_key
-        return tuple(ROLE_SCORE_KEYS[role] if self.scorer_for(role) else ROLE_LENGTH_KEYS[role] for role in ROLES)
+        keys: list[str] = []
+        for role in ROLES:
+            scorer = self.scorer_for(role)
+            if scorer is None:
+                keys.append(ROLE_LENGTH_KEYS[role])
+            elif scorer.type == "signals":
+                keys += [ROLE_LENGTH_KEYS[role], QUALITY_FIELD]
+            else:
+                keys.append(ROLE_SCORE_KEYS[role])
+        return tuple(keys)
+
+    def threshold_note(self) -> str:
+        """How the diversity threshold was chosen, in a sentence for the report."""
+        tau = self.filter.threshold
+        preset = PRESET_DEFAULTS[self.preset].get("filter", {}).get("threshold")
+        if preset is not None and tau == preset and self.embed.kind == PRESET_DEFAULTS[self.preset]["embed"]["kind"]:
+            return (f"τ = {tau} is the {self.preset} preset's, calibrated for its {self.embed.kind} embedder, whose "
+                    "cosines crowd near 1: it skips at least 95 % of near-copies planted in real records (light "
+                    "edits, a changed name, a reordered list) and about as many real records as MiniLM at 0.9 "
+                    "(benchmarks/offline.py, docs/offline.md). Exact and near copies of whole records (the probe's "
+                    "copy classes) are removed before, by dedup.")
+        if tau == FilterConfig().threshold:
+            return f"τ = {tau} is the paper's, for its embedder (Mistral-7B or MiniLM scale)."
+        return f"τ = {tau} was set in the config or with --threshold."
 
     def with_filter_defaults(self) -> SelectConfig:
         """This config with the filter's budget tokenizer (the scorer's, else the embedder's) and source field (the
@@ -149,7 +187,7 @@ class SelectConfig(Config):
         in use only, and no section for a role scored by length, so a rerun from it scores the same."""
         data = config_to_dict(self, effective=True)
         for role in ROLES:
-            if self.scorer_for(role) is None:
+            if self.preset_scores(role):
                 del data[role]
         return data
 
@@ -159,8 +197,8 @@ class SelectConfig(Config):
 
     def models_used(self) -> list[tuple[str, str]]:
         """(role, model id or folder) of every model this run loads, the packaged default embedder included."""
-        scorers = [(f"{role} scorer", scorer.resolved_model()) for role in ROLES
-                   if (scorer := self.scorer_for(role)) is not None]
+        scorers = [(f"{role} {'signals' if scorer.type == 'signals' else 'scorer'}", scorer.resolved_model())
+                   for role in ROLES if (scorer := self.scorer_for(role)) is not None]
         return [*scorers, ("embedding model", self.embed.resolved_model())]
 
 

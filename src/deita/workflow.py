@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from deita.data.paths import check_paths, check_writable
+from deita.data.paths import check_paths, prepare_output
 from deita.data.policy import RecordPolicy, given_or_own, rejected_line
 from deita.embedding.run import embed_file
 from deita.errors import DeitaError
@@ -91,7 +91,7 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     evals = {f"eval set {path}": Path(path) for path in config.decontaminate.against}
     check_paths({"input": input_path, **evals}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
     for label, path in paths.outputs().items():
-        check_writable(label, path)
+        prepare_output(label, path)
     if evals:
         from deita.dedup.decontaminate import read_eval_items
 
@@ -155,7 +155,10 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
                 seconds["lengths"] = summary.seconds
                 lines += offline_length_lines(summary)
             else:
-                report = score_file(source, target, step[1], options, policy=step_policy)
+                scorer = step[1]
+                if scorer.type == "signals" and cleaned.bigrams is not None:
+                    scorer = dataclasses.replace(scorer, bigram_counts=str(cleaned.bigrams))
+                report = score_file(source, target, scorer, options, policy=step_policy)
                 summary = report.summary
                 seconds[step[0]] = summary.seconds
                 lines += report.lines()
@@ -165,7 +168,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     rejected = cleaned.rejected + first.rejected
     records = cleaned.records if cleaned.records is not None else first.records + first.rejected
     lines += rejected_line(rejected, policy.by_kind(), policy.path, of=records)
-    policy.flush()  # the report reads the rejects file
+    rows = policy.rows_file()  # the report reads the rows written so far (moved into place at the end)
     embedded = embed_file(scored, paths.work / "embeddings.npy", config.embed, clean, policy=later_stage())
     seconds["embed"] = embedded.summary.seconds
     lines += embedded.lines()
@@ -179,13 +182,13 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     lines += selection.lines()
     funnel = {"input": records, "rejected": rejected, **cleaned.removed, "scored": first.records,
               "turns": first.requests, "truncated_turns": truncated}
-    stats = {**selection.stats(), "funnel": funnel}
+    stats = {**selection.stats(), "funnel": funnel, "threshold_note": config.threshold_note()}
     paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
     if config.report.write:
         report_config = config.report if config.report.source_field or not config.filter.source_field else \
             dataclasses.replace(config.report, source_field=config.filter.source_field)
         report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=report_config,
-                    rejects_path=policy.path if rejected else None, stats=stats)
+                    rejects_path=rows if rejected else None, stats=stats)
         lines.append(f"report → {paths.report}")
     paths.config.write_text(config.to_yaml())
     counts = {**funnel, **cleaned.details, "examined": selection.n_examined,
@@ -210,6 +213,8 @@ class Cleaned:
     removed: dict[str, int] = dataclasses.field(default_factory=dict)  # funnel stage → records removed
     details: dict[str, int] = dataclasses.field(default_factory=dict)  # the same, by kind, for the manifest
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    bigrams: Path | None = None
+    """The pool's word-bigram counts, where dedup's pass counted them for the offline signals."""
 
 
 def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: RunOptions,
@@ -222,7 +227,11 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     cleaned, stats = Cleaned(input_path), {}
     quiet = dataclasses.replace(run, quiet=True) if run.quiet else run
     if config.dedup.enabled:
-        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, policy)
+        signals = any((scorer := config.scorer_for(role)) is not None and scorer.type == "signals" for role in ROLES)
+        bigrams = paths.work / "bigram_counts.npy" if signals and config.dedup.near \
+            and config.dedup.field == "all" else None
+        report = dedup_file(cleaned.pool, paths.work / "deduplicated.jsonl", config.dedup, quiet, policy, bigrams)
+        cleaned.bigrams = bigrams
         cleaned.pool, stats["dedup"] = report.output, report.counts()
         cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected
         cleaned.removed["removed as duplicates"] = report.exact + report.near
@@ -232,7 +241,9 @@ def clean_pool(input_path: Path, paths: SelectPaths, config: SelectConfig, run: 
     if config.decontaminate.against:
         first = cleaned.records is None
         report = decontaminate_file(cleaned.pool, paths.work / "decontaminated.jsonl", config.decontaminate, quiet,
-                                    policy if first else later_stage(), embed=config.embed)
+                                    policy if first else later_stage(), embed=config.embed,
+                                    bigrams_path=cleaned.bigrams if cleaned.bigrams and cleaned.bigrams.exists()
+                                    else None)
         cleaned.pool, stats["decontaminate"] = report.output, report.counts()
         if first:
             cleaned.records, cleaned.rejected = report.records + report.rejected, report.rejected

@@ -117,7 +117,7 @@ def test_bad_input_and_options_are_one_line_errors(chat_server, tmp_path, capsys
     assert not (tmp_path / "e.jsonl").exists()
     code, out, _ = run_main(capsys, *evol, "--on-error", "skip", "--steps", "1")
     assert code == 0 and "evolved (quality, 1 steps) 2 of 4 records" in out
-    assert "rejected 2 (2 bad input, 0 by the LLM)" in out
+    assert "rejected 2 (2 bad input) →" in out
     rejects = [json.loads(line) for line in (tmp_path / "e.jsonl.rejects.jsonl").read_text().splitlines()]
     assert [(r["location"], r["reason"][:20]) for r in rejects] == [("line 3", "no response in the f"),
                                                                    ("line 4", "not a JSON object: t")]

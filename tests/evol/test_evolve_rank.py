@@ -149,8 +149,8 @@ def test_invalid_scores_are_retried_then_rejected_never_defaulted(chat_server, e
     assert reasons[1].startswith("no valid scores after 3 tries (not JSON")
     assert reasons[3] == "no valid scores after 3 tries (score 7 is out of range 1..6)"
     assert rejects[0]["record"]["variants"], "the reject keeps the EVOLVED row"
-    assert [r["kind"] for r in rejects] == ["model", "model"]  # the model's answers stayed invalid
-    assert "rejected 2 (0 bad input, 2 by the LLM)" in "\n".join(report.lines())
+    assert "rejected 2 (0 bad input, 2 model (no usable answer))" in "\n".join(report.lines())
+    assert [r["kind"] for r in rejects] == ["model", "model"]
 
 
 def test_rank_falls_back_to_strict_parsing_when_the_server_refuses_schemas(chat_server, evolved, tmp_path):

@@ -104,8 +104,9 @@ def test_transient_rejects_are_asked_again_on_a_rerun_and_only_they(chat_server,
     assert [row["index"] for row in rows] == [0, 1, 3] and rejects[0]["index"] == 2
     assert rejects[0]["reason"] == ("step 1 (add_constraint): no answer after 3 tries (HTTP 500: injected 500) "
                                     "(may succeed on a rerun)")
-    assert "(1 of them may succeed on a rerun)" in "\n".join(report.lines())
-    assert rejects[0]["kind"] == "server"  # a server failure, not the model's answer
+    assert "rejected 1 (0 bad input, 1 server (the server gave no answer); 1 of them may succeed on a rerun)" \
+        in "\n".join(report.lines())
+    assert rejects[0]["kind"] == "server"
     chat_server.options.reset()
     again, rows, rejects = run_evol(chat_server, seeds, tmp_path / "evolved.jsonl", shard_size=4)
     assert {s for p in chat_server.options.prompts() for s in seeds_in(p)} == {"seed-02"}

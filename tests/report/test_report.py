@@ -160,3 +160,43 @@ def test_turn_count_table_shares() -> None:
     assert [(r["turns"], r["pool"], r["selected"]) for r in rows] == [
         ("1", 0.4, 0.25), ("2", 0.2, 0.25), ("3", 0.1, 0.0), ("5–9", 0.2, 0.25), ("10+", 0.1, 0.25)]
     assert turn_counts(pool, pool[:0])[0]["selected"] == 0.0
+
+
+def test_threshold_curve_spans_the_runs_own_tau(selected_run):
+    from deita.report.run import THRESHOLDS, curve_thresholds
+
+    assert curve_thresholds(0.9) == THRESHOLDS
+    taus = curve_thresholds(0.99)
+    assert taus[0] == 0.8 and taus[-1] == 0.99 and 0.99 in taus and len(taus) >= 7
+    assert curve_thresholds(0.5)[0] == 0.45 and 0.5 in curve_thresholds(0.5)
+    html = (selected_run / "sel.jsonl.report.html").read_text()  # the offline preset runs at τ 0.99
+    assert "<tr><td>0.99</td>" in html
+
+
+def test_the_reject_warning_points_at_the_table_where_it_is(selected_run):
+    html = (selected_run / "sel.jsonl.report.html").read_text()
+    warning = html.index("see the rejected records by kind under Funnel below")
+    assert warning < html.index("<h2>Funnel</h2>") < html.index("Rejected records by kind")
+
+
+def test_the_offline_signals_are_shown_pool_against_selection(selected_run):
+    html = (selected_run / "sel.jsonl.report.html").read_text()
+    stats = json.loads((selected_run / "sel.jsonl.work" / "filter_stats.json").read_text())
+    assert stats["sort_key"] == ["instruction_lengths", "response_lengths", "offline_quality_scores"]
+    assert html.count("data:image/png;base64,") >= 7 + 7  # one distribution per signal besides the sort key's
+
+
+def test_the_report_says_how_the_threshold_was_chosen(selected_run):
+    html = (selected_run / "sel.jsonl.report.html").read_text()
+    assert "How the threshold was chosen: τ = 0.99 is the offline preset&#39;s, calibrated for its static embedder" \
+        in html
+
+
+def test_a_log_scale_figure_of_equal_values_is_drawn():
+    """A pool whose scores are all equal (a server answering alike) once crashed `deita select` in np.histogram."""
+    import numpy as np
+
+    from deita.report.figures import distribution
+
+    png = distribution("scores", np.full(6, 3.5), np.full(2, 3.5), log=True)
+    assert isinstance(png, str) and len(png) > 100

@@ -141,8 +141,8 @@ def test_refused_url_key_is_not_repeated(tiny_llama, server, options):
 def test_url_credentials_are_not_in_connection_errors_or_logs(tiny_llama, caplog):
     caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
     port = closed_port()
-    options = OpenAIOptions(base_url=with_credentials(f"http://127.0.0.1:{port}/v1"))
-    backend = OpenAIBackend(ScorerSpec(str(tiny_llama)), options, connect_timeout=1.0, max_tries=2, backoff=0.01)
+    options = OpenAIOptions(base_url=with_credentials(f"http://127.0.0.1:{port}/v1"), http_tries=2)
+    backend = OpenAIBackend(ScorerSpec(str(tiny_llama)), options, connect_timeout=1.0, backoff=0.01)
     with pytest.raises(DeitaError) as caught:
         backend.digit_logprobs(build_prompts(backend.tokenizer, "complexity", TURNS[:1], 2048))
     message = str(caught.value)
@@ -162,7 +162,7 @@ def test_url_credentials_are_not_in_logs_of_a_run(tiny_llama, server, options, c
 
 def test_malformed_base_url_is_an_error_that_does_not_quote_it(tiny_llama):
     for url in (f"{USER}:{SECRET}@127.0.0.1:8000/v1", f"http://{USER}:{SECRET}@[::1/v1"):
-        with pytest.raises(DeitaError, match="--base-url") as caught:
+        with pytest.raises(DeitaError, match="base.url") as caught:  # --base-url, or base_url where it is built
             OpenAIBackend(ScorerSpec(str(tiny_llama)), OpenAIOptions(base_url=url))
         assert SECRET not in str(caught.value) and USER not in str(caught.value)
 
@@ -220,7 +220,8 @@ def test_select_saves_no_credentials(tmp_path, tiny_llama, server, options):
                                                                    "max_length": 128},
                 "filter": {"threshold": 1.0}, "run": {"shard_size": 4}}
     saved = SelectConfig.build(sections).to_yaml()
-    assert SECRET not in saved and USER not in saved and "***@127.0.0.1" in saved
+    assert SECRET not in saved and USER not in saved and "***" not in saved  # a rerun must not send `Bearer ***`
+    assert f"base_url: {server.url}" in saved and "api_key_env: OPENAI_API_KEY" in saved
 
     settings = tmp_path / "settings" / "run.yaml"  # the one file allowed to hold the key
     settings.parent.mkdir()
@@ -235,7 +236,8 @@ def test_select_saves_no_credentials(tmp_path, tiny_llama, server, options):
     assert authorizations(options) == {f"Bearer {SECRET}"}
 
     config = (work / "sel.jsonl.config.yaml").read_text()
-    assert "***@127.0.0.1" in config and SECRET not in config and USER not in config
+    assert f"base_url: {server.url}" in config and SECRET not in config and USER not in config
+    assert "***" not in config and "api_key_env: OPENAI_API_KEY" in config
     files = [path for path in work.rglob("*") if path.is_file()]
     fingerprints = [path for path in files if path.name == "fingerprint.json"]
     openai_stages = [f for f in map(read_json, fingerprints) if f.get("backend") == "openai"]

@@ -134,8 +134,9 @@ def test_unreachable_server_names_the_url_quickly(tiny_llama):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    backend = OpenAIBackend(ScorerSpec(str(tiny_llama)), OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1"),
-                            connect_timeout=1.0, max_tries=3, backoff=0.01)
+    backend = OpenAIBackend(ScorerSpec(str(tiny_llama)), OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1",
+                                                                       http_tries=3),
+                            connect_timeout=1.0, backoff=0.01)
     prompts = build_prompts(backend.tokenizer, "complexity", TURNS, 2048)
     start = time.monotonic()
     with pytest.raises(DeitaError, match=rf"http://127\.0\.0\.1:{port}/v1/completions after 3 tries"):

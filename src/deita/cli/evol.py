@@ -20,12 +20,9 @@ def _job_flags(exclude: tuple[str, ...] = ()) -> dict[str, Flag]:
 
 
 def _llm_flags(cls: type) -> dict[str, Flag]:
-    from deita.evol.config import SERVER_FLAGS_UNUSED
+    from deita.evol.config import SERVER_FIELDS_UNUSED
 
-    flags = config_flags(cls)
-    for flag in SERVER_FLAGS_UNUSED:
-        flags.pop(flag)
-    return flags
+    return config_flags(cls, exclude=tuple(f"openai.{name}" for name in SERVER_FIELDS_UNUSED))
 
 
 DRY_RUN = click.Option(["--dry-run"], is_flag=True, help="Estimate the input and output tokens of the whole job "

@@ -14,6 +14,7 @@ import click
 
 from deita.config import field_types, is_config
 from deita.config_layers import Layer, build_layered
+from deita.errors import quote
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -32,7 +33,7 @@ class CommaList(click.ParamType):
         try:
             return tuple(self.item_type(item) for item in items)
         except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of {self.item_type.__name__} values", param, ctx)
+            self.fail(f"{quote(value)} is not a comma-separated list of {self.item_type.__name__} values", param, ctx)
 
 
 @dataclasses.dataclass
@@ -71,6 +72,7 @@ def config_flags(cls: type, defaults: Any = None, exclude: tuple[str, ...] = (),
     """click options for every field of config `cls` (nested configs flattened), keyed by flag.
 
     A field shared by nested configs (e.g. max_logprobs of vllm and openai) gets one flag that sets all.
+    `exclude` names fields of `cls`: `seed`, or `openai.http_tries` for a field of a nested config.
     Defaults are None in click, so only flags given on the command line override YAML or presets.
     """
     flags = {} if flags is None else flags
@@ -82,7 +84,8 @@ def config_flags(cls: type, defaults: Any = None, exclude: tuple[str, ...] = (),
         tp = hints[f.name]
         value = getattr(defaults, f.name)
         if is_config(tp):
-            config_flags(tp, value, (), f"{prefix}{f.name}.", flags)
+            inner = tuple(name.removeprefix(f"{f.name}.") for name in exclude if name.startswith(f"{f.name}."))
+            config_flags(tp, value, inner, f"{prefix}{f.name}.", flags)
             continue
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         if flag in flags:

@@ -104,16 +104,18 @@ def report_command() -> click.Command:
                               "evidence.")
     rejects = click.Option(["--rejects"], type=click.Path(path_type=Path),
                            help="A rejects file, to count rejected records by kind.")
+    probe = click.Option(["--probe"], type=click.Path(path_type=Path),
+                         help="A `deita probe` JSON: adds its section (how much known-bad data the selection keeps).")
 
     def run(input: Path, output: Path, pool: Path, embeddings: Path | None, stats: Path | None,
-            rejects: Path | None, **values: Any) -> None:
+            rejects: Path | None, probe: Path | None, **values: Any) -> None:
         from deita.report.run import report_file
 
         config = build_config(ReportConfig, flags, values)
-        echo_lines([f"report → {report_file(input, pool, output, embeddings, stats, config, rejects)}"])
+        echo_lines([f"report → {report_file(input, pool, output, embeddings, stats, config, rejects, None, probe)}"])
 
     return command("report", "Explain a selection: one self-contained HTML page (funnel, pool vs selection, "
                    "near-duplicate evidence, threshold curve, best and worst picks, per-source breakdown, score "
                    "health).\n\nExample: deita report selected.jsonl --pool scored.jsonl --embeddings emb.npy "
-                   "--stats stats.json -o report.html", [SELECTED, OUTPUT, pool, embeddings, stats, rejects], run,
+                   "--stats stats.json -o report.html", [SELECTED, OUTPUT, pool, embeddings, stats, rejects, probe], run,
                    (flags,))

@@ -12,6 +12,7 @@ from typing import Any
 from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size
 from deita.data.policy import given_or_own, rejected_line, rejects_path_for
 from deita.data.records import Record
+from deita.dedup.bigrams import BigramCounts, record_buckets
 from deita.dedup.config import DecontaminateConfig
 from deita.dedup.normalize import field_messages
 from deita.dedup.output import KeptWriter, batches, contaminated_path_for, read_pool, record_id_of
@@ -68,9 +69,10 @@ class DecontaminateReport:
 
 def decontaminate_file(input_path: str | Path, output_path: str | Path, config: DecontaminateConfig,
                        options: RunOptions | None = None, policy: RecordPolicy | None = None,
-                       embed: Any = None) -> DecontaminateReport:
+                       embed: Any = None, bigrams_path: Path | None = None) -> DecontaminateReport:
     """Write the records of `input_path` that hold no eval prompt, untouched, to `output_path`, and every
-    removed one to `OUT.contaminated.jsonl` with the eval item and the shared words or the cosine.
+    removed one to `OUT.contaminated.jsonl` with the eval item and the shared words or the cosine; with
+    `bigrams_path` (dedup's bigram counts of the pool), the removed records' bigrams are taken out of them.
 
     `embed` (an EmbedConfig) is the embedder of the paraphrase check (with `config.embedding_threshold`).
     `policy`: what happens to bad records (default: `options.on_error`, rejects beside the output).
@@ -78,11 +80,11 @@ def decontaminate_file(input_path: str | Path, output_path: str | Path, config: 
     input_path, output_path = Path(input_path), Path(output_path)
     options = options or RunOptions()
     with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
-        return _decontaminate(input_path, output_path, config, options, policy, embed)
+        return _decontaminate(input_path, output_path, config, options, policy, embed, bigrams_path)
 
 
 def _decontaminate(input_path: Path, output_path: Path, config: DecontaminateConfig, options: RunOptions,
-                   policy: RecordPolicy, embed: Any) -> DecontaminateReport:
+                   policy: RecordPolicy, embed: Any, bigrams_path: Path | None = None) -> DecontaminateReport:
     from deita.dedup.decontaminate import EmbeddingIndex, NgramIndex, read_eval_items
 
     before = policy.snapshot()
@@ -102,6 +104,7 @@ def _decontaminate(input_path: Path, output_path: Path, config: DecontaminateCon
     counts = {"ngram": 0, "embedding": 0}
     total, unit = input_size(input_path)
     kept = KeptWriter(input_path, output_path, policy)
+    bigrams = BigramCounts.load(bigrams_path, writable=True) if bigrams_path is not None else None
     try:
         with RecordWriter(contaminated_path, "jsonl") as removed, \
                 ProgressBar("decontaminate", total, quiet=options.quiet, interval=options.progress_interval,
@@ -113,6 +116,8 @@ def _decontaminate(input_path: Path, output_path: Path, config: DecontaminateCon
                         kept.write(record)
                         continue
                     counts[row["check"]] += 1
+                    if bigrams is not None:
+                        bigrams.subtract(*record_buckets(record, stats.format or ""))
                     record_id = record_id_of(record.raw)
                     head = {"index": record.index, "location": record.location}
                     removed.write({**head, **({"id": record_id} if record_id is not None else {}), **row})
@@ -121,6 +126,8 @@ def _decontaminate(input_path: Path, output_path: Path, config: DecontaminateCon
     except BaseException:
         kept.writer.abort()
         raise
+    if bigrams is not None and bigrams_path is not None:
+        bigrams.save(bigrams_path)
     return DecontaminateReport(stats.records - stats.rejected - kept.unwritable, stats.rejected + kept.unwritable,
                                counts["ngram"], counts["embedding"], index.prompts, len(config.against),
                                index.unchecked, time.perf_counter() - start, output_path, contaminated_path, config,

@@ -16,6 +16,7 @@ import numpy as np
 
 from deita.data.io import ReadStats
 from deita.data.records import Record
+from deita.dedup.bigrams import BigramCounts, bigram_buckets, count_buckets
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import keys_array
 from deita.dedup.minhash import ShingleStore, ngram_hashes, signatures, word_hashes
@@ -34,19 +35,24 @@ class PoolHashes:
     signatures: np.ndarray | None  # (n, num_perm) uint32, for near dedup
 
 
-def hash_batch(shingle_texts: list[str], ngram: int, num_perm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(MinHash signatures (texts, num_perm) uint32, shingle hashes' low 32 bits, per-text offsets) of texts
-    prepared by `normalize.compared_texts`."""
-    shingles = ngram_hashes(word_hashes(shingle_texts), ngram)
+Hashed = tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]
+
+
+def hash_batch(shingle_texts: list[str], ngram: int, num_perm: int, bigrams: bool = False) -> Hashed:
+    """(MinHash signatures (texts, num_perm) uint32, shingle hashes' low 32 bits, per-text offsets, and with
+    `bigrams` the texts' word-bigram buckets and counts) of texts prepared by `normalize.compared_texts`."""
+    words = word_hashes(shingle_texts)
+    shingles = ngram_hashes(words, ngram)
     return (signatures(shingles.hashes, shingles.offsets, num_perm), shingles.hashes.astype(np.uint32),
-            shingles.offsets)
+            shingles.offsets, count_buckets(bigram_buckets(words)) if bigrams else None)
 
 
 def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
               progress: ProgressBar | None = None, helper: bool = False,
-              store: ShingleStore | None = None, batch_size: int = BATCH) -> PoolHashes:
-    """First pass: exact keys, lengths and (for near dedup) signatures of every record, and its shingles
-    into `store`.
+              store: ShingleStore | None = None, batch_size: int = BATCH,
+              bigrams: BigramCounts | None = None) -> PoolHashes:
+    """First pass: exact keys, lengths and (for near dedup) signatures of every record, its shingles into
+    `store` and (for near dedup) its word bigrams into `bigrams` (the offline preset's fluency model).
 
     With `helper`, a second process hashes one batch while this one reads and normalises the next (two
     cores: the two halves of the work cost about the same). The result does not depend on it: every hash is
@@ -57,10 +63,12 @@ def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
     executor = ProcessPoolExecutor(1, mp_context=get_context("spawn")) if helper and config.near and \
         _can_spawn() else None
 
-    def done(result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    def done(result: Hashed) -> None:
         sigs.append(result[0])
         if store is not None:
             store.add(result[1], result[2])
+        if bigrams is not None and result[3] is not None:
+            bigrams.add(*result[3])
 
     try:
         for batch in batches(records, batch_size):
@@ -75,15 +83,16 @@ def hash_pool(records: Iterator[Record], stats: ReadStats, config: DedupConfig,
                 indices.append(record.index)
             keys.append(keys_array(batch_keys))
             if executor is not None:
-                pending.append((executor.submit(hash_batch, texts, config.ngram, config.num_perm), texts))
+                pending.append((executor.submit(hash_batch, texts, config.ngram, config.num_perm,
+                                                       bigrams is not None), texts))
                 while len(pending) > 2:
-                    done(_result(*pending.popleft(), config))
+                    done(_result(*pending.popleft(), config, bigrams is not None))
             elif config.near:
-                done(hash_batch(texts, config.ngram, config.num_perm))
+                done(hash_batch(texts, config.ngram, config.num_perm, bigrams is not None))
             if progress is not None:
                 progress.advance(len(batch), stats.bytes_read)
         while pending:
-            done(_result(*pending.popleft(), config))
+            done(_result(*pending.popleft(), config, bigrams is not None))
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
@@ -111,9 +120,9 @@ def _can_spawn() -> bool:
     return main_file is None or Path(main_file).exists()
 
 
-def _result(future: Future, texts: list[str], config: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _result(future: Future, texts: list[str], config: DedupConfig, bigrams: bool) -> Hashed:
     """The helper's result, or the same computed here if the helper died (killed, out of memory)."""
     try:
         return future.result()
     except BrokenProcessPool:
-        return hash_batch(texts, config.ngram, config.num_perm)
+        return hash_batch(texts, config.ngram, config.num_perm, bigrams)

@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from deita.data import atomic
 from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size, iter_records
+from deita.data.paths import prepare_output
 from deita.data.policy import given_or_own, rejected_line, rejects_path_for
+from deita.dedup.bigrams import BigramCounts, record_buckets
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import exact_duplicates, processing_order
 from deita.dedup.hashing import PoolHashes, hash_pool
@@ -123,30 +126,34 @@ class DedupReport:
 
 
 def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupConfig,
-               options: RunOptions | None = None, policy: RecordPolicy | None = None) -> DedupReport:
+               options: RunOptions | None = None, policy: RecordPolicy | None = None,
+               bigrams_path: Path | None = None) -> DedupReport:
     """Write the records of `input_path` that are not duplicates of a kept one, untouched, to `output_path`,
     and every removed one to `OUT.duplicates.jsonl` (index, id, the index of the record kept in its place,
     estimated similarity, exact or near). `policy`: what happens to bad records (default: `options.on_error`,
-    rejects beside the output)."""
+    rejects beside the output). With `bigrams_path` (and near dedup of every message on), the kept records'
+    word-bigram counts, read in the same passes, are saved there (the offline preset's fluency model)."""
     input_path, output_path = Path(input_path), Path(output_path)
+    prepare_output("--output", output_path)  # the folder exists before the hashing, not after it
     options = options or RunOptions()
     with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
-        return _dedup(input_path, output_path, config, options, policy)
+        return _dedup(input_path, output_path, config, options, policy, bigrams_path)
 
 
 def _dedup(input_path: Path, output_path: Path, config: DedupConfig, options: RunOptions,
-           policy: RecordPolicy) -> DedupReport:
+           policy: RecordPolicy, bigrams_path: Path | None = None) -> DedupReport:
     before = policy.snapshot()
     start = time.perf_counter()
-    stats = ReadStats()
+    stats = ReadStats(reread=True)  # the second pass writes: the file must not change in between
     total, unit = input_size(input_path)
     helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
-    store = ShingleStore(output_path.with_name(f".{output_path.name}.shingles.tmp")) if config.near else None
+    store = ShingleStore(atomic.temp_path(output_path, ".shingles.tmp")) if config.near else None
+    bigrams = BigramCounts() if bigrams_path is not None and config.near and config.field == "all" else None
     try:
         with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
                          total_unit=unit) as bar:
             pool = hash_pool(read_pool(input_path, options, policy, stats), stats, config, bar, helper,
-                             store)
+                             store, bigrams=bigrams)
         if store is not None:
             store.finish()
         decisions = decide(pool, config, store)
@@ -157,7 +164,9 @@ def _dedup(input_path: Path, output_path: Path, config: DedupConfig, options: Ru
     with ProgressBar("dedup: writing", total, quiet=options.quiet, interval=options.progress_interval,
                      total_unit=unit) as bar:
         unwritable = _write_dedup(input_path, output_path, duplicates, pool, decisions, stats, options, policy,
-                                  bar)
+                                  bar, bigrams)
+    if bigrams is not None:
+        bigrams.save(bigrams_path)
     removed = decisions.duplicate_of >= 0
     return DedupReport(len(pool.indices) - unwritable, stats.rejected + unwritable,
                        int((removed & decisions.exact).sum()), int((removed & ~decisions.exact).sum()),
@@ -168,9 +177,10 @@ def _dedup(input_path: Path, output_path: Path, config: DedupConfig, options: Ru
 
 def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, pool: PoolHashes,
                  decisions: Decisions, stats: ReadStats, options: RunOptions, policy: RecordPolicy,
-                 bar: ProgressBar) -> int:
-    """Second pass: kept records to OUT, removed ones to OUT.duplicates.jsonl; returns unwritable records."""
-    again = ReadStats()
+                 bar: ProgressBar, bigrams: BigramCounts | None = None) -> int:
+    """Second pass: kept records to OUT, removed ones to OUT.duplicates.jsonl (and out of `bigrams`, which then
+    count the kept records only); returns unwritable records."""
+    again = stats.again()
     count = len(pool.indices)
     ordinal = 0
     kept = KeptWriter(input_path, output_path, policy)
@@ -185,6 +195,8 @@ def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, poo
                 if target < 0:
                     kept.write(record)
                 else:
+                    if bigrams is not None:
+                        bigrams.subtract(*record_buckets(record, again.format or ""))
                     row = {"index": record.index, "location": record.location}
                     record_id = record_id_of(record.raw)
                     if record_id is not None:

@@ -11,9 +11,9 @@ server that refuses it with 400/422 is asked again without it, and once such a r
 client stops sending schemas (callers then parse strictly).
 
 The server, model name, key variable, concurrency and timeout are the scoring openai backend's
-`OpenAIOptions`, and the key follows its rule (`api_key_for`): the URL's `user:key@` part, else
-`$OPENAI_API_KEY` (or the variable `--api-key-env` names). It is sent only as a bearer token, masked in
-any server message that quotes it, and never appears in messages, logs or saved files.
+`OpenAIOptions`; the HTTP side (the key's rule, the whole-answer deadline, retry timing, error text) is
+the shared `deita.runtime.openai_http`. `--timeout` bounds each try's whole answer: a server that
+times out on every try ends the job with one error naming it and the time waited.
 """
 
 from __future__ import annotations
@@ -21,23 +21,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from deita.config import Config, option
 from deita.errors import DeitaError
-from deita.scoring.backends.openai import (
+from deita.runtime.openai_http import (
     RETRY_STATUS,
-    OpenAIOptions,
-    _retry_after,
-    _server_message,
-    api_key_for,
-    split_credentials,
+    RequestFailed,
+    ServerEndpoint,
+    http_tries_option,
+    retry_after,
 )
+from deita.scoring.backends.openai import OpenAIOptions
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ REFUSALS_IN_A_ROW = 10
 class RetryOptions(Config):
     """How hard to try one HTTP request."""
 
-    http_tries: int = option(6, "Tries per request on HTTP 429, 5xx, timeouts and dropped connections, with "
-                             "exponential backoff (a Retry-After header is honoured).", min=1, max=100)
+    http_tries: int = http_tries_option(6)
     backoff: float = option(1.0, "Seconds before the first retry of a request; doubled after each.", min=0.0,
                             max=3600.0)
 
@@ -118,68 +117,55 @@ class ChatClient:
 
     def __init__(self, server: OpenAIOptions, served_model: str, retry: RetryOptions = RetryOptions(), *,
                  connect_timeout: float = 10.0) -> None:
-        base_url, url_key = split_credentials(server.base_url)
-        if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
-            raise DeitaError("--base-url must be an http:// or https:// URL with a host, like "
-                             "http://127.0.0.1:8000/v1")
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.endpoint = ServerEndpoint(server.base_url, "/chat/completions", server.url_key, server.api_key_env,
+                                       timeout=server.timeout, concurrency=server.concurrency,
+                                       connect_timeout=connect_timeout)
+        self.url = self.endpoint.url
         self.served_model = served_model
         self.server, self.retry = server, retry
-        api_key = api_key_for(server, url_key)  # the scoring backend's rule: a key in the URL wins
-        self._key_source = "the key in --base-url" if url_key else f"${server.api_key_env}" if api_key else None
-        self._secrets = [secret for secret in (api_key, url_key) if secret]
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = httpx.Timeout(server.timeout, connect=connect_timeout)
-        self._semaphore = asyncio.Semaphore(max(1, server.concurrency))
-        self._http: httpx.AsyncClient | None = None
         self.structured: bool | None = None
         """None until known; False once the server refused `response_format` and answered without it."""
         self._refused_in_a_row = 0
         self._warned = False
 
     async def __aenter__(self) -> ChatClient:
-        limit = max(1, self.server.concurrency)
-        self._http = httpx.AsyncClient(headers=self._headers, timeout=self._timeout,
-                                       limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit))
+        await self.endpoint.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self.endpoint.__aexit__(*exc)
 
     async def chat(self, messages: Sequence[Mapping[str, str]], *, temperature: float, max_tokens: int,
                    usage: Usage, schema: dict[str, Any] | None = None) -> Answer:
         """One answer; its tokens are added to `usage`. Raises `AnswerRejected` or, for the job, `DeitaError`."""
-        assert self._http is not None, "use ChatClient as an async context manager"
         body: dict[str, Any] = {"model": self.served_model, "messages": list(messages), "temperature": temperature,
                                 "max_tokens": max_tokens}
         without_schema = doubted = False
-        problem, kind = "", ""
-        attempt, delay = 0, 0.0
+        problem, kind, timeouts = "", "", 0
+        attempt, delay, started = 0, 0.0, time.monotonic()
         while attempt < self.retry.http_tries:
             if attempt:
                 usage.retries += 1
                 await asyncio.sleep(delay * random.uniform(1.0, 1.25))
             attempt += 1
             delay = self.retry.backoff * 2 ** (attempt - 1)
-            async with self._semaphore:
-                body.pop("response_format", None)
-                if schema is not None and not without_schema and self.structured is not False:
-                    body["response_format"] = schema  # decided now: requests queued before the server said no skip it
-                try:
-                    response = await self._http.post(self.url, json=body)
-                except httpx.TimeoutException:
-                    problem, kind = f"no answer within {self.server.timeout:g} s", "timeout"
-                    continue
-                except httpx.TransportError as err:
-                    problem = self._scrub(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
-                    kind = "connection"
-                    continue
+
+            def ready(plain: bool = without_schema) -> dict[str, Any]:  # decided once a slot is free: requests
+                body.pop("response_format", None)  # queued before the server refused schemas are sent without
+                if schema is not None and not plain and self.structured is not False:
+                    body["response_format"] = schema
+                return body
+
+            try:
+                response = await self.endpoint.send(ready)
+            except RequestFailed as failure:
+                problem, kind = failure.problem, failure.kind
+                timeouts = timeouts + 1 if kind == "timeout" else timeouts
+                continue
             status = response.status_code
             if status in RETRY_STATUS or status >= 500:
                 problem, kind = f"HTTP {status}: {self._message(response)}", "rate" if status == 429 else "server"
-                delay = max(delay, _retry_after(response))
+                delay = max(delay, retry_after(response))
                 continue
             if status in (400, 422) and "response_format" in body:
                 without_schema = True  # the same request in the form every server takes: not a failed try
@@ -194,7 +180,7 @@ class ChatClient:
             try:
                 answer = _parse(response, usage)
             except ValueError as err:
-                problem, kind = self._scrub(f"malformed answer ({err})"), "malformed"
+                problem, kind = self.endpoint.scrub(f"malformed answer ({err})"), "malformed"
                 continue
             self._refused_in_a_row = 0
             if doubted and not self._warned:
@@ -204,6 +190,9 @@ class ChatClient:
             elif "response_format" in body:
                 self.structured = True
             return answer
+        if timeouts == self.retry.http_tries:
+            raise DeitaError(f"{self.endpoint.stuck(timeouts, started)}. Finished shards are kept: rerun the same "
+                             "command to resume")
         if kind in ("rate", "connection"):
             hint = ("Lower --concurrency, or wait." if kind == "rate" else
                     "Is the server running, and is --base-url right (it usually ends in /v1)?")
@@ -223,10 +212,10 @@ class ChatClient:
                               "rerun the same command to resume")
         if response.status_code in (401, 403):
             variable = f"${self.server.api_key_env}"
-            if self._key_source is None:
+            if self.endpoint.key_source is None:
                 hint = f"no API key was sent: set it in {variable}, or name another variable with --api-key-env"
             else:
-                hint = f"the server refused {self._key_source}; set the right one"
+                hint = f"the server refused {self.endpoint.key_source}; set the right one"
             return DeitaError(f"{message} ({hint})")
         if response.status_code == 404:
             return DeitaError(message + " (is --base-url right, usually ending in /v1, and --served-model the "
@@ -236,12 +225,7 @@ class ChatClient:
 
     def _message(self, response: httpx.Response) -> str:
         """The server's error text with the key masked: servers may quote the header they were sent."""
-        return self._scrub(_server_message(response))
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self.endpoint.message(response)
 
 
 def _parse(response: httpx.Response, usage: Usage) -> Answer:

@@ -12,13 +12,14 @@ from deita.config import SEED_RANGE, Config, option
 from deita.errors import DeitaError
 from deita.evol.client import RetryOptions
 from deita.runtime.options import RunOptions
-from deita.scoring.backends.openai import OpenAIOptions, split_credentials
+from deita.scoring.backends.openai import OpenAIOptions
 from deita.scoring.templates import SCORE_TYPES
 
 MAX_STEPS = 5
 """Variants are scored 1..steps+1 and a scorer emits one digit 1..6: at most 5 evolutions."""
-SERVER_FLAGS_UNUSED = ("--max-logprobs", "--strict")
-"""Options of OpenAIOptions that only the scoring backend reads (log-probs of /completions)."""
+SERVER_FIELDS_UNUSED = ("max_logprobs", "strict", "http_tries")
+"""Options of OpenAIOptions that only the scoring backend reads (log-probs of /completions; its tries: evol and
+rank take theirs, `--http-tries`, from `retry`), so they get no flag here."""
 RUN_FLAGS_UNUSED = ("executor", "ray_address", "num_workers")
 """RunOptions of the model stages that paid calls do not have: they run here, as asyncio tasks."""
 JOB_RUN_OPTIONS = replace(RunOptions(), shard_size=64)
@@ -58,7 +59,7 @@ class EvolConfig(Config):
     def fingerprint(self, prompts_digest: str) -> dict[str, object]:
         """What decides the evolutions (server, model, prompts, sampling); never the key or concurrency."""
         return {"stage": "evol", "type": self.type, "steps": self.steps, "prompts": prompts_digest,
-                "served_model": self.served_model(), "base_url": split_credentials(self.openai.base_url)[0],
+                "served_model": self.served_model(), "base_url": self.openai.base_url,
                 "temperature": self.temperature, "max_tokens": self.max_tokens, "tries": self.tries}
 
 
@@ -89,5 +90,5 @@ class RankConfig(Config):
     def fingerprint(self, score_type: str, prompts_digest: str) -> dict[str, object]:
         return {"stage": "rank", "type": score_type, "seed": self.seed, "structured": self.structured,
                 "prompts": prompts_digest, "served_model": self.served_model(),
-                "base_url": split_credentials(self.openai.base_url)[0], "temperature": self.temperature,
+                "base_url": self.openai.base_url, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "tries": self.tries}

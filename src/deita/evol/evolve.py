@@ -25,11 +25,12 @@ WRAPPERS = ("instruction", "answer", "response", "question")
 
 
 class EvolutionFailed(Exception):
-    """A seed whose evolution could not be completed: the reason names the step and what went wrong."""
+    """A seed whose evolution could not be completed: the reason names the step and what went wrong.
+    `kind`: "server" (no answer from the server) or "model" (answers came, none usable)."""
 
-    def __init__(self, reason: str, transient: bool = False) -> None:
+    def __init__(self, reason: str, transient: bool = False, kind: str = "model") -> None:
         super().__init__(reason)
-        self.reason, self.transient = reason, transient
+        self.reason, self.transient, self.kind = reason, transient, kind
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ async def evolve(client: ChatClient, prompts: TypePrompts, config: EvolConfig, i
                 answer = await client.chat(prompts.messages(user), temperature=config.temperature,
                                            max_tokens=config.max_tokens, usage=usage)
             except AnswerRejected as err:
-                raise EvolutionFailed(f"{where}: {err.reason}", err.transient) from None
+                raise EvolutionFailed(f"{where}: {err.reason}", err.transient, "server") from None
             text = clean(answer.text)
             problem = evolution_problem(text, answer.finish_reason, variants) or ""
             if not problem:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from deita.data import atomic
 from deita.evol.client import Usage
 from deita.runtime.shards import fingerprint_directory, shard_key
 
@@ -43,23 +43,34 @@ class Item:
     payload: Any
 
 
+REJECT_KINDS = {"server": "the server gave no answer", "model": "no usable answer"}
+"""Why paid work failed: the server gave no answer (HTTP errors, refusals, timeouts after the retries),
+or it answered and no answer was usable (empty, refused, unchanged, cut off, invalid scores)."""
+
+
 @dataclass
 class Outcome:
     row: dict[str, Any] | None = None
     reject: str | None = None
     transient: bool = False
     usage: Usage = field(default_factory=Usage)
+    kind: str = "model"
+    """For a reject: a key of `REJECT_KINDS`."""
 
     def to_json(self) -> str:
         return json.dumps({"row": self.row, "reject": self.reject, "transient": self.transient,
-                           "usage": self.usage.to_dict()}, ensure_ascii=False)
+                           "usage": self.usage.to_dict(), "kind": self.kind}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, line: str) -> Outcome:
         data = json.loads(line)
         if (data["row"] is None) == (data["reject"] is None):
             raise ValueError("an outcome is a row or a reject")
-        return cls(data["row"], data["reject"], bool(data["transient"]), Usage.from_dict(data["usage"]))
+        transient = bool(data["transient"])
+        kind = data.get("kind") or ("server" if transient else "model")  # shards saved before kinds were kept
+        if kind not in REJECT_KINDS:
+            raise ValueError(f"unknown reject kind {kind!r}")
+        return cls(data["row"], data["reject"], transient, Usage.from_dict(data["usage"]), kind)
 
 
 Work = Callable[[Item], Awaitable[Outcome]]
@@ -95,12 +106,8 @@ class OutcomeStore:
             return None
 
     def save(self, key: str, outcomes: Sequence[Outcome]) -> None:
-        temporary = self.directory / f".{key}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8", errors="surrogatepass") as handle:
-            handle.write("".join(outcome.to_json() + "\n" for outcome in outcomes))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path(key))
+        text = "".join(outcome.to_json() + "\n" for outcome in outcomes)
+        atomic.write_bytes(self.path(key), text.encode("utf-8", "surrogatepass"), sync=True)
 
 
 @dataclass
@@ -115,6 +122,21 @@ class JobSummary:
     """Tokens this run paid for."""
     earlier: Usage = field(default_factory=Usage)
     """Tokens the reused shards cost when they ran."""
+    kinds: dict[str, int] = field(default_factory=dict)
+    """Rejects by kind (`REJECT_KINDS`)."""
+    examples: dict[str, str] = field(default_factory=dict)
+    """The first reject's reason of each kind."""
+
+    def count_reject(self, outcome: Outcome) -> None:
+        self.rejected += 1
+        self.transient += outcome.transient
+        self.kinds[outcome.kind] = self.kinds.get(outcome.kind, 0) + 1
+        self.examples.setdefault(outcome.kind, outcome.reject or "")
+
+    def breakdown(self) -> str:
+        """`2 server (the server gave no answer), 1 model (no usable answer)`, kinds in table order."""
+        return ", ".join(f"{self.kinds[kind]:,} {kind} ({what})" for kind, what in REJECT_KINDS.items()
+                         if self.kinds.get(kind))
 
 
 def shards_in_flight(concurrency: int, shard_size: int) -> int:
@@ -134,8 +156,7 @@ async def run_job(shards: Iterator[list[Item]], store: OutcomeStore, work: Work,
             if outcome.row is not None:
                 summary.rows += 1
             else:
-                summary.rejected += 1
-                summary.transient += outcome.transient
+                summary.count_reject(outcome)
         summary.shards += 1
         emit(items, outcomes)
 

@@ -26,9 +26,11 @@ FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL | re.IGNORECASE
 
 
 class RankingFailed(Exception):
-    def __init__(self, reason: str, transient: bool = False) -> None:
+    """An item without valid scores; `kind`: "server" (no answer) or "model" (answers came, none valid)."""
+
+    def __init__(self, reason: str, transient: bool = False, kind: str = "model") -> None:
         super().__init__(reason)
-        self.reason, self.transient = reason, transient
+        self.reason, self.transient, self.kind = reason, transient, kind
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ async def rank(client: ChatClient, prompts: TypePrompts, config: RankConfig, sco
             answer = await client.chat(messages, temperature=config.temperature, max_tokens=config.max_tokens,
                                        usage=usage, schema=schema)
         except AnswerRejected as err:
-            raise RankingFailed(err.reason, err.transient) from None
+            raise RankingFailed(err.reason, err.transient, "server") from None
         try:
             shown_scores = parse_scores(answer.text, count)
         except ValueError as err:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size, iter_records, rejects_path_for
-from deita.data.paths import check_paths, check_writable
+from deita.data.paths import check_paths, prepare_output
 from deita.data.policy import given_or_own
 from deita.data.records import Record
-from deita.errors import DeitaError
+from deita.errors import DeitaError, quote
 from deita.evol.client import ChatClient, Usage
 from deita.evol.config import EvolConfig, RankConfig
 from deita.evol.estimate import (
@@ -56,9 +56,11 @@ class JobReport:
         s = self.summary
         lines = [f"{self.done} {s.rows:,} of {s.items + self.input_rejected:,} records → {self.output}"]
         if s.rejected or self.input_rejected:
-            again = f" ({s.transient:,} of them may succeed on a rerun)" if s.transient else ""
-            lines.append(f"rejected {s.rejected + self.input_rejected:,} ({self.input_rejected:,} bad input, "
-                         f"{s.rejected:,} by the LLM{again}) → {self.rejects}; by kind: {self.rejected_kinds}")
+            kinds = f", {s.breakdown()}" if s.rejected else ""
+            again = f"; {s.transient:,} of them may succeed on a rerun" if s.transient else ""
+            lines.append(f"rejected {s.rejected + self.input_rejected:,} ({self.input_rejected:,} bad input{kinds}"
+                         f"{again}) → {self.rejects}; by kind: {self.rejected_kinds}")
+            lines += [f"  {kind}, first: {quote(reason, 160)}" for kind, reason in s.examples.items()]
         if s.resumed_shards:
             lines.append(f"resumed {s.resumed_shards} of {s.shards} shards from the cache: no calls made for them")
         lines.append(f"cost of this run: {s.usage.line()}")
@@ -76,7 +78,7 @@ def check_job_paths(input_path: Path, output_path: Path, options: RunOptions) ->
                          "in .jsonl")
     check_paths({"input": input_path}, {"--output": output_path, "rejects file": rejects_path_for(output_path),
                                         "cache": cache_root(options, Path(output_path))})
-    check_writable("--output", output_path)
+    prepare_output("--output", output_path)
 
 
 def _shards(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
@@ -103,8 +105,7 @@ class _Output:
                 self.writer.write(outcome.row)
             else:
                 reason = f"{outcome.reject}{' (may succeed on a rerun)' if outcome.transient else ''}"
-                self.policy.set_aside(item.index, item.location, "server" if outcome.transient else "model",
-                                      reason, item.raw)
+                self.policy.set_aside(item.index, item.location, outcome.kind, reason, item.raw)
         self.bar.advance(len(items), self.position())
 
 
@@ -123,11 +124,22 @@ def _run(output: Path, options: RunOptions, description: str, items: Iterator[It
 
         try:
             summary = asyncio.run(main())
+            if summary.items and not summary.rows:
+                raise DeitaError(all_failed(summary, output, policy.path))
         except BaseException:
             sink.writer.abort()
             raise
         sink.writer.close()
     return summary
+
+
+def all_failed(summary: JobSummary, output: Path, rejects: Path | None) -> str:
+    """The one-line error of a job in which no item succeeded (the output is not written)."""
+    first = next(iter(summary.examples.values()), "")
+    again = (f"; {summary.transient:,} may succeed on a rerun (finished shards are kept)"
+             if summary.transient else "")
+    return (f"every one of the {summary.items:,} items failed ({summary.breakdown()}), so {output} was not "
+            f"written; first reason: {quote(first, 160)}; all reasons in {rejects}{again}")
 
 
 # ---------------------------------------------------------------- deita evol
@@ -183,7 +195,7 @@ def evolve_file(input_path: str | Path, output_path: str | Path, config: EvolCon
         try:
             evolution = await evolve(client, type_prompts, config, instruction, response, usage)
         except EvolutionFailed as err:
-            return Outcome(reject=err.reason, transient=err.transient, usage=usage)
+            return Outcome(reject=err.reason, transient=err.transient, usage=usage, kind=err.kind)
         row = evolved_row(item.index, seed_id, config.type, instruction, response, evolution.operations,
                           evolution.variants, usage.to_dict())
         return Outcome(row=row, usage=usage)
@@ -271,7 +283,7 @@ def rank_file(input_path: str | Path, output_path: str | Path, config: RankConfi
                 ranking = await rank(client, type_prompts, config, score_type, row.get("instruction", ""),
                                      row["variants"], usage)
             except RankingFailed as err:
-                return Outcome(reject=err.reason, transient=err.transient, usage=usage)
+                return Outcome(reject=err.reason, transient=err.transient, usage=usage, kind=err.kind)
             ranked = {**row, "order": ranking.order, "scores": ranking.scores, "rank_usage": usage.to_dict()}
             return Outcome(row=ranked, usage=usage)
 

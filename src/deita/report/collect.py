@@ -21,10 +21,12 @@ import numpy as np
 from deita.data.io import RecordPolicy, iter_records
 from deita.data.records import Record
 from deita.errors import DeitaError
+from deita.scoring.signals import QUALITY_FIELD, SIGNAL_FIELDS
 from deita.selection.ifd import IFD_KEY, ifd_record_scores
 from deita.selection.scores import record_score
 
-ADDED_FIELDS = ("complexity_scores", "quality_scores", "instruction_lengths", "response_lengths", "deita")
+ADDED_FIELDS = ("complexity_scores", "quality_scores", "instruction_lengths", "response_lengths", "deita",
+                *SIGNAL_FIELDS, QUALITY_FIELD)
 """Fields deita adds to records; a record's identity is everything else."""
 CANNOT_SKIP = RecordPolicy.failing(switch=None, who="The report")
 """A bad record in the selection or the pool stops the report: its figures would not add up without it."""
@@ -107,7 +109,8 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
         where_selected.setdefault(key, []).append(rank)
     selected_index = np.full(len(selection), -1, dtype=np.int64)
     scores: list[float] = []
-    means: dict[str, list[float]] = {name: [] for name in sort_key}
+    signals = tuple(name for name in (*SIGNAL_FIELDS, QUALITY_FIELD) if name not in sort_key)
+    means: dict[str, list[float]] = {name: [] for name in (*sort_key, *signals)}
     values: dict[str, Counter] = {name: Counter() for name in sort_key}
     nans: dict[str, int] = dict.fromkeys(sort_key, 0)
     turns, instruction, response, system, sources = [], [], [], [], []
@@ -140,6 +143,8 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
                         nans[name] += 1
                     else:
                         counts[value] += 1
+        for name in signals:  # the offline signals are shown beside the sort key, where a run stored them
+            means[name].append(_field_mean(raw.get(name)))
         turns.append(len(record.turns))
         instruction.append(sum(len(t.instruction) for t in record.turns))
         response.append(sum(len(t.response) for t in record.turns))

@@ -57,7 +57,8 @@ def distribution(title: str, pool: np.ndarray, selected: np.ndarray, log: bool =
     if discrete:
         bins = np.arange(both.min() - 0.5, min(both.max(), both.min() + 40) + 1.5)
     elif log:
-        bins = np.geomspace(max(both.min(), 1), max(both.max(), 2), 40)
+        low = max(both.min(), 1)
+        bins = np.geomspace(low, max(both.max(), 2 * low), 40)  # one value (a one-record pool) still spans
         axis.set_xscale("log")
         axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
         axis.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -87,5 +88,23 @@ def threshold_curve(points: list[tuple[float, int, bool]], size: int, chosen: fl
     axis.set_xlabel("threshold τ (cosine)")
     axis.set_ylabel(f"examined to select {size:,}")
     axis.legend(fontsize=8, frameon=False)
+    axis.spines[["top", "right"]].set_visible(False)
+    return _png(figure)
+
+
+def probe_bars(classes: list[str], selector: list[float | None], random: list[float | None], name: str) -> str:
+    """Per injected class, its share ratio for the probed selector and for random, side by side (1 = kept at
+    its pool share, 0 = never kept)."""
+    figure, axis = plt.subplots(figsize=(7.0, 0.42 * len(classes) + 1.0))
+    positions = np.arange(len(classes))[::-1]
+    for offset, values, color, label in ((0.2, selector, SELECTED, name), (-0.2, random, POOL, "random")):
+        heights = [0.0 if v is None else v for v in values]
+        bars = axis.barh(positions + offset, heights, height=0.38, color=color, label=label)
+        axis.bar_label(bars, labels=["–" if v is None else f"{v:.2f}" for v in values], padding=3, fontsize=8)
+    axis.axvline(1.0, color="#52606d", linewidth=0.8, linestyle="--")
+    axis.set_yticks(positions, classes)
+    axis.set_xlim(0, max([1.3, *[(v or 0) * 1.15 for v in [*selector, *random]]]))
+    axis.set_xlabel("share in selection / share in pool")
+    axis.legend(fontsize=8, frameon=False, loc="lower right")
     axis.spines[["top", "right"]].set_visible(False)
     return _png(figure)

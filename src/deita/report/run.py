@@ -16,18 +16,33 @@ from typing import Any
 import numpy as np
 
 from deita import __version__
-from deita.data.paths import check_paths, check_writable
+from deita.data import atomic
+from deita.data.paths import check_paths, prepare_output
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.report import collect, figures
 from deita.report.config import ReportConfig
+from deita.report.probe import probe_context, read_probe
+from deita.report.stats import load_stats
 from deita.selection.config import AGGREGATES
 from deita.selection.embeddings import open_embeddings
 from deita.selection.ifd import IFD_KEY
 from deita.selection.scores import resolve_sort_key
 
 THRESHOLDS = tuple(round(0.80 + 0.025 * i, 3) for i in range(7))
-"""The threshold curve's τ values: 0.80 to 0.95 in steps of 0.025."""
+"""The threshold curve's τ values for a run at a τ inside them: 0.80 to 0.95 in steps of 0.025."""
+
+
+def curve_thresholds(tau: float) -> tuple[float, ...]:
+    """The curve's τ values: THRESHOLDS where they hold the run's τ, else seven steps from the lower of 0.80
+    and τ − 0.05 up to the higher of 0.95 and τ (at most 1), with τ itself among them: the curve always spans
+    the threshold the run used (the offline preset's 0.99 included)."""
+    if THRESHOLDS[0] <= tau <= THRESHOLDS[-1]:
+        grid = THRESHOLDS
+    else:
+        low, high = min(0.80, tau - 0.05), max(0.95, min(tau, 1.0))
+        grid = tuple(low + (high - low) * i / 6 for i in range(7))
+    return tuple(sorted({round(value, 3) for value in (*grid, tau)}))
 CURVE_CAP = 3
 """The curve's walk stops after CURVE_CAP × size candidates (at least 1,000): past that, τ is too tight."""
 HEALTH_MODE_SHARE = 0.2
@@ -64,17 +79,17 @@ def _reject_kinds(path: Path | None) -> Counter:
     return kinds
 
 
-def _curve(scores: np.ndarray, embeddings: np.ndarray, size: int) -> list[tuple[float, int, bool]]:
+def _curve(scores: np.ndarray, embeddings: np.ndarray, size: int, tau: float) -> list[tuple[float, int, bool]]:
     from deita.selection.deita import deita_filter
 
     target = len(scores) if size == -1 else min(size, len(scores))
     cap = min(len(scores), max(CURVE_CAP * target, 1000))
     points = []
     scored = np.isfinite(scores)  # records without a score (ifd: no turn below --max-ifd) are never candidates
-    for tau in THRESHOLDS:
-        result = deita_filter(np.where(scored, scores, 0.0), embeddings, target, tau, max_examined=cap, device="cpu",
-                              selectable=scored)
-        points.append((tau, result.n_examined, len(result.indices) >= target))
+    for threshold in curve_thresholds(tau):
+        result = deita_filter(np.where(scored, scores, 0.0), embeddings, target, threshold, max_examined=cap,
+                              device="cpu", selectable=scored)
+        points.append((threshold, result.n_examined, len(result.indices) >= target))
     return points
 
 
@@ -102,13 +117,13 @@ def health_warnings(facts: collect.PoolFacts, funnel: dict[str, Any], sort_key: 
                         "context")
     if funnel.get("input") and funnel.get("rejected", 0) / funnel["input"] > HEALTH_REJECT_RATE:
         warnings.append(f"{funnel['rejected'] / funnel['input']:.1%} of the input was rejected "
-                        f"({funnel['rejected']:,} records): see the reasons above")
+                        f"({funnel['rejected']:,} records): see the rejected records by kind under Funnel below")
     return warnings
 
 
 def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | None, stats: dict[str, Any],
-                 config: ReportConfig, rejects_path: Path | None = None) -> str:
-    """The report's HTML."""
+                 config: ReportConfig, rejects_path: Path | None = None, probe: dict[str, Any] | None = None) -> str:
+    """The report's HTML; with `probe` (a `deita probe` result), its section too."""
     selection, keys = collect.read_selection(selected_path)
     first = next(iter(collect.iter_records(pool_path)), None)
     if first is None:
@@ -173,7 +188,7 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     else:
         embeddings = open_embeddings(embeddings_path, facts.n, pool_path)
         size = int(stats.get("n_selected", len(selection))) or 1
-        points = _curve(scores, embeddings, size)
+        points = _curve(scores, embeddings, size, float(stats.get("threshold", 0.9)))
         curve_image = figures.threshold_curve(points, size, float(stats.get("threshold", 0.9)))
         curve_rows = [{"tau": tau, "examined": n, "reached": reached} for tau, n, reached in points]
     evidence = []
@@ -219,6 +234,7 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
         "sources": sources, "source_field": source_field, "warnings": health_warnings(facts, funnel_counts, sort_key),
         "sort_key": sort_key, "n_selected": len(selection), "n_pool": facts.n,
         "turn_counts": turn_counts(facts.turns, facts.turns[sel]), "aggregate": aggregate,
+        "probe": probe_context(probe) if probe is not None else None,
     }
     return _render(context)
 
@@ -249,27 +265,22 @@ def _render(context: dict[str, Any]) -> str:
 def report_file(selected_path: str | Path, pool_path: str | Path, output_path: str | Path,
                 embeddings_path: str | Path | None = None, stats_path: str | Path | None = None,
                 config: ReportConfig = ReportConfig(), rejects_path: str | Path | None = None,
-                stats: dict[str, Any] | None = None) -> Path:
-    """Write the report for `selected_path` against `pool_path`; returns the output path."""
+                stats: dict[str, Any] | None = None, probe_path: str | Path | None = None) -> Path:
+    """Write the report for `selected_path` against `pool_path` (with the probe section when `probe_path`, a
+    `deita probe` JSON, is given); returns the output path."""
     selected_path, pool_path, output_path = Path(selected_path), Path(pool_path), Path(output_path)
     check_paths({"selection": selected_path, "--pool": pool_path, "--embeddings": embeddings_path,
-                 "--stats": stats_path}, {"--output": output_path})
-    check_writable("--output", output_path)
+                 "--stats": stats_path, "--probe": probe_path}, {"--output": output_path})
+    prepare_output("--output", output_path)
     for label, path in (("selection", selected_path), ("--pool", pool_path), ("--embeddings", embeddings_path),
-                        ("--stats", stats_path)):
+                        ("--stats", stats_path), ("--probe", probe_path)):
         if path is not None and not Path(path).exists():
             raise DeitaError(f"{label} {path}: no such file or directory")
     if stats is None:
-        stats = {}
-        if stats_path is not None:
-            try:
-                stats = json.loads(Path(stats_path).read_text())
-            except (OSError, ValueError) as err:
-                raise DeitaError(f"--stats {stats_path}: not a readable statistics JSON ({err})") from None
+        stats = load_stats(stats_path) if stats_path is not None else {}
+    probe = read_probe(Path(probe_path)) if probe_path is not None else None
     html = build_report(selected_path, pool_path, Path(embeddings_path) if embeddings_path else None, stats, config,
-                        Path(rejects_path) if rejects_path else None)
+                        Path(rejects_path) if rejects_path else None, probe)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output_path.with_name(f".{output_path.name}.tmp")
-    temporary.write_text(html, encoding="utf-8")
-    temporary.replace(output_path)
+    atomic.write_bytes(output_path, html.encode("utf-8"))
     return output_path

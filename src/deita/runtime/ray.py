@@ -103,19 +103,21 @@ class ShardWorker:
         self.worker = stage.load_worker()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        out: dict[str, list] = {"index": [], "values": [], "counts": [], "counters": []}
+        out: dict[str, list] = {"index": [], "values": [], "counts": [], "counters": [], "problems": []}
         for index, requests, counts in zip(batch["index"], batch["requests"], batch["counts"], strict=True):
             if not str(requests):  # a cached shard's marker: nothing to compute
                 out["index"].append(int(index))
                 out["values"].append(b"")
                 out["counts"].append(str(counts))
                 out["counters"].append("{}")
+                out["problems"].append("{}")
                 continue
             result = self.worker(decode_requests(str(requests)))
             out["index"].append(int(index))
             out["values"].append(array_to_bytes(result.values))
             out["counts"].append(str(counts))
             out["counters"].append(json.dumps({k: int(v) for k, v in result.counters.items()}))
+            out["problems"].append(json.dumps(result.problems))
         return out
 
 
@@ -269,7 +271,9 @@ class RayExecutor:
                 if task.cached:
                     yield task, None
                     continue
-                result = ShardResult(array_from_bytes(row["values"]), task.counts, json.loads(row["counters"]))
+                problems = {int(i): str(why) for i, why in json.loads(row["problems"]).items()}
+                result = ShardResult(array_from_bytes(row["values"]), task.counts, json.loads(row["counters"]),
+                                     problems)
                 yield task, result
         except Exception as err:
             if isinstance(err, DeitaError):

@@ -115,7 +115,10 @@ def run_stage(stage: Stage, input_path: str | Path, sink: Sink, options: RunOpti
                     if int(result.counts.sum()) != len(result.values):
                         raise DeitaError(f"shard {task.index}: {len(result.values)} results for "
                                          f"{int(result.counts.sum())} requests")
-                    store.save(task.key, result)
+                    if result.problems:  # not stored: a rerun asks the server again for this shard
+                        log.info("shard %d: %d invalid answers; not stored", task.index, len(result.problems))
+                    else:
+                        store.save(task.key, result)
                 ready[task.index] = result
                 while written in ready:
                     shard = ready.pop(written)
@@ -170,7 +173,13 @@ def _emit(records: list[Record], result: ShardResult, sink: Sink, bad: _Bad, sum
     summary.requests += len(result.values)
     for key, value in result.counters.items():
         summary.counters[key] = summary.counters.get(key, 0) + int(value)
+    start = 0
     for record, rows in zip(records, result.per_record(), strict=True):
+        first, start = start, start + len(rows)
+        failed = [result.problems[i] for i in range(first, start) if i in result.problems]
+        if failed:
+            bad.add(record, f"invalid server answer: {failed[0]}", "server")
+            continue
         try:
             sink.write(record, rows)
         except UnwritableRecord as problem:

@@ -27,10 +27,15 @@ class RecordProblem(ValueError):
 
 @dataclass
 class WorkResult:
-    """One array row per request, in request order, plus counters to add up for the run summary."""
+    """One array row per request, in request order, plus counters to add up for the run summary.
+
+    `problems`: requests that got no result (an invalid server answer), by position, with the reason;
+    their rows hold NaN, and their records become rejects (kind "server").
+    """
 
     values: np.ndarray
     counters: dict[str, int] = field(default_factory=dict)
+    problems: dict[int, str] = field(default_factory=dict)
 
 
 class Worker(Protocol):

@@ -17,8 +17,9 @@ from deita.scoring.backends import BACKENDS
 from deita.scoring.backends.base import ScorerSpec
 from deita.scoring.templates import SCORE_TYPES
 
-TYPES = (*SCORE_TYPES, "ifd")
-"""The Deita scorers' types, and IFD (instruction-following difficulty, any causal LM)."""
+TYPES = (*SCORE_TYPES, "ifd", "signals")
+"""The Deita scorers' types, IFD (instruction-following difficulty, any causal LM), and the offline quality
+signals (no scorer model: the static embedder, the pool's bigram counts and rules; `scoring/signals.py`)."""
 
 
 def backend_sections(cls: type) -> type:
@@ -35,8 +36,9 @@ def backend_sections(cls: type) -> type:
 class ScoreConfig(Config):
     """Options of `deita score` (the CLI flags, YAML keys and keyword arguments share these names)."""
 
-    type: str = option("complexity", "complexity (instruction only), quality (instruction + response), or ifd "
-                       "(instruction-following difficulty from any causal LM's likelihoods; needs --model).",
+    type: str = option("complexity", "complexity (instruction only), quality (instruction + response), ifd "
+                       "(instruction-following difficulty from any causal LM's likelihoods; needs --model), or "
+                       "signals (the offline preset's cheap quality signals and their gate; no scorer model).",
                        choices=TYPES)
     model: str = option("", "Scorer: hub id or local directory (default: hkust-nlp/deita-TYPE-scorer); for ifd any "
                         "causal LM, also a .gguf file or a folder holding one.")
@@ -52,6 +54,8 @@ class ScoreConfig(Config):
                              min=64)
     score_token_ids: tuple[int, ...] | None = option(None, "Six comma-separated token ids for the digits 1..6 "
                                                       "(default: derived from the tokenizer).")
+    bigram_counts: str = option("", "signals: the pool's bigram counts (.npy) from dedup's pass (default: counted "
+                                "from the input first).", cli=False)
     # one options section per backend follows, from the BACKENDS table (`backend_sections`)
 
     def check(self) -> None:
@@ -72,6 +76,10 @@ class ScoreConfig(Config):
         return {name: "backend" for name in BACKENDS if name != self.backend}
 
     def resolved_model(self) -> str:
+        if self.type == "signals" and not self.model:
+            from deita.embedding.sentence import default_sentence_model
+
+            return default_sentence_model()  # the sentence model the static embedder is distilled from
         return self.model or f"hkust-nlp/deita-{self.type}-scorer"
 
     def scorer_spec(self) -> ScorerSpec:

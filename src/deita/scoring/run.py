@@ -13,6 +13,7 @@ from deita.runtime.runner import StageSummary, cache_root, run_stage
 from deita.runtime.sinks import RecordSink
 from deita.scoring.ifd import IFD_FIELD
 from deita.scoring.scorer import ScoreConfig, ScoreStage
+from deita.scoring.signals import QUALITY_FIELD, SIGNAL_FIELDS, SignalStage, signal_fields
 from deita.scoring.templates import SCORE_FIELDS
 
 
@@ -32,6 +33,8 @@ class ScoreReport:
         ]
         if self.field == IFD_FIELD:
             return lines + self.ifd_lines()
+        if self.field == QUALITY_FIELD:
+            return lines + self.signal_lines()
         lines.append(f"truncated to fit the scorer's context: {s.counters.get('truncated', 0):,} turns")
         if s.counters.get("renormalised"):
             lines.append(f"scores renormalised over the digits the server returned: {s.counters['renormalised']:,} turns")
@@ -46,6 +49,14 @@ class ScoreReport:
         nulls += f", {short:,} with a one-token response and no token before it" if short else ""
         return [truncated, nulls, *self.rejected_lines()]
 
+    def signal_lines(self) -> list[str]:
+        counters = self.summary.counters
+        return [f"offline quality signals ({', '.join(SIGNAL_FIELDS)}) and their product gate "
+                f"{QUALITY_FIELD}: {counters.get('refusals', 0):,} refusals, {counters.get('truncated_responses', 0):,}"
+                f" responses cut mid-sentence, {counters.get('language_mismatches', 0):,} answers in another "
+                f"language than their question, {counters.get('unanswered', 0):,} unanswered turns",
+                *self.rejected_lines()]
+
     def rejected_lines(self) -> list[str]:
         return self.summary.rejected_lines()
 
@@ -57,6 +68,8 @@ def score_file(input_path: str | Path, output_path: str | Path, config: ScoreCon
     `policy`: what happens to bad records (default: `options.on_error`, rejects beside the output).
     """
     output_path = Path(output_path)
+    if config.type == "signals":
+        return signal_scores(input_path, output_path, config, options, policy)
     field = IFD_FIELD if config.type == "ifd" else SCORE_FIELDS[config.type]
     sink = RecordSink(output_path, lambda rows: {field: turn_values(rows, nullable=config.type == "ifd")})
     with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
@@ -70,3 +83,22 @@ def turn_values(rows: Any, nullable: bool) -> list[float | None]:
     """Per-turn scores as JSON values; only a nullable field (IFD) turns NaN, a turn with no score, into null."""
     values = [float(v) for v in rows]
     return [None if math.isnan(v) else v for v in values] if nullable else values
+
+
+def signal_scores(input_path: str | Path, output_path: Path, config: ScoreConfig, options: RunOptions,
+                  policy: RecordPolicy | None) -> ScoreReport:
+    """The offline quality signals (`scoring/signals.py`), with the pool's bigram counts from dedup's pass, or,
+    where no such pass ran, counted from the input first."""
+    from deita.dedup.bigrams import BigramCounts, counts_key
+    from deita.embedding.embedder import EmbedConfig
+
+    root = cache_root(options, output_path)
+    counts = Path(config.bigram_counts) if config.bigram_counts else root / "bigram_counts.npy"
+    if not config.bigram_counts:
+        counts.parent.mkdir(parents=True, exist_ok=True)
+        BigramCounts.from_file(input_path, options).save(counts)
+    stage = SignalStage(config.resolved_model(), EmbedConfig().static_dims, None, counts, counts_key(counts))
+    sink = RecordSink(output_path, signal_fields)
+    with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
+        summary = run_stage(stage, input_path, sink, options, root, policy=policy, description="quality signals")
+    return ScoreReport(summary, output_path, QUALITY_FIELD)

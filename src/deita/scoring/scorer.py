@@ -13,7 +13,7 @@ from deita.errors import DeitaError
 from deita.runtime.shards import file_identity
 from deita.runtime.stage import WorkResult, check_text
 from deita.scoring.backends import BACKENDS
-from deita.scoring.backends.base import ScoringBackend
+from deita.scoring.backends.base import InvalidAnswers, ScoringBackend
 from deita.scoring.config import ScoreConfig
 from deita.scoring.ifd import IFD_DEFINITION, IFDWorker
 from deita.scoring.prompts import build_prompts
@@ -60,15 +60,28 @@ class ScoreWorker:
     def __call__(self, turns: Sequence[Turn]) -> WorkResult:
         prompts = build_prompts(self.backend.tokenizer, self.config.type, turns, self.config.max_length)
         before = self.backend.counters.renormalised
-        logprobs = self.backend.digit_logprobs(prompts)
+        problems: dict[int, str] = {}
+        try:
+            logprobs = self.backend.digit_logprobs(prompts)
+        except InvalidAnswers as invalid:
+            logprobs, problems = invalid.rows, invalid.problems
         counters = {
             "truncated": sum(p.truncated for p in prompts),
             "renormalised": self.backend.counters.renormalised - before,
         }
-        return WorkResult(expected_scores(logprobs).astype(np.float64), counters)
+        scores = np.full(len(prompts), np.nan)
+        good = np.array([i not in problems for i in range(len(prompts))], dtype=bool)
+        if good.any():
+            scores[good] = expected_scores(np.asarray(logprobs)[good])
+        return WorkResult(scores, counters, problems)
 
     def score(self, turns: Sequence[Turn]) -> list[float]:
-        return [float(s) for s in self(turns).values]
+        """The score of every turn; an invalid server answer is an error naming the first."""
+        result = self(turns)
+        if result.problems:
+            first = min(result.problems)
+            raise DeitaError(f"turn {first}: invalid server answer: {result.problems[first]}")
+        return [float(s) for s in result.values]
 
 
 class ScoreStage:

@@ -25,7 +25,7 @@ class FilterConfig(Config):
                               min=-1.0, max=1.0)
     sort_key: tuple[str, ...] | None = option(
         None, "Comma-separated per-turn score fields; Σ over turns of their product ranks the pool (default: "
-        "complexity_scores,quality_scores, or the length fields an offline run wrote).")
+        "complexity_scores,quality_scores, or the length fields and quality gate an offline run wrote).")
     strategy: str = option("deita", "Selection strategy: " + "; ".join(
         f"{name}: {entry.help}" for name, entry in STRATEGIES.items()) + ".", choices=STRATEGIES)
     device: str = option("auto", DEVICE_HELP)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from deita.data.io import ReadStats, RecordPolicy, RecordWriter, iter_records, records_at
-from deita.data.paths import check_paths
+from deita.data.paths import check_paths, prepare_output
 from deita.errors import DeitaError
 from deita.selection.config import FilterConfig
 from deita.selection.deita import SelectionResult
@@ -137,23 +137,17 @@ class Pool:
     sort_key: tuple[str, ...]
     spans: list[tuple[int, int]] | None
     """JSONL: each record's bytes, so the selected ones are fetched without a second read of the file."""
-    identity: tuple[int, int]
-    """(size, modification time) of the file when it was read."""
+    read: ReadStats
+    """The first read: its fingerprint (size, mtime, hash of the bytes) checks the second."""
     costs: np.ndarray | None = None
     """Tokens per record (--token-budget)."""
     groups: GroupColumn | None = None
     """Group ids per record (--max-share)."""
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
-
-
 def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     """Pool size, the column the strategy ranks by (final scores, mean IFD or response lengths), the sort key,
     and, for JSONL, where each record lies in the file."""
-    identity = _identity(path)
     strategy = STRATEGIES[config.strategy]
     sort_key: tuple[str, ...] = (IFD_KEY,) if strategy.ifd else config.sort_key or ()
     lists: list[list] = [[] for _ in sort_key]
@@ -161,7 +155,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     lengths: list[int] = []
     spans: list[tuple[int, int]] = []
     count = 0
-    stats = ReadStats()
+    stats = ReadStats(reread=True)
     costs, groups = limit_columns(config)
     for record in iter_records(path, fmt=fmt, stats=stats, policy=CANNOT_SKIP):
         if count == 0 and strategy.scores:
@@ -187,7 +181,7 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     elif strategy.ifd:
         scores, selectable = ifd_record_scores(lists[0], config.max_ifd, locations)
     return Pool(count, scores, selectable, np.asarray(lengths, dtype=np.float64) if strategy.lengths else None,
-                sort_key, spans if stats.file_type == "jsonl" else None, identity,
+                sort_key, spans if stats.file_type == "jsonl" else None, stats,
                 costs.array() if costs is not None else None, groups)
 
 
@@ -229,13 +223,11 @@ def limits_of(config: FilterConfig, result: SelectionResult, groups: GroupColumn
 
 def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None) -> list[dict]:
     """The selected records, in selection order: fetched by their bytes (JSONL), else by a second read."""
-    if _identity(path) != pool.identity:
-        raise DeitaError(f"{path} changed while selecting; run the filter again")
     if pool.spans is not None:
-        return list(records_at(path, (pool.spans[int(i)] for i in indices)))
+        return list(records_at(path, (pool.spans[int(i)] for i in indices), expect=pool.read.fingerprint))
     position = {int(index): rank for rank, index in enumerate(indices)}
     chosen: list[dict | None] = [None] * len(indices)
-    for ordinal, record in enumerate(iter_records(path, fmt=fmt, policy=CANNOT_SKIP)):
+    for ordinal, record in enumerate(iter_records(path, fmt=fmt, stats=pool.read.again(), policy=CANNOT_SKIP)):
         rank = position.get(ordinal)
         if rank is not None:
             chosen[rank] = record.raw
@@ -295,6 +287,9 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
                 {"--output": output_path, "--stats": stats_path})
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
+    prepare_output("--output", output_path)
+    if stats_path is not None:
+        prepare_output("--stats", stats_path)
     if config.strategy == "ifd" and config.sort_key:
         raise DeitaError(f"--sort-key does not apply to --strategy ifd, which ranks by {IFD_KEY}")
     pool = _read_pool(input_path, config, fmt)

@@ -16,12 +16,15 @@ LENGTH_SCORE_KEYS = ("instruction_lengths", "response_lengths")
 
 
 def resolve_sort_key(sort_key: tuple[str, ...] | None, first: dict | None) -> tuple[str, ...]:
-    """`sort_key` when given, or the score fields the records carry: Deita scores, else length scores."""
+    """`sort_key` when given, or the score fields the records carry: Deita scores, else length scores (times
+    the offline signals' gate where an offline run stored it)."""
+    from deita.scoring.signals import QUALITY_FIELD
+
     if sort_key:
         return sort_key
     if first is not None and all(key in first for key in LENGTH_SCORE_KEYS) \
             and not any(key in first for key in DEFAULT_SCORE_KEYS):
-        return LENGTH_SCORE_KEYS
+        return (*LENGTH_SCORE_KEYS, QUALITY_FIELD) if QUALITY_FIELD in first else LENGTH_SCORE_KEYS
     return DEFAULT_SCORE_KEYS
 
 
