@@ -174,6 +174,17 @@ class SelectConfig(Config):
             return f"τ = {tau} is the paper's, for its embedder (Mistral-7B or MiniLM scale)."
         return f"τ = {tau} was set in the config or with --threshold."
 
+    def with_filter_defaults(self) -> SelectConfig:
+        """This config with the filter's budget tokenizer (the scorer's, else the embedder's) and source field (the
+        report's) filled in where the user left them out, so the run and its manifest use the same."""
+        updates: dict[str, Any] = {}
+        if self.filter.token_budget is not None and not self.filter.budget_tokenizer:
+            scorer = self.scorer_for("quality") or self.scorer_for("complexity")
+            updates["budget_tokenizer"] = scorer.resolved_model() if scorer else self.embed.resolved_model()
+        if self.filter.source_field is None and self.report.source_field is not None:
+            updates["source_field"] = self.report.source_field
+        return dataclasses.replace(self, filter=dataclasses.replace(self.filter, **updates)) if updates else self
+
     def effective(self) -> dict[str, Any]:
         """The effective config as plain data (what OUTPUT.config.yaml and the manifest record): the options
         in use only, and no section for a role scored by length, so a rerun from it scores the same."""

@@ -131,6 +131,7 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     )
 
     input_path, output_path = Path(input_path), Path(output_path)
+    config = config.with_filter_defaults()
     paths = prepare_select(input_path, output_path, config)
     paths.work.mkdir(parents=True, exist_ok=True)
     run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
@@ -184,12 +185,17 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     stats = {**selection.stats(), "funnel": funnel, "threshold_note": config.threshold_note()}
     paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
     if config.report.write:
-        report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=config.report,
+        report_config = config.report if config.report.source_field or not config.filter.source_field else \
+            dataclasses.replace(config.report, source_field=config.filter.source_field)
+        report_file(output_path, scored, paths.report, paths.work / "embeddings.npy", config=report_config,
                     rejects_path=rows if rejected else None, stats=stats)
         lines.append(f"report → {paths.report}")
     paths.config.write_text(config.to_yaml())
     counts = {**funnel, **cleaned.details, "examined": selection.n_examined,
               "skipped_near_duplicates": selection.n_near_duplicates, "selected": selection.n_selected}
+    if selection.limits is not None:
+        counts.update({key: value for key, value in selection.limits.stats().items()
+                       if key in ("tokens_selected", "n_over_budget", "n_group_full")})
     write_manifest(paths.manifest, input_path, output_path, counts, config.effective(), config.models_used(),
                    seconds, {"filter": config.filter.seed, "report": config.report.seed})
     lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; stage outputs and caches in "

@@ -141,7 +141,7 @@ def _run(args: list[str]) -> None:
         if _state["debug"]:
             raise
         _error(str(err))
-        sys.exit(1)
+        sys.exit(2 if getattr(err, "usage", False) else 1)
     except OSError as err:
         if _state["debug"]:
             raise

@@ -90,16 +90,16 @@ def _field_mean(values: Any) -> float:
         return float("nan")
 
 
-def _record_score(raw: dict, sort_key: tuple[str, ...], max_ifd: float, where: str) -> float:
+def _record_score(raw: dict, sort_key: tuple[str, ...], max_ifd: float, where: str, aggregate: str = "sum") -> float:
     if sort_key == (IFD_KEY,):
         scores, selectable = ifd_record_scores([raw[IFD_KEY]], max_ifd, [where])
         return float(scores[0]) if selectable[0] else float("nan")
-    return record_score([raw[k] for k in sort_key], sort_key, where)
+    return record_score([raw[k] for k in sort_key], sort_key, where, aggregate)
 
 
 def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record], keys: list[bytes],
                  sort_key: tuple[str, ...], wanted: set[int], n_examined: int,
-                 source_field: str | None, max_ifd: float = 1.0) -> PoolFacts:
+                 source_field: str | None, max_ifd: float = 1.0, aggregate: str = "sum") -> PoolFacts:
     """Read the pool once; match every selected record to its pool index (an error names the first missing).
 
     A selection ranked by `ifd_scores` scores each record by the mean IFD of its turns below `max_ifd`; a record
@@ -127,7 +127,7 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
         score = float("nan")
         if scored:
             if all(k in raw for k in sort_key):
-                score = _record_score(raw, sort_key, max_ifd, f"{pool_path}, {record.location}")
+                score = _record_score(raw, sort_key, max_ifd, f"{pool_path}, {record.location}", aggregate)
             else:
                 scored = False
         scores.append(score)
