@@ -166,8 +166,8 @@ class SelectConfig(Config):
                     "cosines crowd near 1. On 4,905 real ShareGPT records with dedup off, it skips all of the "
                     "probe's planted exact copies and 99.6–100 % of its near copies (seeds 0–2), 99.7 % of harder "
                     "near-copies (a changed name, a reordered list), and 159 real records (3.2 %), about as many "
-                    "as MiniLM at 0.9; 0.98 skips twice as many real records and catches no more copies, 0.995 "
-                    "keeps 47 more and misses at most 0.4 % more near copies (benchmarks/threshold.py, "
+                    "as MiniLM at 0.9; 0.98 skips twice as many real records and catches no more copies, a threshold "
+                    "halfway to 1 keeps 47 more and misses at most 0.4 % more near copies (benchmarks/threshold.py, "
                     "benchmarks/offline.py, docs/offline.md). In a run, dedup removes exact and near copies of "
                     "whole records before this.")
         if tau == FilterConfig().threshold:
