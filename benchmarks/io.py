@@ -7,6 +7,11 @@ The reference, timed in the same run on the same file, is the simplest fast stre
 read a line, `orjson.loads`, add a field, `orjson.dumps`, write. Every deita figure is the real command
 run as a subprocess (start-up, imports and all); its peak RSS is that child's own (`wait4`).
 
+The duplicate-key check of the reader (issue 21) is timed in this process: the same file read through
+`iter_records` with the check on and off, alternately, best of 9 each; target ≤ 1.05×. `--real FILE` times
+it on a real pool too (e.g. /work/shared/data/sharegpt_v3_5k.json, written out as JSONL four times over);
+`--duplicate-keys-only` skips the commands.
+
 Targets (issue 16): convert ≤ 2× the loop with peak RSS ≤ 200 MB; validate ≤ 1.5×; filter with a
 1M×384 float16 embedding file → 10K ≤ 3×, end to end. It also prints how many times each stage reads
 its input (`DEITA_COUNT_READS=1` makes every deita command report its reads at exit).
@@ -145,10 +150,53 @@ def stage_reads(folder: Path, env: dict[str, str]) -> list[tuple[str, int]]:
             ("embed + filter + report (select, scored.jsonl)", reads_of(select, scored))]
 
 
+DUPLICATE_KEYS_TARGET = 1.05
+
+
+def duplicate_key_cost(path: Path, rounds: int = 9) -> tuple[float, float, int]:
+    """(seconds with the check, seconds without, records) of reading ``path`` through ``iter_records``:
+    best of ``rounds`` each, the two alternating so load drift hits both."""
+    from deita.data import checks
+    from deita.data.io import iter_records
+
+    best = {True: float("inf"), False: float("inf")}
+    count = 0
+    for _ in range(rounds):
+        for on in (False, True):
+            checks.CHECK_DUPLICATE_KEYS = on
+            start = time.perf_counter()
+            count = sum(1 for _ in iter_records(path, on_error="skip"))
+            best[on] = min(best[on], time.perf_counter() - start)
+    checks.CHECK_DUPLICATE_KEYS = True
+    return best[True], best[False], count
+
+
+def report_duplicate_keys(name: str, path: Path) -> None:
+    with_check, without, count = duplicate_key_cost(path)
+    ratio = with_check / without
+    verdict = "ok" if ratio <= DUPLICATE_KEYS_TARGET else "MISSED"
+    print(f"duplicate-key check, {name}: {count:,} records read in {with_check:.2f} s with it, {without:.2f} s "
+          f"without: {ratio:.3f}× the plain reader (target ≤ {DUPLICATE_KEYS_TARGET}×)  {verdict}")
+
+
+def real_pool_jsonl(source: Path, folder: Path, copies: int = 4) -> Path:
+    """A real pool (JSON array or JSONL) written as JSONL ``copies`` times over, for a steadier timing."""
+    from deita.data.readers import ReadStats, read_items
+
+    records = [raw for _, _, raw, problem in read_items(source, ReadStats()) if problem is None]
+    path = folder / "real.jsonl"
+    with open(path, "wb") as f:
+        for _ in range(copies):
+            f.writelines(orjson.dumps(record) + b"\n" for record in records)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--folder", type=Path, help="Work folder (default: a temporary one, removed after).")
+    ap.add_argument("--real", type=Path, help="A real pool to time the duplicate-key check on too.")
+    ap.add_argument("--duplicate-keys-only", action="store_true", help="Time only the duplicate-key check.")
     args = ap.parse_args()
     env = {**os.environ, "DEITA_COUNT_READS": "1"}
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
@@ -160,6 +208,11 @@ def main() -> None:
         print(f"generated {args.records:,} scored ShareGPT records ({pool.stat().st_size / 1e6:,.0f} MB JSONL) and "
               f"{args.records:,}×384 float16 embeddings in {time.perf_counter() - t:.1f} s")
         subprocess.run(["cat", str(pool), str(emb)], stdout=subprocess.DEVNULL, check=True)  # into page cache
+        report_duplicate_keys("synthetic pool", pool)
+        if args.real is not None:
+            report_duplicate_keys(f"{args.real.name} (JSONL, 4 copies)", real_pool_jsonl(args.real, folder))
+        if args.duplicate_keys_only:
+            return
         commands = {
             "convert": deita("convert", str(pool), "-o", str(folder / "conv.jsonl"), "--to", "sharegpt"),
             "validate": deita("validate", str(pool)),

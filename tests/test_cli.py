@@ -88,7 +88,8 @@ def test_help_lists_commands_and_the_default_preset():
 def test_select_out_of_range_flags_fail_before_any_stage(tmp_path, flags, name):
     data = write_jsonl(tmp_path / "pool.jsonl", pool(4))
     out = tmp_path / "out" / "sel.jsonl"
-    line = one_line_error(deita("select", data, "-o", out, "--preset", "offline", *flags, check=False))
+    line = one_line_error(deita("select", data, "-o", out, "--preset", "offline", *flags, check=False),
+                          code=2 if flags[0] == "--seed" else 1)
     assert name in line
     assert not (tmp_path / "out").exists(), "no stage may run before the config is checked"
 

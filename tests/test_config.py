@@ -284,3 +284,25 @@ def test_yaml_values_are_type_checked_and_ranges_checked_before_work():
     assert config_from_mapping(FilterConfig, {"size": -1}).size == -1
     with pytest.raises(DeitaError, match="batch_tokens .* must be at least max_length"):
         config_from_mapping(ScoreConfig, {"batch_tokens": 100, "max_length": 200})
+
+
+def test_budget_balance_and_aggregate_from_a_config_file() -> None:
+    """The filter section takes token_budget, budget_tokenizer, max_share, source_field and aggregate, checked
+    at build; select fills in the budget tokenizer (scorer's, else embedder's) and the report's source field."""
+    from deita.errors import ConfigError
+    from deita.select_config import SelectConfig
+
+    with pytest.raises(ConfigError, match=r"^run.yaml: filter.max_share needs a record count") as caught:
+        SelectConfig.build({"filter": {"size": -1, "max_share": 0.5}}, "run.yaml")
+    assert caught.value.usage
+    with pytest.raises(ConfigError, match=r"filter.aggregate: 'median' is not one of sum, mean, max"):
+        SelectConfig.build({"filter": {"aggregate": "median"}}, "run.yaml")
+    scored = SelectConfig.build({"preset": "offline", "quality": {"model": "/models/q"},
+                                 "filter": {"size": 10, "token_budget": 5000}, "report": {"source_field": "lang"}},
+                                "run.yaml").with_filter_defaults()
+    assert (scored.filter.budget_tokenizer, scored.filter.source_field) == ("/models/q", "lang")
+    offline = SelectConfig.build({"preset": "offline", "filter": {"size": -1, "token_budget": 5000,
+                                                                  "aggregate": "mean"}}, "run.yaml")
+    filled = offline.with_filter_defaults().filter
+    assert filled.budget_tokenizer == offline.embed.resolved_model() and filled.aggregate == "mean"
+    assert offline.with_filter_defaults().effective()["filter"]["token_budget"] == 5000

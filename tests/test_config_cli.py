@@ -33,8 +33,8 @@ def deita(*args) -> subprocess.CompletedProcess:
     return subprocess.run([DEITA, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 1, (result.stdout, result.stderr)
+def one_line_error(result: subprocess.CompletedProcess, code: int = 1) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
     return lines[0][len("error: "):]
@@ -138,16 +138,20 @@ def test_every_numeric_flag_out_of_range_is_one_line_naming_it(tmp_path, data, c
     with pytest.raises(SystemExit) as done:
         main([*path, *required_args(path, tmp_path, data), flag, value])
     err = capsys.readouterr().err
-    assert done.value.code == 1 and "Traceback" not in err, err
+    assert done.value.code == (2 if flag == "--seed" else 1) and "Traceback" not in err, err  # seeds: usage
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {flag}: ") and "out of range" in lines[0] \
         or "not a finite number" in lines[0], err
     assert not (tmp_path / "out").exists()
 
 
-def test_dpo_data_seed_out_of_range_is_an_error_not_a_traceback(tmp_path, data):
-    line = one_line_error(deita("dpo-data", data, "-o", tmp_path / "pairs.jsonl", "--seed", "-5"))
+@pytest.mark.parametrize("command, extra", [(("dpo-data",), ()), (("filter",), ()), (("select",), ("--preset", "offline")),
+                                            (("train", "sft"), ("--model", "m")), (("probe",), ())])
+def test_a_seed_out_of_range_is_a_usage_error_in_one_line(tmp_path, data, command, extra):
+    out = tmp_path / "out" / "o.jsonl"
+    line = one_line_error(deita(*command, data, "-o", out, *extra, "--seed", "-5"), code=2)
     assert line == "--seed: -5 is out of range (must be between 0 and 4294967295)"
+    assert not out.parent.exists()
 
 
 # ---------------------------------------------------------------- the extension tables

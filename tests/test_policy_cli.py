@@ -10,24 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
-from builders import sharegpt, write_jsonl
+from builders import run_main, sharegpt, write_jsonl
 
 from deita.data.policy import KINDS
 
 BAD_LINE = "{broken json"
 
-
-def run_main(capsys, *args) -> tuple[int, str, str]:
-    """`deita ARGS` in this process, as the installed command runs it: (exit code, stdout, stderr)."""
-    from deita.cli import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def pool_with_bad_line(path: Path, n: int = 6) -> Path:

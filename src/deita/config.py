@@ -222,7 +222,9 @@ def check_value(f: dataclasses.Field, value: Any, path: str) -> None:
             bound = f"between {low} and {high}"
         else:
             bound = f"at least {low}" if low is not None else f"at most {high}"
-        raise ConfigError(f"{quote(value)} is out of range (must be {bound}{allowed})", [path])
+        # A seed out of its range is a usage mistake (exit 2), as issue reports asked; other ranges stay errors.
+        raise ConfigError(f"{quote(value)} is out of range (must be {bound}{allowed})", [path],
+                          usage=f.name == "seed")
 
 
 def config_from_mapping(cls: type[C], values: Mapping[str, Any], source: str = "", base: C | None = None) -> C:

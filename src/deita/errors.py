@@ -54,12 +54,13 @@ class ConfigError(DeitaError, ValueError):
 
     `fields` are the dotted names of the options at fault. A one-field error reads `FIELD: PROBLEM`; a rule
     across options (`rule=True`) names its fields inside `problem`. `located` renders the same error for
-    where the values came from: a file and its key paths, or the flags a user typed.
+    where the values came from: a file and its key paths, or the flags a user typed. `usage` marks a
+    combination the command line cannot run at all (the CLI exits 2 for it, as for a usage error).
     """
 
     def __init__(self, problem: str, fields: Sequence[str] = (), *, rule: bool = False, where: str = "",
-                 label: Callable[[str], str] | None = None) -> None:
-        self.problem, self.fields, self.rule = problem, tuple(fields), rule
+                 label: Callable[[str], str] | None = None, usage: bool = False) -> None:
+        self.problem, self.fields, self.rule, self.usage = problem, tuple(fields), rule, usage
         super().__init__(self._render(where, label or (lambda path: path)))
 
     def _render(self, where: str, label: Callable[[str], str]) -> str:
@@ -74,8 +75,9 @@ class ConfigError(DeitaError, ValueError):
 
     def nested(self, prefix: str) -> ConfigError:
         """The same error one level down: its fields under `prefix` (a section or a nested option)."""
-        return ConfigError(self.problem, [f"{prefix}.{path}" for path in self.fields] or [prefix], rule=self.rule)
+        return ConfigError(self.problem, [f"{prefix}.{path}" for path in self.fields] or [prefix], rule=self.rule,
+                           usage=self.usage)
 
     def located(self, where: str = "", label: Callable[[str], str] | None = None) -> ConfigError:
         """The same error, rendered for `where` (a file, a class) with each field named by `label`."""
-        return ConfigError(self.problem, self.fields, rule=self.rule, where=where, label=label)
+        return ConfigError(self.problem, self.fields, rule=self.rule, where=where, label=label, usage=self.usage)

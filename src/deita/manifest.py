@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deita.data import atomic
 from deita.runtime.openai_http import without_credentials
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
@@ -83,6 +84,4 @@ def write_manifest(path: Path, input_path: Path, output_path: Path, counts: dict
         "seconds": {stage: round(value, 3) for stage, value in seconds.items()},
         "seeds": seeds,
     }
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    atomic.write_bytes(path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

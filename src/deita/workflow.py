@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deita.data.paths import check_paths, check_writable
+from deita.data.paths import check_paths, prepare_output
 from deita.data.policy import RecordPolicy, given_or_own
 from deita.errors import DeitaError
 from deita.runtime.models import check_models_reachable
@@ -83,7 +83,7 @@ def prepare_select(input_path: Path, output_path: Path, config: SelectConfig, ch
     evals = {f"eval set {path}": Path(path) for path in config.decontaminate.against}
     check_paths({"input": input_path, **evals}, {**paths.outputs(), "--cache-dir": config.run.cache_dir})
     for label, path in paths.outputs().items():
-        check_writable(label, path)
+        prepare_output(label, path)
     if evals:
         from deita.dedup.decontaminate import read_eval_items
 
@@ -116,13 +116,14 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
     from deita.passes.select import write_selection
 
     input_path, output_path = Path(input_path), Path(output_path)
+    config = config.with_filter_defaults()
     paths = prepare_select(input_path, output_path, config)
     paths.work.mkdir(parents=True, exist_ok=True)
     with given_or_own(policy, config.run, paths.rejects) as policy:
         computed = run_pass(input_path, paths, config, policy)
-        policy.flush()  # the report reads the rejects file
         lines = list(computed["lines"])
-        lines += write_selection(input_path, output_path, paths, config, computed)
+        # the report reads the rows set aside so far (moved into place as the rejects file at the end)
+        lines += write_selection(input_path, output_path, paths, config, computed, policy.rows_file())
     paths.config.write_text(config.to_yaml())
     lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; columns in {paths.work}")
     return lines

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from deita.data import atomic
 from deita.data.io import ReadStats, iter_records
 from deita.data.policy import (
     API_SWITCH,
@@ -97,8 +98,9 @@ def test_set_aside_writes_under_fail_and_counting_only_writes_nothing(tmp_path: 
     rejects = tmp_path / "e.jsonl.rejects.jsonl"
     with RecordPolicy(False, rejects, keep_failures=True) as policy:
         policy.set_aside(3, "line 4", "model", "the evolution stayed unchanged", {"id": 3})
-        policy.flush()  # readable while the run goes on (select's report reads it)
-        assert json.loads(rejects.read_text())["index"] == 3
+        rows = policy.rows_file()  # readable while the run goes on (select's report reads it)
+        assert rows is not None and json.loads(rows.read_text())["index"] == 3
+        assert not rejects.exists()  # moved into place only when the run ends well
     assert json.loads(rejects.read_text())["kind"] == "model" and policy.path == rejects
     with RecordPolicy.skipping(tmp_path / "dry.jsonl", write=False) as dry:
         dry.reject("in.jsonl", 0, "line 1", "invalid JSON: x", "{x")
@@ -114,6 +116,35 @@ def test_a_stale_rejects_file_goes_only_after_a_clean_run(tmp_path: Path) -> Non
     with RecordPolicy.skipping(stale):
         pass
     assert not stale.exists()
+
+
+def test_the_rejects_file_appears_only_when_the_run_ends_well(tmp_path: Path) -> None:
+    """Rows go to a data/atomic.py temporary file: moved into place at the end, removed on an error or an
+    interrupt (an earlier rejects file is left as it was), so a killed skip run leaves no partial file."""
+    rejects = tmp_path / "o.jsonl.rejects.jsonl"
+    rejects.write_text("earlier run\n")
+    for stop in (DeitaError("the disk is full"), KeyboardInterrupt()):
+        with pytest.raises(type(stop)), RecordPolicy.skipping(rejects) as policy:
+            policy.reject("in.jsonl", 0, "line 1", "invalid JSON: x", "{x")
+            temp = policy.rows_file()
+            assert temp is not None and temp.exists() and atomic.target_of(temp) == rejects  # registered
+            raise stop
+        assert not temp.exists() and rejects.read_text() == "earlier run\n"
+        assert [p.name for p in tmp_path.iterdir()] == [rejects.name]
+    with RecordPolicy.skipping(rejects) as policy:
+        policy.reject("in.jsonl", 1, "line 2", "invalid JSON: y", "{y")
+    assert json.loads(rejects.read_text())["location"] == "line 2" and policy.rows_file() == rejects
+    assert [p.name for p in tmp_path.iterdir()] == [rejects.name]
+    # failed LLM items are the run's results: an error that names them keeps them, an interrupt does not
+    with pytest.raises(DeitaError), RecordPolicy(False, rejects, keep_failures=True) as policy:
+        policy.set_aside(0, "line 1", "server", "no answer", {"id": 0})
+        raise DeitaError("every one of the 1 items failed")
+    assert json.loads(rejects.read_text())["kind"] == "server"
+    with pytest.raises(KeyboardInterrupt), RecordPolicy(False, rejects, keep_failures=True) as policy:
+        policy.set_aside(0, "line 1", "model", "empty answer", {"id": 0})
+        raise KeyboardInterrupt
+    assert json.loads(rejects.read_text())["kind"] == "server"
+    assert [p.name for p in tmp_path.iterdir()] == [rejects.name]
 
 
 def test_no_on_error_branch_outside_the_policy() -> None:

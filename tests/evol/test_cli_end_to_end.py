@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from builders import sharegpt, write_jsonl
+from builders import run_main, sharegpt, write_jsonl
 from chat_server import phrases, seed_records
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
@@ -75,18 +75,6 @@ def test_synthetic_task_from_seeds_to_ranked_scores_in_the_true_order(chat_serve
             content = path.read_text(errors="replace")
             assert SECRET not in content and "sk-url-secret" not in content, path
 
-
-def run_main(capsys, *args) -> tuple[int, str, str]:
-    """`deita ARGS` in this process (quicker than a subprocess for the error paths): (exit code, stdout, stderr)."""
-    from deita.cli import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_line(outcome, code: int = 1) -> str:

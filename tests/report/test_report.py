@@ -151,6 +151,19 @@ def test_report_in_a_real_browser(selected_run, tmp_path):
     assert screenshot.stat().st_size > 50_000
 
 
+def test_turn_count_table_shares() -> None:
+    """Per turn count (1, 2, 3, 4, 5–9, 10+): the share of pool and of selection; bins with no pool record left out."""
+    import numpy as np
+
+    from deita.report.run import turn_counts
+
+    pool = np.asarray([1, 1, 1, 1, 2, 2, 3, 5, 9, 12])
+    rows = turn_counts(pool, pool[[0, 4, 7, 9]])
+    assert [(r["turns"], r["pool"], r["selected"]) for r in rows] == [
+        ("1", 0.4, 0.25), ("2", 0.2, 0.25), ("3", 0.1, 0.0), ("5–9", 0.2, 0.25), ("10+", 0.1, 0.25)]
+    assert turn_counts(pool, pool[:0])[0]["selected"] == 0.0
+
+
 def test_threshold_curve_spans_the_runs_own_tau(selected_run):
     from deita.report.run import THRESHOLDS, curve_thresholds
 
@@ -179,6 +192,7 @@ def test_the_report_says_how_the_threshold_was_chosen(selected_run):
     html = (selected_run / "sel.jsonl.report.html").read_text()
     assert "How the threshold was chosen: τ = 0.99 is the offline preset&#39;s, calibrated for its static embedder" \
         in html
+    assert "the probe&#39;s planted exact copies" in html and "(benchmarks/threshold.py," in html  # the figures
 
 
 def test_a_log_scale_figure_of_equal_values_is_drawn():

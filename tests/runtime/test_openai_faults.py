@@ -18,7 +18,7 @@ import yaml
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent / name) for name in ("evol", "scoring")]
 
-from builders import sharegpt, write_jsonl  # noqa: E402
+from builders import run_main, sharegpt, write_jsonl  # noqa: E402
 from chat_server import seed_records  # noqa: E402
 from faulty_server import MARK, SECRET, Recorded, create_app  # noqa: E402
 from openai_server import BackgroundServer  # noqa: E402
@@ -57,18 +57,6 @@ def deita(*args, env: dict[str, str] | None = None) -> tuple[subprocess.Complete
                           env={**environment, **(env or {})})
     return done, time.monotonic() - started
 
-
-def run_main(capsys, *args) -> tuple[int, str, str]:
-    """`deita ARGS` in this process (the same entry point, quicker than a subprocess)."""
-    from deita.cli import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_line(code: int, err: str, expected: int = 1) -> str:

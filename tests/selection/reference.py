@@ -58,3 +58,42 @@ def toolkit_style_filter(scores: np.ndarray, embeddings: np.ndarray, size: int, 
         if len(chosen) == target:
             break
     return np.asarray(chosen, dtype=np.int64)
+
+
+def one_at_a_time_limited(scores: np.ndarray, embeddings: np.ndarray | None, size: int, threshold: float | None,
+                          costs: np.ndarray | None = None, budget: int | None = None,
+                          groups: np.ndarray | None = None, cap: int | None = None,
+                          order: np.ndarray | None = None) -> tuple[list[int], dict[str, int]]:
+    """The walk under a token budget and a cap per group, one candidate at a time: a candidate that passes the
+    diversity test (none when `threshold` is None) is taken when its group has room and it fits the budget;
+    otherwise it is skipped and takes nothing. The walk stops at `size` records, or before a candidate when no
+    candidate from there on fits the budget left. Returns (indices, counts of skips and tokens)."""
+    if order is None:
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    target = len(order) if size == -1 else size
+    chosen: list[int] = []
+    per_group: dict[int, int] = {}
+    tokens = over_budget = group_full = near = examined = 0
+    for position, row in enumerate(order.tolist()):
+        if budget is not None and min(int(costs[r]) for r in order[position:]) > budget - tokens:
+            break
+        examined += 1
+        if threshold is not None and chosen:
+            x = _unit_row(embeddings, row)
+            if max(float(_unit_row(embeddings, c) @ x) for c in chosen) > threshold:
+                near += 1
+                continue
+        if groups is not None and per_group.get(int(groups[row]), 0) >= cap:
+            group_full += 1
+            continue
+        if budget is not None and tokens + int(costs[row]) > budget:
+            over_budget += 1
+            continue
+        chosen.append(row)
+        tokens += int(costs[row]) if costs is not None else 0
+        if groups is not None:
+            per_group[int(groups[row])] = per_group.get(int(groups[row]), 0) + 1
+        if len(chosen) == target:
+            break
+    return chosen, {"tokens": tokens, "over_budget": over_budget, "group_full": group_full, "near": near,
+                    "examined": examined}

@@ -7,6 +7,7 @@ import pytest
 
 from deita.errors import DeitaError
 from deita.selection import final_scores
+from deita.selection.scores import DEFAULT_SCORE_KEYS, record_score
 
 
 def test_multi_turn_sum_of_products() -> None:
@@ -61,3 +62,37 @@ def test_locations_name_the_record() -> None:
 def test_shape_errors(lists: list, keys: list, locations: list | None, message: str) -> None:
     with pytest.raises(DeitaError, match=message):
         final_scores(lists, keys, locations)
+
+
+def plain_aggregate(complexity: list[list[float]], quality: list[list[float]], how: str) -> list[float]:
+    """The reference: per record, the per-turn products folded by `how`, one record at a time."""
+    out = []
+    for c, q in zip(complexity, quality, strict=True):
+        products = [a * b for a, b in zip(c, q, strict=True)]
+        out.append({"sum": sum(products), "mean": sum(products) / len(products), "max": max(products)}[how])
+    return out
+
+
+@pytest.mark.parametrize("how", ["sum", "mean", "max"])
+def test_aggregate_matches_reference(how: str) -> None:
+    rng = np.random.default_rng(7)
+    turns = rng.integers(1, 40, size=300)  # past the 32 vectorised columns too
+    complexity = [rng.uniform(1, 6, n).tolist() for n in turns]
+    quality = [rng.uniform(1, 6, n).tolist() for n in turns]
+    got = final_scores([complexity, quality], aggregate=how)
+    np.testing.assert_allclose(got, plain_aggregate(complexity, quality, how), rtol=1e-12)
+    for i in range(0, 300, 37):
+        assert record_score([complexity[i], quality[i]], DEFAULT_SCORE_KEYS, "r", how) == pytest.approx(got[i],
+                                                                                                         rel=1e-12)
+
+
+def test_sum_is_the_default_and_unchanged() -> None:
+    complexity, quality = [[1.0, 2.0], [3.0]], [[4.0, 5.0], [6.0]]
+    np.testing.assert_array_equal(final_scores([complexity, quality]), [14.0, 18.0])
+    np.testing.assert_array_equal(final_scores([complexity, quality], aggregate="mean"), [7.0, 18.0])
+    np.testing.assert_array_equal(final_scores([complexity, quality], aggregate="max"), [10.0, 18.0])
+
+
+def test_unknown_aggregate_is_refused() -> None:
+    with pytest.raises(DeitaError, match="unknown aggregate 'median'"):
+        final_scores([[[1.0]], [[1.0]]], aggregate="median")

@@ -7,13 +7,16 @@ environment problem prints one `error:` line and exits 1; `--debug` shows the tr
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
+import signal
 import sys
 
 import click
 
+from deita.data import atomic
 from deita.errors import DeitaError
 
 from .flags import CONTEXT
@@ -86,36 +89,68 @@ def _error(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl+C so every writer's cleanup runs; the command exits 130 like an interrupt."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    _state["terminated"] = True
+    raise Terminated
+
+
+def _stopped(terminated: bool) -> None:
+    """SIGINT or SIGTERM (both exit 130, an interrupt): temporary files removed, one line."""
+    atomic.remove_all()
+    what = "terminated (SIGTERM)" if terminated else "interrupted"
+    _error(f"{what}; no partial output was left behind; rerun the same command (finished cache shards are kept)")
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: people get a short usage error (exit 2) or one `error:` line (exit 1), not a traceback."""
+    """Entry point: people get a short usage error (exit 2) or one `error:` line (exit 1), not a traceback.
+    On SIGINT or SIGTERM (exit 130) or any error, no temporary file is left behind."""
     args = sys.argv[1:] if argv is None else argv
     _state["debug"] = "--debug" in args[:1]
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _run(args)
+    finally:
+        atomic.remove_all()
+
+
+def _run(args: list[str]) -> None:
     try:
         if not args:
             raise click.UsageError("Missing command.", click.Context(app, info_name="deita"))
         app.main(args=args, prog_name="deita", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
-    except click.Abort:
-        _error("aborted")
-        sys.exit(130)
+    except click.Abort:  # click's form of KeyboardInterrupt (and so of SIGTERM)
+        _stopped(_state.get("terminated", False))
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if _state["debug"]:
+            atomic.remove_all()
             raise
-        _error("interrupted; rerun the same command to resume from the finished shards")
-        sys.exit(130)
+        _stopped(isinstance(stop, Terminated))
     except DeitaError as err:
         if _state["debug"]:
             raise
         _error(str(err))
-        sys.exit(1)
+        sys.exit(2 if getattr(err, "usage", False) else 1)
     except OSError as err:
         if _state["debug"]:
             raise
-        where = f": {err.filename}" if err.filename else ""
-        _error(f"{err.strerror or err}{where}")
+        writing = atomic.writing()
+        atomic.remove_all()
+        if err.filename is None and err.errno in (errno.ENOSPC, errno.EDQUOT) and writing:
+            _error(str(atomic.write_error(err, writing[-1])))
+        else:
+            where = f": {err.filename}" if err.filename else ""
+            _error(f"{err.strerror or err}{where}")
         sys.exit(1)
 

@@ -14,6 +14,7 @@ import click
 
 from deita.config import field_types, is_config
 from deita.config_layers import Layer, build_layered
+from deita.errors import quote
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -32,7 +33,7 @@ class CommaList(click.ParamType):
         try:
             return tuple(self.item_type(item) for item in items)
         except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of {self.item_type.__name__} values", param, ctx)
+            self.fail(f"{quote(value)} is not a comma-separated list of {self.item_type.__name__} values", param, ctx)
 
 
 @dataclasses.dataclass

@@ -44,7 +44,7 @@ def command_policy(options: Any, rejects: Path | None, *, write: bool = True,
 def checked_stage(input: Path, output: Path, options: Any) -> Iterator[RecordPolicy]:
     """Refuse, before any work, outputs that would overwrite the input or each other; then yield the
     command's bad-record policy (rejects beside `output`), closed at the end."""
-    from deita.data.paths import check_paths, check_writable
+    from deita.data.paths import check_paths, prepare_output
     from deita.data.policy import rejects_path_for
     from deita.runtime.runner import cache_root
 
@@ -53,7 +53,7 @@ def checked_stage(input: Path, output: Path, options: Any) -> Iterator[RecordPol
     policy = command_policy(options, rejects_path_for(output))  # touches no file before the checks pass
     outputs = {"--output": output, "rejects file": policy.path, "cache": cache_root(options, output)}
     check_paths({"input": input}, outputs)
-    check_writable("--output", output)
+    prepare_output("--output", output)
     with policy:
         yield policy
 
@@ -63,7 +63,7 @@ def cleaning_policy(input: Path, output: Path, options: Any, side: dict[str, Pat
                     inputs: dict[str, Path]) -> Iterator[RecordPolicy]:
     """Refuse, before any work, outputs that would overwrite an input or each other, or cannot be written;
     then yield the command's bad-record policy (rejects beside `output`), closed at the end."""
-    from deita.data.paths import check_paths, check_writable
+    from deita.data.paths import check_paths, prepare_output
     from deita.data.policy import rejects_path_for
 
     for label, path in {"input": input, **inputs}.items():
@@ -74,6 +74,6 @@ def cleaning_policy(input: Path, output: Path, options: Any, side: dict[str, Pat
     check_paths({"input": input, **inputs}, outputs)
     for label, path in outputs.items():
         if path is not None:
-            check_writable(label, path)
+            prepare_output(label, path)
     with policy:
         yield policy

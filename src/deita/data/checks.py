@@ -27,25 +27,87 @@ _INT64 = (-(2**63), 2**63 - 1)
 PARQUET_MAX_SCHEMA_DEPTH = 100
 """pyarrow's parquet reader refuses deeper schemas; a list takes two levels, an object one (root: 1)."""
 
-_NOT_MARKS = bytes(b for b in range(256) if b not in b"0123456789{[")  # translate(None, _NOT_MARKS) keeps these
+_NOT_MARKS = bytes(b for b in range(256) if b not in b'0123456789{[":\\')  # translate(None, _NOT_MARKS) keeps these
+_NOT_DIGITS_OPENERS = bytes(b for b in range(256) if b not in b"0123456789{[")  # the reader without the key check
+_DIGITS_OPENERS = b"0123456789{["
 _DIGITS_ONLY = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # translate table: digits to "9", rest " "
 _DIGIT_RUN = b"9" * 19  # an integer literal this long may be beyond 64 bits, where orjson gives a float
 SLOW = object()
 """``fast_loads``'s answer when the stdlib path must read the record."""
 
 
+CHECK_DUPLICATE_KEYS = True
+"""Look for duplicate keys (benchmarks/io.py turns it off to time what the look costs)."""
+
+
+class DuplicateKey(ValueError):
+    """An object of a record holds one key twice; JSON parsers keep the last value and drop the first."""
+
+
+def _pairs_once(pairs: list[tuple[str, Any]]) -> dict:
+    """``object_pairs_hook`` of the stdlib path: a dict, or ``DuplicateKey`` naming the key."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                break
+            seen.add(key)
+        raise DuplicateKey(f"duplicate key {key!r} in one object (a JSON parser would keep only its last value "
+                           "and drop the first without a word; keep one)")
+    return value
+
+
+STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_once)
+"""The stdlib decoder every slow path uses: it refuses duplicate keys (``DuplicateKey``)."""
+
+
+def _all_keys(value: Any) -> int:
+    """The keys of every object in ``value``, walked (the pre-test's second look, for records with objects
+    beyond their messages)."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            count += len(item)
+            item = item.values()
+        stack.extend(child for child in item if type(child) is dict or type(child) is list)
+    return count
+
+
 def fast_loads(data: bytes) -> Any:
     """orjson's value of one record's UTF-8 text, or ``SLOW`` where the stdlib path must decide: orjson
     refuses it (syntax, NaN, lone surrogates), it may hold an integer beyond 64 bits (a run of 19 digits
-    in its text), or it holds more brackets than ``MAX_NESTING`` levels."""
+    in its text), it holds more brackets than ``MAX_NESTING`` levels, or its text may hold a key twice.
+
+    The duplicate-key pre-test rides on that one pass, which keeps quotes, colons and backslashes too: with
+    digits and brackets then dropped from the (small) result, every key of the text leaves ``"":`` (its
+    quotes and its colon; whitespace is gone), and an escaped quote leaves a backslash that breaks the
+    pattern. More of those than the parsed record has keys means a key was dropped (or a string looks like
+    a key): the stdlib path, which refuses duplicates, decides. Keys holding a quote, colon or backslash
+    leave no mark and are not looked at."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return SLOW
-    marks = data.translate(None, _NOT_MARKS)  # the digits and openers only: one pass over the text
+    check = CHECK_DUPLICATE_KEYS and type(value) is dict
+    marks = data.translate(None, _NOT_MARKS if check else _NOT_DIGITS_OPENERS)  # one pass over the text
+    keys = marks.translate(None, _DIGITS_OPENERS) if check else b""  # quotes, colons, backslashes
     openers = marks.count(b"{") + marks.count(b"[")
-    if openers > MAX_NESTING or (len(marks) - openers >= 19 and _DIGIT_RUN in data.translate(_DIGITS_ONLY)):
+    if openers > MAX_NESTING or (len(marks) - len(keys) - openers >= 19 and _DIGIT_RUN in data.translate(_DIGITS_ONLY)):
         return SLOW
+    if check:
+        marked = keys.count(b'"":')
+        count = len(value)
+        if marked > count:  # count the keys of a chat's messages in C, then walk only if still short
+            messages = value.get("conversations") or value.get("messages")
+            if type(messages) is list:
+                try:
+                    count += sum(map(dict.__len__, messages))
+                except TypeError:  # not all objects
+                    pass
+            if marked > count and marked > _all_keys(value):
+                return SLOW
     return value
 
 
@@ -128,4 +190,6 @@ def decode_problem(e: Exception) -> str:
     """A problem sentence for an exception of ``json.loads`` other than a syntax error."""
     if isinstance(e, RecursionError):
         return TOO_DEEP
+    if isinstance(e, DuplicateKey):
+        return str(e)
     return f"invalid JSON: {e}"  # e.g. an integer of more than 4300 digits

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from deita.errors import DeitaError, quote
 
 from .records import Turn
+from .source import inner_name, is_stream
 
 FORMATS = ("sharegpt", "alpaca", "messages")
 FILE_TYPES = ("json", "jsonl", "parquet", "dataset")
@@ -95,15 +96,19 @@ def file_type_of(path: str | Path) -> str:
         if any((p / marker).exists() for marker in ("state.json", "dataset_info.json", "dataset_dict.json")):
             return "dataset"
         raise DeitaError(f"{p}: a directory that is not a dataset saved with datasets' save_to_disk")
-    file_type = _SUFFIXES.get(p.suffix.lower())
-    if file_type:
+    name = inner_name(p)  # pool.jsonl.gz reads as pool.jsonl
+    file_type = _SUFFIXES.get(name.suffix.lower())
+    if file_type and (file_type != "parquet" or name == p):
         return file_type
+    if not file_type and is_stream(p):  # <(zcat pool.jsonl.gz): a JSON array or JSON Lines, told by its text
+        return "json"
     if not p.suffix and not p.exists():
         return "dataset"
     near = difflib.get_close_matches(p.suffix.lower(), list(_SUFFIXES), n=1)
     hint = f"did you mean '{near[0]}'? " if near else ""
-    raise DeitaError(f"{p}: unknown file type {quote(p.suffix)} ({hint}expected "
-                     f"{', '.join(_SUFFIXES)} or a dataset directory)")
+    raise DeitaError(f"{p}: unknown file type {quote(''.join(p.suffixes[-2:]) if name != p else p.suffix)} "
+                     f"({hint}expected {', '.join(_SUFFIXES)}, .json.gz, .jsonl.gz, .jsonl.zst or a dataset "
+                     "directory)")
 
 
 def _blank(text: str) -> bool:

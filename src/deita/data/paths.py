@@ -15,6 +15,8 @@ from pathlib import Path
 
 from deita.errors import DeitaError
 
+from .source import compression_of, inner_name
+
 PathLike = str | os.PathLike
 
 
@@ -71,6 +73,9 @@ def check_writable(label: str, path: PathLike) -> None:
     """Raise a one-line ``DeitaError`` unless ``path`` can be written: its folder exists or can be created
     (no existing file on the way) and is writable. Creates nothing."""
     target = Path(path)
+    if compression_of(target):
+        raise DeitaError(f"{label} {target}: compressed outputs are not written (inputs are read compressed); "
+                         f"write {inner_name(target).name} and compress it afterwards")
     folder = target.parent
     while not folder.exists():
         if folder.is_symlink():  # a dangling symlink: creating the folder would fail
@@ -82,3 +87,13 @@ def check_writable(label: str, path: PathLike) -> None:
         raise DeitaError(f"{label} {target}: cannot write in {folder} (permission denied)")
     if target.is_dir() and target.suffix.lower() in (".json", ".jsonl", ".parquet"):
         raise DeitaError(f"{label} {target}: a folder is in the way of the output file")
+
+
+def prepare_output(label: str, path: PathLike) -> None:
+    """``check_writable``, then create the output's folder, so a command fails on its paths before any
+    work and never after it (a missing folder, a read-only one)."""
+    check_writable(label, path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DeitaError(f"{label} {path}: cannot create its folder ({e.strerror or e})") from e

@@ -21,6 +21,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from deita.errors import DeitaError, RecordError
 
+from . import atomic
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -45,6 +47,7 @@ READER_PROBLEMS: tuple[tuple[str, str, str], ...] = (
     ("not valid UTF-8", "encoding", r"^not valid UTF-8"),
     ("not valid Unicode (lone surrogate)", "encoding", r"not valid Unicode"),
     ("invalid JSON", "parse", r"^invalid JSON"),
+    ("duplicate key", "parse", r"^duplicate key"),
     ("data after the array", "parse", r"^unexpected data after"),
     ("nested too deep", "parse", r"^nested "),
     ("not a JSON object", "schema", r"^not a JSON object"),
@@ -141,8 +144,10 @@ class RecordPolicy:
         self.write = write and self.rejects is not None
         self.counts: Counter[str] = Counter()
         self._file: IO[str] | None = None
+        self._temp: Path | None = None  # the rows of this run until it ends well (data/atomic.py's temps)
         self._lock = threading.Lock()  # the Ray executor reads the input in a feeder thread
         self._replaces = self.write and (skip or keep_failures)
+        self.keep_failures = keep_failures
         self._written = False
 
     @classmethod
@@ -215,7 +220,8 @@ class RecordPolicy:
             assert self.rejects is not None
             self._written = True
             self.rejects.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.rejects, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+            self._temp = atomic.temp_path(self.rejects)  # removed on a failure or signal, moved at the end
+            self._file = open(self._temp, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
                               newline="\n")
         self._file.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
@@ -240,25 +246,43 @@ class RecordPolicy:
         """The summary line of the rejects ("rejected 3 of 10 records (2 parse, 1 schema) → FILE"), or none."""
         return rejected_line(self.count, self.by_kind(), self.path, of)
 
-    def flush(self) -> None:
-        """Make the rows so far readable by another reader of the file (a report) while the run goes on."""
+    def rows_file(self) -> Path | None:
+        """The file holding this run's rows so far, flushed, for a reader while the run goes on (a report):
+        the temporary file until the run ends, then the rejects file; None when no row was written."""
         with self._lock:
             if self._file is not None:
                 self._file.flush()
+            if self._temp is not None:
+                return self._temp
+        return self.rejects if self._written else None
 
     def close(self) -> None:
+        """End the run well: the rows written so far are moved into place as the rejects file."""
+        self._finish(keep=True)
+
+    def _finish(self, keep: bool) -> None:
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+            if self._temp is not None:
+                temp, self._temp = self._temp, None
+                if keep:
+                    atomic.commit(temp, self.rejects)  # type: ignore[arg-type]
+                else:
+                    atomic.discard(temp)
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        """Close the file; after a run that ended well and rejected nothing, remove a stale rejects file of an
-        earlier run, so the file always describes the last run (never before the run's path checks passed)."""
-        self.close()
+        """Move the rows into place when the run ended well, and remove a stale rejects file of an earlier run
+        that rejected nothing, so the file always describes the last run (never before the run's path checks
+        passed). On a failure, an interrupt or SIGTERM the rows are removed and an earlier file is left as it
+        was; only `keep_failures` rows (failed LLM items, the run's results) outlive an error, since its message
+        names them."""
+        ended_well = exc_type is None or (self.keep_failures and issubclass(exc_type, Exception))
+        self._finish(keep=ended_well)
         if exc_type is None and self._replaces and not self._written:
             self.rejects.unlink(missing_ok=True)  # type: ignore[union-attr]
 

@@ -5,8 +5,10 @@ ones raised or sent to the rejects), ``records_at`` fetches chosen JSONL records
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from deita.errors import DeitaError
 
@@ -16,6 +18,7 @@ from .policy import RecordPolicy
 from .read_counts import count_fetch, count_read
 from .readers import READERS, ReadStats, load_dataset, parquet_rows
 from .records import Record
+from .source import Fingerprint, check_stat, is_stream, open_source, recoded
 
 
 def check_read_options(fmt: str | None, pairing: str) -> None:
@@ -82,25 +85,57 @@ def iter_records(
     return parse_records(p, file_type, fmt, pairing, stats, policy or RecordPolicy.failing())
 
 
-def records_at(path: str | Path, spans: Iterable[tuple[int, int]]) -> Iterator[dict]:
+def records_at(path: str | Path, spans: Iterable[tuple[int, int]],
+               expect: Fingerprint | None = None) -> Iterator[dict]:
     """The records of a JSONL file at byte ``(start, end)`` spans, in the order given. The spans come from
     ``ReadStats.record_start`` and ``bytes_read`` of an earlier ``iter_records`` pass over the same,
-    unchanged file, whose records were good; values are decoded as that pass decoded them."""
+    unchanged file, whose records were good; values are decoded as that pass decoded them. ``expect``
+    (that pass's ``ReadStats.fingerprint``) refuses a file of another size or mtime. A compressed or
+    UTF-16/32 file, whose offsets count decoded bytes, is streamed once instead of seeked."""
     p = Path(path)
     key = str(p.resolve())
+    if recoded(p):
+        yield from _records_streamed(p, list(spans), expect, key)
+        return
     with open(p, "rb") as f:
+        check_stat(p, os.fstat(f.fileno()), expect)
         for start, end in spans:
             f.seek(start)
-            data = f.read(end - start)
-            value = fast_loads(data)
-            if value is SLOW:
-                try:
-                    value = json.loads(data.decode("utf-8"))
-                except (ValueError, RecursionError) as e:
-                    raise DeitaError(f"{p}: bytes {start}-{end} are not the record read before ({e}); "
-                                     "did the file change?") from e
             count_fetch(key)
-            yield value
+            yield _span_value(p, f.read(end - start), start, end)
+
+
+def _span_value(p: Path, data: bytes, start: int, end: int) -> Any:
+    value = fast_loads(data)
+    if value is SLOW:
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError) as e:
+            raise DeitaError(f"{p}: bytes {start}-{end} are not the record read before ({e}); "
+                             "did the file change?") from e
+    return value
+
+
+def _records_streamed(p: Path, spans: list[tuple[int, int]], expect: Fingerprint | None,
+                      key: str) -> Iterator[dict]:
+    """``records_at`` for a file read through a decoder: one pass keeps the wanted spans' bytes."""
+    wanted = {start: end for start, end in spans}
+    found: dict[int, Any] = {}
+    with open_source(p, expect=expect) as f:
+        offset = 0
+        for line in f:
+            end = wanted.get(offset)
+            if end is None and offset == 0:
+                end = wanted.get(3)  # a UTF-8 BOM before the first record
+            if end is not None:
+                start = offset if offset in wanted else 3
+                found[start] = _span_value(p, line[start - offset : end - offset], start, end)
+            offset += len(line)
+    for start, end in spans:
+        if start not in found:
+            raise DeitaError(f"{p}: bytes {start}-{end} are not the record read before; did the file change?")
+        count_fetch(key)
+        yield found[start]
 
 
 def input_size(path: str | Path) -> tuple[int, str]:
@@ -112,4 +147,6 @@ def input_size(path: str | Path) -> tuple[int, str]:
         return parquet_rows(p), "rows"
     if file_type == "dataset":
         return len(load_dataset(p)), "rows"  # memory-maps the arrow files; reads no rows
+    if is_stream(p) or recoded(p):
+        return 0, "bytes"  # unknown: a pipe has no size, a compressed file's counts decoded bytes
     return p.stat().st_size, "bytes"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -21,6 +19,7 @@ import pyarrow.parquet as pq
 
 from deita.errors import DeitaError
 
+from . import atomic
 from .checks import value_problem
 from .formats import FILE_TYPES, file_type_of
 
@@ -85,11 +84,12 @@ class _ParquetSink:
         assert self.writer is not None
         self.writer.close()
         old = self.path.with_name(self.path.name + ".old")
+        atomic.track(old, self.path)
         os.replace(self.path, old)
         self.schema, self.writer = schema, pq.ParquetWriter(self.path, schema)
         for batch in pq.ParquetFile(old).iter_batches(batch_size=_BATCH_ROWS):
             self.writer.write_table(pa.Table.from_pylist(batch.to_pylist(), schema=schema))
-        old.unlink()
+        atomic.discard(old)
 
     def close(self) -> None:
         self.flush()
@@ -101,7 +101,10 @@ class _ParquetSink:
 
     def abort(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError:
+                pass  # a full disk fails the close too: the file goes anyway
         for p in (self.path, self.path.with_name(self.path.name + ".old")):
             p.unlink(missing_ok=True)
 
@@ -138,17 +141,6 @@ def encode_record(raw: Any, option: int = 0) -> bytes:
     return data + b"\n" if option & orjson.OPT_APPEND_NEWLINE else data
 
 
-def _replace(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing a file or a dataset folder already there."""
-    if dst.is_dir() and not dst.is_symlink():
-        aside = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.old")
-        os.replace(dst, aside)
-        os.replace(src, dst)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
 class RecordWriter:
     """Write raw records atomically: to a temporary file beside ``path``, renamed there on a clean close.
 
@@ -160,6 +152,9 @@ class RecordWriter:
     int64, valid Unicode text and a schema at most ``PARQUET_MAX_SCHEMA_DEPTH`` deep (what pyarrow reads
     back); JSON/JSONL take any integer (Python's
     json round-trips big ints) and write a lone surrogate as its ``\\ud800`` escape.
+
+    The temporary file is removed on any failure (``atomic``: also on SIGINT/SIGTERM through the CLI); a
+    failed write (a full disk) is one ``DeitaError`` naming the output, the bytes written and the space free.
     """
 
     def __init__(self, path: str | Path, file_type: str | None = None) -> None:
@@ -170,16 +165,23 @@ class RecordWriter:
                 f"unknown file type {self.file_type!r} (expected one of {', '.join(FILE_TYPES)})"
             )
         self.count = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         self._f: IO[bytes] | None = None
         self._sink: _ParquetSink | None = None
-        if self.file_type in ("json", "jsonl"):
-            self._f = open(self._tmp, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
-            if self.file_type == "json":
-                self._f.write(b"[\n")
-        else:
-            self._sink = _ParquetSink(self._tmp)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise atomic.write_error(e, self.path) from e
+        self._tmp = atomic.temp_path(self.path)
+        try:
+            if self.file_type in ("json", "jsonl"):
+                self._f = open(self._tmp, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
+                if self.file_type == "json":
+                    self._f.write(b"[\n")
+            else:
+                self._sink = _ParquetSink(self._tmp)
+        except OSError as e:
+            self.abort()
+            raise atomic.write_error(e, self.path) from e
 
     def check(self, raw: dict) -> str | None:
         """Why ``write(raw)`` would raise ``UnwritableRecord``, or None. For JSON outputs only nesting is
@@ -188,6 +190,18 @@ class RecordWriter:
 
     def write(self, raw: dict) -> None:
         """Add one record; ``UnwritableRecord`` (nothing written) when this file type cannot hold it."""
+        try:
+            self._write(raw)
+        except OSError as e:
+            self.abort_with(e)
+
+    def abort_with(self, e: OSError) -> None:
+        """Remove the temporary file and raise the write error, naming the output."""
+        error = atomic.write_error(e, self.path, written=self._tmp.stat().st_size if self._tmp.exists() else None)
+        self.abort()
+        raise error from e
+
+    def _write(self, raw: dict) -> None:
         if self._sink is not None:
             problem = self.check(raw)
             if problem is not None:
@@ -210,14 +224,16 @@ class RecordWriter:
                     self._f.write(b"\n]\n" if self.count else b"]\n")
                 self._f.close()
                 self._f = None
-                _replace(self._tmp, self.path)
+                atomic.commit(self._tmp, self.path)
             elif self._sink is not None:
                 self._sink.close()
                 self._sink = None
                 if self.file_type == "dataset":
                     self._save_dataset()
                 else:
-                    _replace(self._tmp, self.path)
+                    atomic.commit(self._tmp, self.path)
+        except OSError as e:
+            self.abort_with(e)
         except BaseException:
             self.abort()
             raise
@@ -225,7 +241,7 @@ class RecordWriter:
     def _save_dataset(self) -> None:
         import datasets
 
-        tmp_dir = self._tmp.with_suffix(".dir")
+        tmp_dir = atomic.temp_path(self.path, ".tmp.dir")
         quiet = datasets.are_progress_bars_disabled()
         datasets.disable_progress_bars()
         try:
@@ -233,24 +249,27 @@ class RecordWriter:
             if not self.count:  # datasets can save no rows only with a field and one shard
                 table = pa.table({"id": pa.array([], pa.string())})
             datasets.Dataset(table).save_to_disk(str(tmp_dir), num_shards=None if self.count else 1)
-            _replace(tmp_dir, self.path)
+            atomic.commit(tmp_dir, self.path)
         except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+            atomic.discard(tmp_dir)
             raise
         finally:
             if not quiet:
                 datasets.enable_progress_bars()
-            self._tmp.unlink(missing_ok=True)
+            atomic.discard(self._tmp)
 
     def abort(self) -> None:
         """Drop everything written so far; the output path is left as it was."""
         if self._f is not None:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass  # a full disk fails the last flush too: the file goes anyway
             self._f = None
         if self._sink is not None:
             self._sink.abort()
             self._sink = None
-        self._tmp.unlink(missing_ok=True)
+        atomic.discard(self._tmp)
 
     def __enter__(self) -> Self:
         return self

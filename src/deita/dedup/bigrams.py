@@ -100,7 +100,11 @@ class BigramCounts:
     def seen_share(self, texts: list[str]) -> np.ndarray:
         """Per text, the share of its bigrams that the pool holds at least twice (so somewhere else too);
         NaN for a text of fewer than two words."""
-        words = word_hashes([words_text(normalize(t)) for t in texts])
+        return self.seen_share_of([words_text(normalize(t)) for t in texts])
+
+    def seen_share_of(self, spaced: list[str]) -> np.ndarray:
+        """`seen_share` of texts already normalised and with punctuation spaced out (`normalize.words_text`)."""
+        words = word_hashes(spaced)
         buckets = bigram_buckets(words)
         seen = self.table[buckets] >= 2
         pairs = np.maximum(np.diff(words.offsets) - 1, 0)

@@ -17,6 +17,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from deita.data import atomic
+
 SEED = 42
 """The MinHash seed: fixed, so a rerun removes the same records."""
 
@@ -152,7 +154,10 @@ class ShingleStore:
     def add(self, shingles: np.ndarray, offsets: np.ndarray) -> None:
         """Append a batch: `shingles` (uint32) and its per-record `offsets` (len records + 1, from 0)."""
         assert self._file is not None
-        self._file.write(np.ascontiguousarray(shingles, dtype=np.uint32).tobytes())
+        try:
+            self._file.write(np.ascontiguousarray(shingles, dtype=np.uint32).tobytes())
+        except OSError as e:  # a full disk: name the output this scratch file serves
+            raise atomic.write_error(e, atomic.target_of(self.path), written=self._end * 4) from e
         self._offsets.append(offsets[1:] + self._end)
         self._end += int(offsets[-1])
 
@@ -183,7 +188,7 @@ class ShingleStore:
         if self._file is not None:
             self._file.close()
             self._file = None
-        self.path.unlink(missing_ok=True)
+        atomic.discard(self.path)
 
 
 def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.1) -> tuple[int, int]:

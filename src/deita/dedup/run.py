@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from deita.data import atomic
 from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size, iter_records
+from deita.data.paths import prepare_output
 from deita.data.policy import given_or_own, rejected_line, rejects_path_for
 from deita.dedup.bigrams import BigramCounts, record_buckets
 from deita.dedup.config import DedupConfig
@@ -132,6 +134,7 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
     rejects beside the output). With `bigrams_path` (and near dedup of every message on), the kept records'
     word-bigram counts, read in the same passes, are saved there (the offline preset's fluency model)."""
     input_path, output_path = Path(input_path), Path(output_path)
+    prepare_output("--output", output_path)  # the folder exists before the hashing, not after it
     options = options or RunOptions()
     with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
         return _dedup(input_path, output_path, config, options, policy, bigrams_path)
@@ -141,10 +144,10 @@ def _dedup(input_path: Path, output_path: Path, config: DedupConfig, options: Ru
            policy: RecordPolicy, bigrams_path: Path | None = None) -> DedupReport:
     before = policy.snapshot()
     start = time.perf_counter()
-    stats = ReadStats()
+    stats = ReadStats(reread=True)  # the second pass writes: the file must not change in between
     total, unit = input_size(input_path)
     helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
-    store = ShingleStore(output_path.with_name(f".{output_path.name}.shingles.tmp")) if config.near else None
+    store = ShingleStore(atomic.temp_path(output_path, ".shingles.tmp")) if config.near else None
     bigrams = BigramCounts() if bigrams_path is not None and config.near and config.field == "all" else None
     try:
         with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
@@ -177,7 +180,7 @@ def _write_dedup(input_path: Path, output_path: Path, duplicates_path: Path, poo
                  bar: ProgressBar, bigrams: BigramCounts | None = None) -> int:
     """Second pass: kept records to OUT, removed ones to OUT.duplicates.jsonl (and out of `bigrams`, which then
     count the kept records only); returns unwritable records."""
-    again = ReadStats()
+    again = stats.again()
     count = len(pool.indices)
     ordinal = 0
     kept = KeptWriter(input_path, output_path, policy)

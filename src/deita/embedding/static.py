@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from deita.data import atomic
 from deita.embedding.templates import render_plain
 from deita.errors import DeitaError
 from deita.runtime.stage import WorkResult
@@ -103,20 +103,22 @@ def load_or_distill(model_dir: str | Path, dims: int, cache_dir: str | Path | No
             return np.load(path, allow_pickle=False), path, False
         except (OSError, ValueError) as err:
             log.warning("%s: unreadable cached static model (%s); distilling again", path, err)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npy")
+    tmp: Path | None = None
     try:  # the folder is checked before the work, the file moved into place after it
         cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = atomic.temp_path(path, ".tmp.npy")
         tmp.touch()
         log.info("distilling a static embedding model from %s: once, under a minute on two cores; cached in %s",
                  model_dir, cache_dir)
         vectors = distill(model_dir, dims)
         np.save(tmp, vectors)
-        os.replace(tmp, path)
-    except OSError as err:
+        atomic.commit(tmp, path)
+    except (OSError, DeitaError) as err:
         raise DeitaError(f"cannot write the distilled static model to {cache_dir}: {err} (set --cache-path "
                          f"or ${CACHE_ENV} to a writable folder)") from err
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            atomic.discard(tmp)
     return vectors, path, True
 
 

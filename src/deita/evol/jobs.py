@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from deita.data import atomic
 from deita.evol.client import Usage
 from deita.runtime.shards import fingerprint_directory, shard_key
 
@@ -106,12 +106,8 @@ class OutcomeStore:
             return None
 
     def save(self, key: str, outcomes: Sequence[Outcome]) -> None:
-        temporary = self.directory / f".{key}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8", errors="surrogatepass") as handle:
-            handle.write("".join(outcome.to_json() + "\n" for outcome in outcomes))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path(key))
+        text = "".join(outcome.to_json() + "\n" for outcome in outcomes)
+        atomic.write_bytes(self.path(key), text.encode("utf-8", "surrogatepass"), sync=True)
 
 
 @dataclass

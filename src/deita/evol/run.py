@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size, iter_records, rejects_path_for
-from deita.data.paths import check_paths, check_writable
+from deita.data.paths import check_paths, prepare_output
 from deita.data.policy import given_or_own
 from deita.data.records import Record
 from deita.errors import DeitaError, quote
@@ -78,7 +78,7 @@ def check_job_paths(input_path: Path, output_path: Path, options: RunOptions) ->
                          "in .jsonl")
     check_paths({"input": input_path}, {"--output": output_path, "rejects file": rejects_path_for(output_path),
                                         "cache": cache_root(options, Path(output_path))})
-    check_writable("--output", output_path)
+    prepare_output("--output", output_path)
 
 
 def _shards(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

@@ -68,8 +68,9 @@ def column_scores(pool: Path, columns: Columns, sort_key: tuple[str, ...]) -> np
 
 
 def write_selection(pool: Path, output: Path, paths: SelectPaths, config: SelectConfig,
-                    computed: dict[str, Any]) -> list[str]:
-    """Select, fetch, write the output once; then the statistics, report and manifest."""
+                    computed: dict[str, Any], rejects: Path | None = None) -> list[str]:
+    """Select, fetch, write the output once; then the statistics, report and manifest. `rejects`: the rows
+    the run set aside so far, for the report."""
     columns = Columns(paths.work / COLUMNS)
     embeddings = paths.work / EMBEDDINGS
     selection, scores, vectors = select_on_columns(pool, columns, config, embeddings)
@@ -87,7 +88,7 @@ def write_selection(pool: Path, output: Path, paths: SelectPaths, config: Select
         tap = None if columns.spans is not None else SelectedTap(scored.records(), rows.tolist())
         chosen = scored.fetch(rows.tolist()) if tap is None else None
         html = build_report(output, pool, embeddings, stats, config.report,
-                            paths.rejects if computed["rejected"] else None,
+                            rejects if computed["rejected"] else None,
                             pool_records=tap if tap is not None else scored.records(), selected_rows=rows)
         chosen = chosen if chosen is not None else tap.chosen()
     else:

@@ -63,6 +63,14 @@ def _answer_words(record: dict) -> int:
 def inject(records: list[dict], classes: Sequence[str], rate: float, seed: int) -> tuple[list[dict], dict[str, int]]:
     """The records with `rate` × len(records) bad variants mixed in, split over `classes`, in a seeded order
     where every copy comes after the record it copies (so dedup, keeping the first, keeps the original)."""
+    mixed, counts, _ = inject_traced(records, classes, rate, seed)
+    return mixed, counts
+
+
+def inject_traced(records: list[dict], classes: Sequence[str], rate: float,
+                  seed: int) -> tuple[list[dict], dict[str, int], list[int]]:
+    """`inject`, and per place of the mixed pool the place of the record its bad variant was made from (-1 for
+    the pool's own records)."""
     rng = np.random.default_rng(seed)
     words = np.array([_answer_words(r) for r in records])
     wanted = split_counts(round(rate * len(records)), classes)
@@ -91,9 +99,12 @@ def inject(records: list[dict], classes: Sequence[str], rate: float, seed: int) 
         if bad[MARK] in COPIES and position[item] < position[source]:
             position[item], position[source] = position[source], position[item]
     mixed: list[dict] = [{}] * len(order)
+    origin = [-1] * len(order)
     for item, place in enumerate(position.tolist()):
         mixed[place] = records[item] if item < len(records) else injected[item - len(records)][1]
-    return mixed, {name: sum(1 for _, bad in injected if bad[MARK] == name) for name in wanted}
+        if item >= len(records):
+            origin[place] = int(position[injected[item - len(records)][0]])
+    return mixed, {name: sum(1 for _, bad in injected if bad[MARK] == name) for name in wanted}, origin
 
 
 def write_probe_pool(records: list[dict], n_left_out: int, path: Path, classes: Sequence[str], rate: float,

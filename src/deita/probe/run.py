@@ -21,7 +21,7 @@ from typing import Any
 from deita.config import SEED_RANGE
 from deita.data.io import iter_records
 from deita.data.paths import check_paths, check_writable
-from deita.errors import DeitaError
+from deita.errors import ConfigError, DeitaError
 from deita.probe.injectors import CLASSES
 from deita.probe.pool import MARK, ProbePool, read_pool, write_probe_pool
 from deita.select_config import SelectConfig
@@ -120,8 +120,8 @@ class ProbeSettings:
             raise DeitaError(f"--size: {self.size} is out of range (must be between 1 and {2**63 - 1})")
         for seed in self.seeds:
             if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
-                raise DeitaError(f"--seed: {seed} is out of range (must be between {SEED_RANGE[0]} and "
-                                 f"{SEED_RANGE[1]})")
+                raise ConfigError(f"{seed} is out of range (must be between {SEED_RANGE[0]} and {SEED_RANGE[1]})",
+                                  ["--seed"], usage=True)
         unknown = [name for name in self.classes if name not in CLASSES]
         if unknown or not self.classes:
             raise DeitaError(f"unknown probe class {unknown[0] if unknown else '(none given)'!r} (expected some of "

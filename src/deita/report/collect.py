@@ -91,17 +91,17 @@ def _field_mean(values: Any) -> float:
         return float("nan")
 
 
-def _record_score(raw: dict, sort_key: tuple[str, ...], max_ifd: float, where: str) -> float:
+def _record_score(raw: dict, sort_key: tuple[str, ...], max_ifd: float, where: str, aggregate: str = "sum") -> float:
     if sort_key == (IFD_KEY,):
         scores, selectable = ifd_record_scores([raw[IFD_KEY]], max_ifd, [where])
         return float(scores[0]) if selectable[0] else float("nan")
-    return record_score([raw[k] for k in sort_key], sort_key, where)
+    return record_score([raw[k] for k in sort_key], sort_key, where, aggregate)
 
 
 def collect_pool(pool_records: Iterable[Record], pool_path: Path, selection_path: Path, selection: list[Record],
                  keys: list[bytes], sort_key: tuple[str, ...], wanted: set[int], n_examined: int,
-                 source_field: str | None, max_ifd: float = 1.0, selected_rows: np.ndarray | None = None
-                 ) -> PoolFacts:
+                 source_field: str | None, max_ifd: float = 1.0, selected_rows: np.ndarray | None = None,
+                 aggregate: str = "sum") -> PoolFacts:
     """Go through the pool's records once; match every selected record to its pool index (an error names the
     first missing), or, with `selected_rows`, take those positions as the selection and keep their records.
 
@@ -133,7 +133,7 @@ def collect_pool(pool_records: Iterable[Record], pool_path: Path, selection_path
         score = float("nan")
         if scored:
             if all(k in raw for k in sort_key):
-                score = _record_score(raw, sort_key, max_ifd, f"{pool_path}, {record.location}")
+                score = _record_score(raw, sort_key, max_ifd, f"{pool_path}, {record.location}", aggregate)
             else:
                 scored = False
         scores.append(score)

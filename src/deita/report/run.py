@@ -18,12 +18,15 @@ from typing import Any
 import numpy as np
 
 from deita import __version__
-from deita.data.paths import check_paths, check_writable
+from deita.data import atomic
+from deita.data.paths import check_paths, prepare_output
 from deita.data.records import Record
 from deita.errors import DeitaError
 from deita.report import collect, figures
 from deita.report.config import ReportConfig
 from deita.report.probe import probe_context, read_probe
+from deita.report.stats import load_stats
+from deita.selection.config import AGGREGATES
 from deita.selection.embeddings import open_embeddings
 from deita.selection.ifd import IFD_KEY
 from deita.selection.scores import resolve_sort_key
@@ -142,9 +145,12 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     evidence_rows = [skipped[i] for i in shown]
     n_examined = int(stats.get("n_examined", len(selection)))
     source_field = collect.detect_source_field(first, config.source_field)
+    aggregate = str(stats.get("aggregate") or "sum")
+    if aggregate not in AGGREGATES:
+        raise DeitaError(f"the filter statistics name an unknown aggregate {aggregate!r} (valid: {', '.join(AGGREGATES)})")
     facts = collect.collect_pool(itertools.chain([first], records), pool_path, selected_path, selection, keys,
                                  sort_key, {int(row["index"]) for row in evidence_rows}, n_examined, source_field,
-                                 float(stats.get("max_ifd") or 1.0), selected_rows)
+                                 float(stats.get("max_ifd") or 1.0), selected_rows, aggregate)
     if selected_rows is not None:
         selection = [facts.kept[int(row)] for row in selected_rows]
     sel = facts.selected_index
@@ -158,13 +164,17 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     for name in ("removed as duplicates", "removed as contaminated"):
         if funnel_counts.get(name):
             stages.append((name, funnel_counts[name]))
-    stages += [("scored", facts.n), ("examined", n_examined), ("skipped as near-duplicates", n_skipped),
-               ("selected", len(selection))]
+    stages += [("scored", facts.n), ("examined", n_examined), ("skipped as near-duplicates", n_skipped)]
+    if "n_over_budget" in stats:
+        stages.append(("skipped: over the token budget", int(stats["n_over_budget"])))
+    if "n_group_full" in stats:
+        stages.append((f"skipped: {stats.get('source_field')} group full", int(stats["n_group_full"])))
+    stages.append(("selected", len(selection)))
 
     distributions = []
     scores = facts.scores
     if scores is not None:
-        title = f"final score ({' × '.join(sort_key)}, Σ over turns)" if sort_key != (IFD_KEY,) else \
+        title = f"final score ({' × '.join(sort_key)}, {AGGREGATES[aggregate]})" if sort_key != (IFD_KEY,) else \
             f"mean IFD of the turns below {stats.get('max_ifd', 1.0)}"
         distributions.append(figures.distribution(title, scores, scores[sel]))
     for name, means in facts.field_means.items():
@@ -234,9 +244,25 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
         else "Too many candidates were examined to keep the records below the cut.",
         "sources": sources, "source_field": source_field, "warnings": health_warnings(facts, funnel_counts, sort_key),
         "sort_key": sort_key, "n_selected": len(selection), "n_pool": facts.n,
+        "turn_counts": turn_counts(facts.turns, facts.turns[sel]), "aggregate": aggregate,
         "probe": probe_context(probe) if probe is not None else None,
     }
     return _render(context)
+
+
+def turn_counts(pool: np.ndarray, selected: np.ndarray) -> list[dict[str, Any]]:
+    """Rows of the turn-count table: per turn count (1, 2, 3, 4, 5–9, 10+), the share of the pool and of the
+    selection, so a reader sees whether the aggregate favours long conversations."""
+    bins = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 9), (10, None)]
+    rows = []
+    for low, high in bins:
+        upper = np.inf if high is None else high
+        in_pool, in_selection = int(((pool >= low) & (pool <= upper)).sum()), int(((selected >= low) &
+                                                                                 (selected <= upper)).sum())
+        if in_pool:
+            rows.append({"turns": str(low) if low == high else f"{low}–{high}" if high else f"{low}+",
+                         "pool": in_pool / len(pool), "selected": in_selection / len(selected) if len(selected) else 0.0})
+    return rows
 
 
 def _render(context: dict[str, Any]) -> str:
@@ -256,18 +282,13 @@ def report_file(selected_path: str | Path, pool_path: str | Path, output_path: s
     selected_path, pool_path, output_path = Path(selected_path), Path(pool_path), Path(output_path)
     check_paths({"selection": selected_path, "--pool": pool_path, "--embeddings": embeddings_path,
                  "--stats": stats_path, "--probe": probe_path}, {"--output": output_path})
-    check_writable("--output", output_path)
+    prepare_output("--output", output_path)
     for label, path in (("selection", selected_path), ("--pool", pool_path), ("--embeddings", embeddings_path),
                         ("--stats", stats_path), ("--probe", probe_path)):
         if path is not None and not Path(path).exists():
             raise DeitaError(f"{label} {path}: no such file or directory")
     if stats is None:
-        stats = {}
-        if stats_path is not None:
-            try:
-                stats = json.loads(Path(stats_path).read_text())
-            except (OSError, ValueError) as err:
-                raise DeitaError(f"--stats {stats_path}: not a readable statistics JSON ({err})") from None
+        stats = load_stats(stats_path) if stats_path is not None else {}
     probe = read_probe(Path(probe_path)) if probe_path is not None else None
     html = build_report(selected_path, pool_path, Path(embeddings_path) if embeddings_path else None, stats, config,
                         Path(rejects_path) if rejects_path else None, probe)
@@ -277,7 +298,5 @@ def report_file(selected_path: str | Path, pool_path: str | Path, output_path: s
 def write_html(output_path: Path, html: str) -> Path:
     """Write the report atomically (a temporary file beside it, then a rename)."""
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output_path.with_name(f".{output_path.name}.tmp")
-    temporary.write_text(html, encoding="utf-8")
-    temporary.replace(output_path)
+    atomic.write_bytes(output_path, html.encode("utf-8"))
     return output_path

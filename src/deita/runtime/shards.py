@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from deita.data import atomic
 from deita.data.records import Turn
 from deita.runtime.stage import Stage
 
@@ -132,12 +133,7 @@ class ShardStore:
         buffer = io.BytesIO()
         np.savez(buffer, values=result.values, counts=result.counts, counters=np.array(json.dumps(result.counters)))
         data = buffer.getvalue()
-        temporary = self.directory / f".{key}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path(key))
+        atomic.write_bytes(self.path(key), data, sync=True)
         entry = {"key": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         with open(self.directory / INDEX, "a", encoding="utf-8") as index:
             index.write(json.dumps(entry) + "\n")

@@ -6,13 +6,13 @@ The runner calls `write(record, rows)` for every good record in input order, the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 import numpy as np
 
+from deita.data import atomic
 from deita.data.io import RecordWriter
 from deita.data.records import Record
 from deita.errors import DeitaError
@@ -64,10 +64,14 @@ class ArraySink:
         self.dtype = np.dtype(dtype)
         self.count = 0
         self.dim: int | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.npy")
-        self._f: IO[bytes] | None = open(self._tmp, "wb")  # noqa: SIM115
-        self._f.write(b"\0" * NPY_HEADER_BYTES)
+        self._f: IO[bytes] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = atomic.temp_path(self.path, ".tmp.npy")
+            self._f = open(self._tmp, "wb")  # noqa: SIM115
+            self._f.write(b"\0" * NPY_HEADER_BYTES)
+        except OSError as e:
+            self._failed(e)
 
     def write(self, record: Record, rows: np.ndarray) -> None:
         assert self._f is not None
@@ -76,22 +80,39 @@ class ArraySink:
             self.dim = len(row)
         elif len(row) != self.dim:
             raise DeitaError(f"record {record.location}: {len(row)} values where earlier records had {self.dim}")
-        self._f.write(row.tobytes())
+        try:
+            self._f.write(row.tobytes())
+        except OSError as e:
+            self._failed(e)
         self.count += 1
+
+    def _failed(self, e: OSError) -> None:
+        """Remove the temporary array and raise one error naming the output and the bytes it needs."""
+        written = self._tmp.stat().st_size if hasattr(self, "_tmp") and self._tmp.exists() else None
+        error = atomic.write_error(e, self.path, written=written)
+        self.abort()
+        raise error from e
 
     def close(self) -> None:
         assert self._f is not None
-        self._f.seek(0)
-        self._f.write(npy_header(self.dtype, (self.count, self.dim or 0)))
-        self._f.close()
+        try:
+            self._f.seek(0)
+            self._f.write(npy_header(self.dtype, (self.count, self.dim or 0)))
+            self._f.close()
+        except OSError as e:
+            self._failed(e)
         self._f = None
-        os.replace(self._tmp, self.path)
+        atomic.commit(self._tmp, self.path)
 
     def abort(self) -> None:
         if self._f is not None:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass  # a full disk fails the flush too: the file goes anyway
             self._f = None
-        self._tmp.unlink(missing_ok=True)
+        if hasattr(self, "_tmp"):
+            atomic.discard(self._tmp)
 
 
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:

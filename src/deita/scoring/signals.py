@@ -129,19 +129,30 @@ OVERLAP_WORDS = 3
 """Content words an instruction needs for overlap to be judged (fewer: overlap NaN, gated as 1)."""
 
 
+OVERLAP_CHARS = 4000
+"""Characters of each side the overlap reads."""
+
+
 def content_words(text: str) -> set[str]:
+    """The content words of the first OVERLAP_CHARS characters of a text."""
     from deita.dedup.normalize import words
 
-    return {w for w in words(text[:4000]) if len(w) >= 4 and w not in COMMON_WORDS and not w.isdigit()}
+    return {w for w in words(text[:OVERLAP_CHARS]) if len(w) >= 4 and w not in COMMON_WORDS and not w.isdigit()}
 
 
-def content_overlap(instruction: str, response: str) -> float:
+def content_overlap(instruction: str, response: str, response_words: list[str] | None = None) -> float:
     """The share of the instruction's content words the response uses; NaN for an instruction with fewer than
-    OVERLAP_WORDS of them."""
+    OVERLAP_WORDS of them. `response_words`, where given, are the words of the whole response
+    (`normalize.words`), reused when it is no longer than OVERLAP_CHARS; only the instruction's words are
+    filtered (a word of the response it shares is a content word)."""
+    from deita.dedup.normalize import words
+
     asked = content_words(instruction)
     if len(asked) < OVERLAP_WORDS:
         return float("nan")
-    return len(asked & content_words(response)) / len(asked)
+    if response_words is None or len(response) > OVERLAP_CHARS:
+        response_words = words(response[:OVERLAP_CHARS])
+    return len(asked.intersection(response_words)) / len(asked)
 
 
 def is_refusal(response: str) -> bool:
@@ -180,7 +191,7 @@ class SignalWorker:
         return self.languages.classify(sides[0])[0] == self.languages.classify(sides[1])[0]
 
     def __call__(self, turns: Sequence[Turn]) -> WorkResult:
-        from deita.dedup.normalize import words
+        from deita.dedup.normalize import normalize, words_text
 
         out = np.zeros((len(turns), len(SIGNAL_FIELDS) + 1), dtype=np.float64)
         answered = [i for i, turn in enumerate(turns) if turn.response.strip()]
@@ -193,9 +204,12 @@ class SignalWorker:
         signals = np.empty((len(chosen), len(SIGNAL_FIELDS)), dtype=np.float64)
         signals[:, 0] = relevance_ranks(questions, answers)
         signals[[len(t.instruction.strip()) < JUDGED_INSTRUCTION for t in chosen], 0] = 1.0
-        signals[:, 1] = [content_overlap(t.instruction, t.response) for t in chosen]
-        signals[:, 2] = self.counts.seen_share([t.response for t in chosen])
-        signals[:, 3] = [repetition(words(t.response)) for t in chosen]
+        spaced = [words_text(normalize(t.response)) for t in chosen]  # normalised once for three signals
+        response_words = [text.split() for text in spaced]
+        signals[:, 1] = [content_overlap(t.instruction, t.response, w)
+                         for t, w in zip(chosen, response_words, strict=True)]
+        signals[:, 2] = self.counts.seen_share_of(spaced)
+        signals[:, 3] = [repetition(w) for w in response_words]
         signals[:, 4] = [is_refusal(t.response) for t in chosen]
         signals[:, 5] = [is_truncated(t.response) for t in chosen]
         signals[:, 6] = [self.language_agrees(t.instruction, t.response) for t in chosen]

@@ -18,6 +18,7 @@ import torch
 
 from deita.errors import DeitaError, quote
 from deita.runtime.devices import resolve_device
+from deita.selection.quota import Quota, QuotaCounts, QuotaWalk
 from deita.selection.tensors import check_embeddings, exact_float32, normalized_block
 
 Progress = Callable[[int, int], None]
@@ -40,6 +41,8 @@ class SelectionResult:
     skipped: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     duplicate_of: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     similarity: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
+    quota: QuotaCounts | None = None
+    """What the token budget and the cap per group skipped (None: no such limit)."""
 
 
 class _AcceptedSet:
@@ -92,12 +95,15 @@ def deita_filter(
     progress: Progress | None = None,
     max_examined: int | None = None,
     selectable: np.ndarray | None = None,
+    quota: Quota | None = None,
 ) -> SelectionResult:
     """Select up to `size` samples (-1: walk the whole pool) by score, skipping near-duplicates.
 
     `embeddings` may be a read-only float16/float32 memmap larger than RAM: only the rows examined are
     read, block by block. `max_examined` stops the walk after that many candidates (for what-if curves).
     `selectable` (a boolean mask over the pool) leaves the other records out of the walk altogether.
+    `quota` (a token budget, a cap per group) skips a candidate that passed the diversity test but does not
+    fit, and walks on; the walk also stops once no candidate left fits the budget.
     Errors are DeitaError naming the offending row.
     """
     start = time.perf_counter()
@@ -111,11 +117,14 @@ def deita_filter(
         order = order[:max_examined]
     dev = resolve_device(device)
     target = len(order) if size == -1 else min(size, len(order))
+    if quota is not None:
+        quota.check_size(len(scores))
+    limits = quota.walk(order) if quota is not None else None
     with exact_float32(), torch.no_grad():
         walk = _walk(order, embeddings, target, float(threshold), block_size, dev, growable=size == -1,
-                     progress=progress)
+                     progress=progress, limits=limits)
     return SelectionResult(walk.indices, walk.n_examined, time.perf_counter() - start, walk.skipped,
-                           walk.duplicate_of, walk.similarity)
+                           walk.duplicate_of, walk.similarity, QuotaCounts.of(limits) if limits else None)
 
 
 def _validated_order(scores: np.ndarray, embeddings: np.ndarray, size: int, threshold: float,
@@ -157,8 +166,9 @@ class _Walk:
 
 
 def _walk(order: np.ndarray, embeddings: np.ndarray, target: int, threshold: float, block_size: int,
-          device: torch.device, growable: bool, progress: Progress | None) -> _Walk:
-    """Walk `order` block by block until `target` samples are accepted; also note what blocked each skip."""
+          device: torch.device, growable: bool, progress: Progress | None, limits: QuotaWalk | None = None) -> _Walk:
+    """Walk `order` block by block until `target` samples are accepted (or, under `limits`, until nothing left
+    fits the budget); also note what blocked each skip."""
     capacity = min(target, 4096) if growable else target
     accepted = _AcceptedSet(capacity, embeddings.shape[1], device, growable)
     chosen: list[np.ndarray] = []
@@ -166,14 +176,19 @@ def _walk(order: np.ndarray, embeddings: np.ndarray, target: int, threshold: flo
     duplicate_of: list[np.ndarray] = []
     similarity: list[np.ndarray] = []
     lo = examined = 0
-    while lo < len(order) and accepted.count < target:
+    while lo < len(order) and accepted.count < target and (limits is None or lo < limits.stop):
         pool_idx = order[lo : lo + _next_block_len(block_size, target - accepted.count, lo, accepted.count)]
         block = normalized_block(embeddings, pool_idx, device)
         best, where = accepted.max_similarity(block)
         survivors = (best <= threshold).nonzero()[:, 0].cpu().numpy()
-        taken = survivors[_settle_block(block[survivors], threshold, target - accepted.count)]
-        in_block = int(taken[-1]) + 1 if accepted.count + len(taken) >= target and len(taken) else len(pool_idx)
-        blocked = np.setdiff1d(np.arange(in_block), taken)
+        if limits is None:
+            taken = survivors[_settle_block(block[survivors], threshold, target - accepted.count)]
+            in_block = int(taken[-1]) + 1 if accepted.count + len(taken) >= target and len(taken) else len(pool_idx)
+            blocked = np.setdiff1d(np.arange(in_block), taken)
+        else:
+            taken, in_block, over = _settle_under_limits(block, survivors, threshold, target - accepted.count,
+                                                         pool_idx, lo, limits)
+            blocked = np.setdiff1d(np.arange(in_block), np.concatenate([taken, over]))
         if len(blocked):
             sim, other = _blocking(block, best, where, accepted.pool_idx, pool_idx, taken, blocked)
             skipped.append(pool_idx[blocked])
@@ -220,6 +235,35 @@ def _next_block_len(block_size: int, needed: int, examined: int, accepted: int) 
     """
     rate = accepted / examined if examined else 1.0
     return int(min(block_size, max(needed, 16 + 1.25 * needed / max(rate, 1e-3))))
+
+
+def _settle_under_limits(block: torch.Tensor, survivors: np.ndarray, threshold: float, limit: int,
+                         pool_idx: np.ndarray, lo: int, limits: QuotaWalk) -> tuple[np.ndarray, int, np.ndarray]:
+    """`_settle_block` under a budget and group caps: a survivor not blocked by an earlier one in the block
+    is taken when `limits` admits it, else skipped without blocking anyone. Returns (positions taken, block
+    positions examined, positions skipped by the limits)."""
+    vectors = block[survivors]
+    gram = (vectors @ vectors.T).cpu().numpy()
+    blocked = np.zeros(len(gram), dtype=bool)
+    taken: list[int] = []
+    over: list[int] = []
+    # `limits.stop` only moves earlier as tokens are taken; the walk stops at the first position at or past it
+    last = -1  # the last survivor looked at
+    for i, position in enumerate(survivors.tolist()):
+        if lo + position >= limits.stop:
+            break
+        last = position
+        if blocked[i]:
+            continue
+        if not limits.admit(int(pool_idx[position])):
+            over.append(position)
+            continue
+        taken.append(position)
+        if len(taken) == limit:
+            return np.asarray(taken, dtype=np.int64), position + 1, np.asarray(over, dtype=np.int64)
+        blocked |= gram[i] > threshold
+    end = min(len(pool_idx), max(limits.stop - lo, last + 1))
+    return np.asarray(taken, dtype=np.int64), end, np.asarray(over, dtype=np.int64)
 
 
 def _settle_block(vectors: torch.Tensor, threshold: float, limit: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deita.errors import DeitaError
+from deita.errors import DeitaError, quote
 
 IFD_KEY = "ifd_scores"
 
@@ -46,7 +46,7 @@ def _turn_values(values: object, where: str) -> list[float | None]:
             checked.append(None)
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise DeitaError(f"{where}: '{IFD_KEY}' turn {turn} is {value!r}, not a number or null")
+            raise DeitaError(f"{where}: '{IFD_KEY}' turn {turn} is {quote(value)}, not a number or null")
         if not math.isfinite(value) or value <= 0:
             raise DeitaError(f"{where}: '{IFD_KEY}' turn {turn} is {value}; an IFD is a positive finite ratio")
         checked.append(float(value))

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from deita.data.io import ReadStats, RecordPolicy, RecordWriter, iter_records, records_at
-from deita.data.paths import check_paths
+from deita.data.paths import check_paths, prepare_output
 from deita.errors import DeitaError
 from deita.selection.config import FilterConfig
 from deita.selection.deita import SelectionResult
 from deita.selection.embeddings import open_embeddings
 from deita.selection.ifd import IFD_KEY, ifd_record_scores
+from deita.selection.quota import GroupColumn, Quota, QuotaCounts
 from deita.selection.scores import final_scores, resolve_sort_key
 from deita.selection.strategies import STRATEGIES, SelectionPool
+from deita.selection.tokens import TokenColumn, TokenCounter
 
 CANNOT_SKIP = RecordPolicy.failing(switch=None, who="The filter")
 """A bad record stops the filter: its scores and embedding rows pair with records by position."""
@@ -36,11 +38,17 @@ class FilterReport:
     n_unselectable: int = 0
     """Records the strategy could not select (ifd: no turn below --max-ifd)."""
     max_ifd: float | None = None
+    aggregate: str = "sum"
+    limits: Limits | None = None
+    """The token budget and the cap per group, with what they did (None: neither was set)."""
 
     @property
     def n_near_duplicates(self) -> int:
         """Candidates skipped as too similar to an accepted one (the strategies that walk: deita, ifd)."""
-        return self.n_examined - self.n_selected if self.strategy in ("deita", "ifd") else 0
+        if self.strategy not in ("deita", "ifd"):
+            return 0
+        skipped = self.limits.counts.over_budget + self.limits.counts.group_full if self.limits else 0
+        return self.n_examined - self.n_selected - skipped
 
     def stats(self) -> dict:
         """The statistics JSON: counts, and provenance by pool index (positions in the filter's input)."""
@@ -50,6 +58,10 @@ class FilterReport:
                  "output": str(self.output)}
         if self.strategy == "ifd":
             stats.update(max_ifd=self.max_ifd, n_unselectable=self.n_unselectable)
+        if self.aggregate != "sum":
+            stats["aggregate"] = self.aggregate
+        if self.limits is not None:
+            stats.update(self.limits.stats())
         if self.result is not None:
             stats["selected"] = self.result.indices.tolist()
             stats["skipped"] = [{"index": int(i), "duplicate_of": int(j), "similarity": round(float(v), 6)}
@@ -68,8 +80,47 @@ class FilterReport:
             how += (f": examined {self.n_examined:,}, skipped {self.n_near_duplicates:,} as near-duplicates at "
                     f"threshold {self.threshold}, ranked by the mean IFD of the turns below {self.max_ifd}; "
                     f"{self.n_unselectable:,} records have no such turn and were not selectable")
-        return [f"selected {self.n_selected:,} of {self.n_pool:,} records ({how}) in {self.seconds:.3f} s "
-                f"→ {self.output}"]
+        if self.aggregate != "sum" and self.strategy in ("deita", "score"):
+            how += f" ({self.aggregate} over turns)"
+        lines = [f"selected {self.n_selected:,} of {self.n_pool:,} records ({how}) in {self.seconds:.3f} s "
+                 f"→ {self.output}"]
+        return lines + (self.limits.lines() if self.limits is not None else [])
+
+
+@dataclass
+class Limits:
+    """The token budget and the cap per group of one filter run, and what they skipped."""
+
+    counts: QuotaCounts
+    token_budget: int | None
+    tokenizer: str | None
+    max_share: float | None
+    group_field: str | None
+    cap: int | None
+    selected_per_group: dict[str, int]
+
+    def stats(self) -> dict:
+        stats: dict = {}
+        if self.token_budget is not None:
+            stats.update(token_budget=self.token_budget, budget_tokenizer=self.tokenizer,
+                         tokens_selected=self.counts.tokens, n_over_budget=self.counts.over_budget)
+        if self.max_share is not None:
+            stats.update(max_share=self.max_share, source_field=self.group_field, group_cap=self.cap,
+                         n_group_full=self.counts.group_full, selected_per_group=self.selected_per_group)
+        return stats
+
+    def lines(self) -> list[str]:
+        lines = []
+        if self.token_budget is not None:
+            lines.append(f"token budget: the selection holds {self.counts.tokens:,} of {self.token_budget:,} tokens "
+                         f"({self.counts.tokens / self.token_budget:.1%}, counted by {self.tokenizer}); "
+                         f"{self.counts.over_budget:,} candidates skipped as they would overflow it")
+        if self.max_share is not None:
+            lines.append(f"max share: at most {self.cap:,} records per value of '{self.group_field}' "
+                         f"(floor({self.max_share} × size)); {self.counts.group_full:,} candidates skipped as their "
+                         f"group was full; selected from {len(self.selected_per_group):,} "
+                         f"group{'s' if len(self.selected_per_group) != 1 else ''}")
+        return lines
 
 
 @dataclass
@@ -86,19 +137,17 @@ class Pool:
     sort_key: tuple[str, ...]
     spans: list[tuple[int, int]] | None
     """JSONL: each record's bytes, so the selected ones are fetched without a second read of the file."""
-    identity: tuple[int, int]
-    """(size, modification time) of the file when it was read."""
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
+    read: ReadStats
+    """The first read: its fingerprint (size, mtime, hash of the bytes) checks the second."""
+    costs: np.ndarray | None = None
+    """Tokens per record (--token-budget)."""
+    groups: GroupColumn | None = None
+    """Group ids per record (--max-share)."""
 
 
 def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     """Pool size, the column the strategy ranks by (final scores, mean IFD or response lengths), the sort key,
     and, for JSONL, where each record lies in the file."""
-    identity = _identity(path)
     strategy = STRATEGIES[config.strategy]
     sort_key: tuple[str, ...] = (IFD_KEY,) if strategy.ifd else config.sort_key or ()
     lists: list[list] = [[] for _ in sort_key]
@@ -106,7 +155,8 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
     lengths: list[int] = []
     spans: list[tuple[int, int]] = []
     count = 0
-    stats = ReadStats()
+    stats = ReadStats(reread=True)
+    costs, groups = limit_columns(config)
     for record in iter_records(path, fmt=fmt, stats=stats, policy=CANNOT_SKIP):
         if count == 0 and strategy.scores:
             sort_key = resolve_sort_key(config.sort_key, record.raw)
@@ -120,25 +170,64 @@ def _read_pool(path: Path, config: FilterConfig, fmt: str | None) -> Pool:
             locations.append(record.location)
         if strategy.lengths:
             lengths.append(sum(len(t.response) for t in record.turns))
+        if costs is not None:
+            costs.add(record.raw)
+        if groups is not None:
+            groups.add(record.raw)
     locations = [f"{path}, {location}" for location in locations]
     scores = selectable = None
     if strategy.scores and count:
-        scores = final_scores(lists, sort_key, locations)
+        scores = final_scores(lists, sort_key, locations, config.aggregate)
     elif strategy.ifd:
         scores, selectable = ifd_record_scores(lists[0], config.max_ifd, locations)
     return Pool(count, scores, selectable, np.asarray(lengths, dtype=np.float64) if strategy.lengths else None,
-                sort_key, spans if stats.file_type == "jsonl" else None, identity)
+                sort_key, spans if stats.file_type == "jsonl" else None, stats,
+                costs.array() if costs is not None else None, groups)
+
+
+def budget_tokenizer(config: FilterConfig) -> str:
+    """The tokenizer counting --token-budget: the one given, else the packaged sentence model's (what the
+    default embedder reads); `deita select` passes its scorer's or embedder's."""
+    if config.budget_tokenizer:
+        return config.budget_tokenizer
+    from deita.embedding.sentence import default_sentence_model
+
+    return default_sentence_model()
+
+
+def limit_columns(config: FilterConfig) -> tuple[TokenColumn | None, GroupColumn | None]:
+    """Empty columns for the limits the config sets (token costs, group ids), to fill record by record in the
+    pass that reads the pool (`.add(raw)`)."""
+    costs = TokenColumn(TokenCounter(budget_tokenizer(config))) if config.token_budget is not None else None
+    groups = GroupColumn(config.group_field()) if config.max_share is not None else None
+    return costs, groups
+
+
+def quota_for(config: FilterConfig, costs: np.ndarray | None, groups: GroupColumn | None) -> Quota | None:
+    """The walk's limits from the config and the pool's columns (None when neither is set)."""
+    if costs is None and groups is None:
+        return None
+    return Quota(costs, config.token_budget, groups.array() if groups is not None else None,
+                 config.group_cap() if groups is not None else None)
+
+
+def limits_of(config: FilterConfig, result: SelectionResult, groups: GroupColumn | None) -> Limits | None:
+    """What the budget and the balance did, for the summary and the statistics (`FilterReport.limits`)."""
+    if result.quota is None:
+        return None
+    per_group = groups.count_selected(result.indices) if groups is not None else {}
+    return Limits(result.quota, config.token_budget, budget_tokenizer(config) if config.token_budget else None,
+                  config.max_share, config.group_field() if config.max_share is not None else None,
+                  config.group_cap() if config.max_share is not None else None, per_group)
 
 
 def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None) -> list[dict]:
     """The selected records, in selection order: fetched by their bytes (JSONL), else by a second read."""
-    if _identity(path) != pool.identity:
-        raise DeitaError(f"{path} changed while selecting; run the filter again")
     if pool.spans is not None:
-        return list(records_at(path, (pool.spans[int(i)] for i in indices)))
+        return list(records_at(path, (pool.spans[int(i)] for i in indices), expect=pool.read.fingerprint))
     position = {int(index): rank for rank, index in enumerate(indices)}
     chosen: list[dict | None] = [None] * len(indices)
-    for ordinal, record in enumerate(iter_records(path, fmt=fmt, policy=CANNOT_SKIP)):
+    for ordinal, record in enumerate(iter_records(path, fmt=fmt, stats=pool.read.again(), policy=CANNOT_SKIP)):
         rank = position.get(ordinal)
         if rank is not None:
             chosen[rank] = record.raw
@@ -148,10 +237,12 @@ def _chosen_records(path: Path, pool: Pool, indices: np.ndarray, fmt: str | None
 
 
 def select_indices(config: FilterConfig, n_pool: int, scores: np.ndarray | None, lengths: np.ndarray | None,
-                   embeddings: np.ndarray | None, selectable: np.ndarray | None = None) -> SelectionResult:
+                   embeddings: np.ndarray | None, selectable: np.ndarray | None = None,
+                   quota: Quota | None = None) -> SelectionResult:
     """Run the configured strategy (`STRATEGIES`): indices in selection order, candidates examined, seconds,
-    provenance."""
-    return STRATEGIES[config.strategy].select(SelectionPool(n_pool, scores, lengths, embeddings, selectable), config)
+    provenance; under `quota` (token costs and budget, group ids and cap) when given."""
+    return STRATEGIES[config.strategy].select(SelectionPool(n_pool, scores, lengths, embeddings, selectable, quota),
+                                              config)
 
 
 def annotations(result: SelectionResult, scores: np.ndarray | None, embeddings: np.ndarray | None) -> list[dict]:
@@ -196,6 +287,9 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
                 {"--output": output_path, "--stats": stats_path})
     if not input_path.exists():
         raise DeitaError(f"{input_path}: no such file or directory")
+    prepare_output("--output", output_path)
+    if stats_path is not None:
+        prepare_output("--stats", stats_path)
     if config.strategy == "ifd" and config.sort_key:
         raise DeitaError(f"--sort-key does not apply to --strategy ifd, which ranks by {IFD_KEY}")
     pool = _read_pool(input_path, config, fmt)
@@ -207,7 +301,8 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
         if embeddings_path is None:
             raise DeitaError(f"--strategy {config.strategy} needs --embeddings EMB.npy (from `deita embed`)")
         embeddings = open_embeddings(embeddings_path, n_pool, input_path)
-    result = select_indices(config, n_pool, scores, lengths, embeddings, pool.selectable)
+    quota = quota_for(config, pool.costs, pool.groups)
+    result = select_indices(config, n_pool, scores, lengths, embeddings, pool.selectable, quota)
     indices = result.indices
     chosen = _chosen_records(input_path, pool, indices, fmt)
     notes = annotations(result, scores, embeddings) if config.annotate else None
@@ -217,7 +312,8 @@ def filter_file(input_path: str | Path, output_path: str | Path, config: FilterC
     unselectable = int((~pool.selectable).sum()) if pool.selectable is not None else 0
     report = FilterReport(n_pool, len(indices), result.n_examined, config.threshold, config.strategy,
                           result.seconds, sort_key, output_path, result, unselectable,
-                          config.max_ifd if config.strategy == "ifd" else None)
+                          config.max_ifd if config.strategy == "ifd" else None, config.aggregate,
+                          limits_of(config, result, pool.groups))
     if stats_path:
         Path(stats_path).write_text(json.dumps(report.stats(), indent=2) + "\n")
     return report

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deita.errors import DeitaError, quote
+from deita.selection.config import AGGREGATES
 
 DEFAULT_SCORE_KEYS: tuple[str, ...] = ("complexity_scores", "quality_scores")
 LENGTH_SCORE_KEYS = ("instruction_lengths", "response_lengths")
@@ -31,8 +32,10 @@ def final_scores(
     per_key_lists: Sequence[Sequence[Sequence[float] | None]],
     keys: Sequence[str] = DEFAULT_SCORE_KEYS,
     locations: Sequence[str] | None = None,
+    aggregate: str = "sum",
 ) -> np.ndarray:
-    """Combine per-turn scores into one float64 score per record.
+    """Combine per-turn scores into one float64 score per record: per turn the product of the keys' values,
+    folded over the turns by `aggregate` (`AGGREGATES`: sum, mean or max).
 
     `per_key_lists[k][i]` is record i's per-turn list for `keys[k]`. `locations[i]` (default "record i")
     names the record in errors, e.g. a file and line given by the data layer. The values are checked in
@@ -40,6 +43,7 @@ def final_scores(
     the products and the sums over turns run in one vectorised pass, in the order `record_score` uses, so
     both give the same floats.
     """
+    _check_aggregate(aggregate)
     n_records = _check_shapes(per_key_lists, keys, locations)
     checked = _plain_columns(per_key_lists)
     if checked is None:  # something to refuse, or values of other types: record by record, naming the problem
@@ -55,18 +59,28 @@ def final_scores(
             lengths.append(len(turns[0]))
         checked = ([np.concatenate(c) if c else np.zeros(0) for c in columns], np.asarray(lengths, dtype=np.int64))
     flat, lengths = checked
-    return final_scores_flat(flat, lengths)
+    return final_scores_flat(flat, lengths, aggregate)
 
 
-def final_scores_flat(flat: Sequence[np.ndarray], lengths: np.ndarray) -> np.ndarray:
+def final_scores_flat(flat: Sequence[np.ndarray], lengths: np.ndarray, aggregate: str = "sum") -> np.ndarray:
     """`final_scores` of values already checked: one finite float64 array per key (every record's turns in
-    order) and the turns per record, equal for all keys; the same floats `final_scores` gives."""
+    order) and the turns per record, equal for all keys, folded by `aggregate`; the same floats `final_scores`
+    gives."""
+    _check_aggregate(aggregate)
     if not len(lengths):
         return np.zeros(0, dtype=np.float64)
     products = np.array(flat[0], dtype=np.float64)
     for more in flat[1:]:
         products *= more
-    return _sums_in_order(products, np.asarray(lengths, dtype=np.int64))
+    if aggregate == "max":
+        return np.maximum.reduceat(products, np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
+    totals = _sums_in_order(products, np.asarray(lengths, dtype=np.int64))
+    return totals / lengths if aggregate == "mean" else totals
+
+
+def _check_aggregate(aggregate: str) -> None:
+    if aggregate not in AGGREGATES:
+        raise DeitaError(f"unknown aggregate {quote(aggregate)} (valid: {', '.join(AGGREGATES)})")
 
 
 def _sums_in_order(products: np.ndarray, lengths: np.ndarray, columns: int = 32) -> np.ndarray:
@@ -112,18 +126,25 @@ def _plain_columns(per_key_lists: Sequence[Sequence[Sequence[float] | None]]
     return flat, lengths
 
 
-def record_score(per_key: Sequence[Sequence[float] | None], keys: Sequence[str], where: str) -> float:
-    """One record's final score from its per-turn lists (one per key), summed turn by turn in order;
-    errors name `where`. Plain Python: a record has a handful of turns, and this runs once per record."""
+def record_score(per_key: Sequence[Sequence[float] | None], keys: Sequence[str], where: str,
+                 aggregate: str = "sum") -> float:
+    """One record's final score from its per-turn lists (one per key), folded by `aggregate` (summed turn by
+    turn in order, the mean of that sum, or the max); errors name `where`. Plain Python: a record has a
+    handful of turns, and this runs once per record."""
+    _check_aggregate(aggregate)
     turns = [_turn_scores(values, key, where) for key, values in zip(keys, per_key, strict=True)]
     _check_turn_counts(turns, keys, where)
     total = 0.0
+    products = []
     for values in zip(*turns, strict=True):
         product = 1.0
         for value in values:
             product *= value
         total += product
-    return total
+        products.append(product)
+    if aggregate == "max":
+        return max(products)
+    return total / len(products) if aggregate == "mean" else total
 
 
 def _check_shapes(per_key_lists: Sequence[Sequence[Sequence[float] | None]], keys: Sequence[str],

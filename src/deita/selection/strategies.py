@@ -7,6 +7,7 @@ each entry's function imports its module when it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
     from deita.selection.config import FilterConfig
     from deita.selection.deita import SelectionResult
+    from deita.selection.quota import Quota
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class SelectionPool:
     """One row per record (may be memory-mapped)."""
     selectable: np.ndarray | None = None
     """A boolean mask: the records a strategy may pick (None: all)."""
+    quota: Quota | None = None
+    """A token budget and a cap per group the walk applies (None: only the size limits)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Strategy:
     ifd: bool = False
     """Ranks by the records' IFD (`ifd_scores`, mean of the turns below --max-ifd) instead of final scores."""
     uses: tuple[str, ...] = ()
+    ranks: bool = True
+    """Walks a ranking, so a token budget and a cap per group can skip records and walk on."""
 
     def select(self, pool: SelectionPool, config: FilterConfig) -> SelectionResult:
         module, _, name = self.function.partition(":")
@@ -56,14 +62,21 @@ class Strategy:
 
 
 def _timed(indices_of: Callable[[SelectionPool, Any], np.ndarray], examined_all: bool = False):
-    """A strategy from a function that returns indices only: adds the examined count and the time."""
+    """A strategy from a function that returns a ranking's first `size` indices (-1: the whole ranking): adds
+    the examined count and the time, and walks the whole ranking under the pool's quota when it has one."""
 
     def select(pool: SelectionPool, config: Any) -> SelectionResult:
         from deita.selection.deita import SelectionResult
 
         start = time.perf_counter()
-        indices = indices_of(pool, config)
-        return SelectionResult(indices, pool.size if examined_all else len(indices), time.perf_counter() - start)
+        if pool.quota is None:
+            indices = indices_of(pool, config)
+            return SelectionResult(indices, pool.size if examined_all else len(indices), time.perf_counter() - start)
+        from deita.selection.quota import quota_walk
+
+        indices, examined, counts = quota_walk(indices_of(pool, dataclasses.replace(config, size=-1, max_share=None)),
+                                               config.size, pool.quota, pool.size)
+        return SelectionResult(indices, examined, time.perf_counter() - start, quota=counts)
 
     return select
 
@@ -78,7 +91,7 @@ def deita(pool: SelectionPool, config: Any) -> SelectionResult:
     from deita.selection.deita import deita_filter
 
     return deita_filter(pool.scores, pool.embeddings, config.size, config.threshold, config.block_size,
-                        _device(config), selectable=pool.selectable)
+                        _device(config), selectable=pool.selectable, quota=pool.quota)
 
 
 def _random(pool: SelectionPool, config: Any) -> np.ndarray:
@@ -112,13 +125,13 @@ kcenter = _timed(_kcenter, examined_all=True)
 
 STRATEGIES: dict[str, Strategy] = {
     "deita": Strategy("deita.selection.strategies:deita", "score-first diversity filter (the paper)", scores=True,
-                      embeddings=True, uses=("threshold", "sort_key", "block_size", "device")),
+                      embeddings=True, uses=("threshold", "sort_key", "block_size", "device", "aggregate")),
     "random": Strategy("deita.selection.strategies:random", "a seeded uniform sample", uses=("seed",)),
     "score": Strategy("deita.selection.strategies:score", "top scores, no diversity", scores=True,
-                      uses=("sort_key",)),
+                      uses=("sort_key", "aggregate")),
     "length": Strategy("deita.selection.strategies:length", "longest responses", lengths=True),
     "kcenter": Strategy("deita.selection.strategies:kcenter", "k-center greedy on the embeddings",
-                        embeddings=True, uses=("seed", "block_size", "device")),
+                        embeddings=True, uses=("seed", "block_size", "device"), ranks=False),
     "ifd": Strategy("deita.selection.strategies:deita", "mean IFD of the turns below --max-ifd, highest first, "
                     "with the same diversity filter (needs ifd_scores from `deita score --type ifd`)", ifd=True,
                     embeddings=True, uses=("threshold", "block_size", "device", "max_ifd")),

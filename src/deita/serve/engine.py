@@ -42,14 +42,15 @@ def score_keys(config: SelectConfig) -> tuple[str, ...]:
 
 
 def aggregation(config: SelectConfig) -> str:
-    """How per-turn products fold into the record score: the name shown beside every score."""
-    return "sum"
+    """How per-turn products fold into the record score (the run's `--aggregate`): the name shown beside every
+    score."""
+    return config.filter.aggregate
 
 
 def record_scores(per_key_lists: Sequence[Sequence[Any]], keys: Sequence[str], config: SelectConfig) -> np.ndarray:
     """Each record's score from its per-turn lists (`per_key_lists[k][i]`: record i's list for `keys[k]`): the
     one place the service makes it, for request records and for the loaded pool alike."""
-    return final_scores(per_key_lists, keys)
+    return final_scores(per_key_lists, keys, aggregate=config.filter.aggregate)
 
 
 @dataclass

@@ -250,7 +250,7 @@ def sample_pairs(path: str | Path, output: str | Path, size: int, seed: int,
     from deita.data.io import write_records
 
     path = Path(path)
-    stats = ReadStats()
+    stats = ReadStats(reread=True)
     policy = policy or RecordPolicy.failing(rejects_path_for(output))
     good = {pair.index for pair in iter_pairs(path, policy, stats)}
     order = np.random.default_rng(seed).permutation(stats.records)
@@ -258,7 +258,7 @@ def sample_pairs(path: str | Path, output: str | Path, size: int, seed: int,
     sampled = sampled if size == -1 else sampled[:size]
     position = {index: k for k, index in enumerate(sampled)}
     kept: list[Any] = [None] * len(sampled)
-    for index, _location, raw, _problem in read_items(path, ReadStats()):
+    for index, _location, raw, _problem in read_items(path, stats.again()):
         if index in position:
             kept[position[index]] = raw
     written = write_records(output, kept)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deita.config import field_types
+from deita.data import atomic
 from deita.data.paths import check_paths, check_writable
 from deita.errors import DeitaError, quote
 from deita.training.config import TrainConfig
@@ -162,9 +163,7 @@ class OutputFolder:
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         """Atomically (a reader in another process never sees half a file)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.file(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, self.file(name))
+        atomic.write_bytes(self.file(name), (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
 
     def clear_run(self) -> None:
         """Remove an earlier run's checkpoints and records (starting over)."""

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from deita.data.source import folder_fingerprint
 from deita.errors import DeitaError
 
 from .base import Item, ReadStats
@@ -27,6 +28,8 @@ def load_dataset(path: Path) -> Any:
 
 def read_dataset(path: Path, stats: ReadStats | None = None) -> Iterator[Item]:
     stats = stats if stats is not None else ReadStats()
+    if stats.reread or stats.expect is not None:
+        stats.fingerprint = folder_fingerprint(path, stats.expect)
     index = 0
     for table in load_dataset(path).with_format("arrow").iter(batch_size=_BATCH_ROWS):
         for row in table.to_pylist():

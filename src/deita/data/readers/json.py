@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from deita.data.checks import decode_problem, syntax_message, text_problem
+from deita.data.source import describe_start, first_byte
 from deita.errors import RecordError
 
 from .base import Item, ReadStats
-from .jsonl import read_jsonl
+from .jsonl import jsonl_items
 from .text import TextBuffer
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # invalid UTF-8 bytes decoded with surrogateescape
@@ -110,21 +111,20 @@ def read_json(path: Path, stats: ReadStats | None = None) -> Iterator[Item]:
     the next element (see ``_skip_broken``), whose index counts on.
     """
     stats = stats if stats is not None else ReadStats()
-    with open(path, "rb") as f:
+    with stats.open(path) as source:
+        first, line, f = first_byte(source)
+        if first == b"{":
+            yield from jsonl_items(f, stats)
+            return
+        if first == b"":
+            return
+        if first != b"[":
+            raise RecordError(path, f"line {line}", _not_records(first, f.peek(1 << 16)[:1 << 16]))
         t = TextBuffer(f)
-        first = t.peek()
-        if first == "\ufeff":
+        t.peek()
+        if t.buf[t.pos : t.pos + 1] == "\ufeff":
             t.pos += 1
-            first = t.peek()
-        if first == "{":
-            yield from read_jsonl(path, stats)
-            return
-        if first == "":
-            return
-        if first != "[":
-            raise RecordError(
-                path, f"line {t.line_of(t.pos)}", "not a JSON array of records (nor JSON Lines)"
-            )
+            t.peek()
         t.pos += 1
         index = 0
         if t.peek() == "]":
@@ -213,6 +213,16 @@ def read_json(path: Path, stats: ReadStats | None = None) -> Iterator[Item]:
             )
             return
         stats.bytes_read = t.bytes_read
+
+
+def _not_records(first: bytes, head: bytes) -> str:
+    """Why a file whose first character is ``first`` holds no records, naming what it is."""
+    if first in b'"-0123456789tfn':
+        return ("not a JSON array of records (nor JSON Lines): the file holds a single JSON value; give a "
+                "JSON array of records ('[...]') or one object a line")
+    head = head.lstrip().removeprefix(b"\xef\xbb\xbf")
+    return (f"not JSON: {describe_start(head)}; expected a JSON array of records or JSON Lines (gzip "
+            "and zstd files are read as they are, UTF-16/32 files by their byte order mark)")
 
 
 def _checked_element(t: TextBuffer, index: int, value: Any, end: int) -> Item:

@@ -7,7 +7,7 @@ import json
 import re
 from typing import IO, Any
 
-from deita.data.checks import SLOW, fast_loads
+from deita.data.checks import SLOW, STRICT_DECODER, fast_loads
 
 _CHUNK = 1 << 20
 _WS = re.compile(r"[ \t\n\r]*")
@@ -22,7 +22,7 @@ class TextBuffer:
     def __init__(self, f: IO[bytes]) -> None:
         self.f, self.buf, self.pos, self.eof = f, "", 0, False
         self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
-        self.json = json.JSONDecoder()
+        self.json = STRICT_DECODER  # refuses duplicate keys
         self.lines_before = 0  # newlines in the text already dropped from buf
         self.bytes_read = 0  # bytes of the file read into buf so far
         self.fast = True  # elements laid out one per line or pretty-printed: orjson may read them
