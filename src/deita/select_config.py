@@ -103,7 +103,7 @@ class SelectConfig(Config):
         if self.ranks_by_ifd() and self.ifd is None:
             raise ConfigError("strategy ifd ranks records by their IFD, which needs a scorer: set model to any "
                               "causal LM (hub id, folder or .gguf file)", ["filter.strategy", "ifd.model"],
-                              rule=True)
+                              rule=True, usage=True)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> dict[str, Any]:

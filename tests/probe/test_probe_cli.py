@@ -92,3 +92,30 @@ def test_probe_usage_and_value_errors_are_one_line(tmp_path, args, code, message
 def test_probe_of_a_missing_pool(tmp_path) -> None:
     result = deita("probe", tmp_path / "none.jsonl", "-o", tmp_path / "p.json", "--preset", "offline")
     assert result.returncode == 1 and result.stderr == f"error: {tmp_path / 'none.jsonl'}: no such file or directory\n"
+
+
+def test_probe_of_strategy_ifd_with_a_tiny_model_on_cpu(tmp_path, tiny_llama, capsys) -> None:
+    """The probe runs `select`'s IFD pass (the ifd section) like any other selector; its random run beside it
+    reuses the IFD shards the selector's run scored."""
+    from builders import run_main
+
+    write_jsonl(tmp_path / "pool.jsonl", chat_pool(60, seed=5))
+    config = tmp_path / "ifd.yaml"
+    config.write_text(f"preset: offline\nifd: {{model: {tiny_llama}, max_length: 128}}\nfilter: {{strategy: ifd}}\n")
+    code, out, err = run_main(capsys, "probe", tmp_path / "pool.jsonl", "-o", tmp_path / "probe.json", "--config",
+                              config, "--device", "cpu", "--size", "15")
+    assert code == 0, err
+    assert out.splitlines()[0].split()[-2:] == ["offline/ifd", "random"]
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert probe["selector"]["strategy"] == "ifd" and probe["selector"]["sort_key"] == ["ifd_scores"]
+    assert probe["selector"]["ifd_model"] == str(tiny_llama)
+    run = probe["runs"][0]
+    assert run["selected"] == run["random_selected"] == 15 and run["ratios"]["all"] is not None
+    selected = [json.loads(line) for line in (tmp_path / "probe.json.work" / "seed-0" / "selected.jsonl")
+                .read_text().splitlines()]
+    assert all(any(v is not None and v < 1 for v in record["ifd_scores"]) for record in selected)
+    random_work = tmp_path / "probe.json.work" / "seed-0" / "random.jsonl.work"
+    assert json.loads((random_work / "filter_stats.json").read_text())["strategy"] == "random"
+    lines = json.loads((random_work / "columns" / "columns.json").read_text())["result"]["lines"]
+    scored = next(i for i, line in enumerate(lines) if "into 'ifd_scores'" in line)
+    assert "(1 of 1 shards resumed from cache)" in lines[scored + 1]

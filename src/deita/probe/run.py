@@ -186,8 +186,11 @@ def run_probe(pool_path: str | Path, output: str | Path, config: SelectConfig, s
 
 def selector_of(config: SelectConfig) -> dict[str, Any]:
     """What was probed, in words a reader recognises."""
-    return {"preset": config.preset, "strategy": config.filter.strategy, "sort_key": list(config.sort_key()),
-            "threshold": config.filter.threshold, "embed_kind": config.embed.kind}
+    selector = {"preset": config.preset, "strategy": config.filter.strategy, "sort_key": list(config.sort_key()),
+                "threshold": config.filter.threshold, "embed_kind": config.embed.kind}
+    if config.ifd is not None:
+        selector.update(ifd_model=config.ifd.model, max_ifd=config.filter.max_ifd)
+    return selector
 
 
 def _cell(spread_of: dict[str, float | None], several: bool) -> str:
