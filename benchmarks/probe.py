@@ -2,11 +2,16 @@
 
     python benchmarks/probe.py                                  # ../shared/data/sharegpt_v3_5k.json, seeds 1,2
     python benchmarks/probe.py --data pool.json --seeds 0,1,2 --out /tmp/probe-bench
+    python benchmarks/probe.py --strategies deita,ifd --limit 1000 --skip-timing   # IFD on a 1,000-record slice
+    python benchmarks/probe.py --strategies ifd --ifd-model SmolLM2.gguf --limit 200 --skip-timing
 
 1. The probe (20 % of the pool injected, a selection of 20 % of the probe's pool) for the offline preset with
    each strategy: deita (the preset: length × the offline signals' gate, diversity walk at 0.99), score (the
-   same ranking, no diversity), length, kcenter; and the random strategy beside each, in the same run. Prints
-   a Markdown table of the mean ratio per class (share in selection / share in pool) and the spread.
+   same ranking, no diversity), length, kcenter, ifd (`select`'s IFD pass, offline preset otherwise: by default
+   a tiny random 2-layer LLaMA saved with save_pretrained beside the packaged MiniLM tokenizer, so it runs
+   offline on a CPU; its IFD is a mechanism check, not a quality signal; `--ifd-model` for a real causal LM);
+   and the random strategy beside each, in the same run. Prints a Markdown table of the mean ratio per class
+   (share in selection / share in pool) and the spread.
 2. The offline select's time on the pool against the length-only pipeline it replaced (dedup → length scores
    → static embeddings → filter at 0.99, ranked by instruction × response length), both run here in the same
    process order, with the report off; target ≤ 2×.
@@ -21,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from deita.dedup.config import DedupConfig
@@ -36,14 +42,39 @@ from deita.selection.run import filter_file
 from deita.workflow import run_select
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sharegpt_v3_5k.json"
-STRATEGIES = ("deita", "score", "length", "kcenter")
+STRATEGIES = ("deita", "score", "length", "kcenter", "ifd")
 
 
-def probe_table(data: Path, out: Path, seeds: tuple[int, ...], strategies: tuple[str, ...] = STRATEGIES) -> list[str]:
+@dataclass(frozen=True)
+class IFDModel:
+    """The causal LM the `ifd` column scores with, and the context it is given."""
+
+    model: str
+    max_length: int
+
+
+def tiny_ifd_model(folder: Path) -> str:
+    """A tiny random LLaMA (2 layers, hidden 64, seed 0) and the packaged MiniLM tokenizer, saved with
+    save_pretrained: what `deita select --ifd-model` loads, with nothing downloaded."""
+    from deita.testing import save_random_causal_lm
+
+    return str(save_random_causal_lm(folder, "tiny-llama"))
+
+
+def section(strategy: str, ifd: IFDModel | None) -> dict:
+    """The probed config: the offline preset with `strategy`; for ifd, the ifd section scoring on the CPU."""
+    data: dict = {"preset": "offline", "filter": {"strategy": strategy}, "run": {"on_error": "skip"}}
+    if strategy == "ifd":
+        assert ifd is not None
+        data["ifd"] = {"model": ifd.model, "max_length": ifd.max_length, "device": "cpu"}
+    return data
+
+
+def probe_table(data: Path, out: Path, seeds: tuple[int, ...], strategies: tuple[str, ...] = STRATEGIES,
+                ifd: IFDModel | None = None) -> list[str]:
     results = {}
     for strategy in strategies:
-        config = SelectConfig.build({"preset": "offline", "filter": {"strategy": strategy},
-                                     "run": {"on_error": "skip"}})
+        config = SelectConfig.build(section(strategy, ifd))
         start = time.perf_counter()
         results[strategy] = run_probe(data, out / f"{strategy}.json", config, ProbeSettings(seeds=seeds))
         print(f"probed offline/{strategy} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
@@ -110,11 +141,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--limit", type=int, default=None, help="Probe the pool's first N records only.")
+    parser.add_argument("--ifd-model", default=None, help="The ifd column's causal LM (default: a tiny random "
+                        "LLaMA with the packaged MiniLM tokenizer, saved under --out).")
+    parser.add_argument("--ifd-max-length", type=int, default=512, help="The ifd scorer's context in tokens.")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="deita-probe-bench-"))
-    lines = [] if args.skip_timing else timing(args.data, out)
-    lines += probe_table(args.data, out, tuple(int(s) for s in args.seeds.split(",")),
-                         tuple(args.strategies.split(",")))
+    out.mkdir(parents=True, exist_ok=True)
+    data = args.data
+    if args.limit is not None:
+        data = out / f"{args.data.stem}-first{args.limit}.json"
+        data.write_text(json.dumps(json.loads(args.data.read_text())[: args.limit]))
+    strategies = tuple(args.strategies.split(","))
+    ifd = None
+    if "ifd" in strategies:
+        ifd = IFDModel(args.ifd_model or tiny_ifd_model(out / "tiny-llama"), args.ifd_max_length)
+    lines = [] if args.skip_timing else timing(data, out)
+    lines += probe_table(data, out, tuple(int(s) for s in args.seeds.split(",")), strategies, ifd)
+    if ifd is not None:
+        lines.append(f"ifd: {ifd.model}, max_length {ifd.max_length}, on the CPU")
     print("\n".join(lines))
     (out / "summary.json").write_text(json.dumps({"lines": lines}, indent=2) + "\n")
 
