@@ -4,6 +4,7 @@ run before the output is written."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -141,3 +142,20 @@ def test_a_pool_replaced_before_the_fetch_stops_the_run(capsys, monkeypatch, tmp
     assert code == 1
     assert f"{pool} changed" in err and "nothing was written" in err, err
     assert not output.exists()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst"])
+def test_a_compressed_pool_selects_the_bytes_of_the_plain_one(capsys, tmp_path, suffix):
+    """Every read of the pass goes through data/source.py: decompressed by its bytes, fetched by streaming."""
+    import gzip
+
+    import zstandard
+
+    stored = json.loads((ROOT / "tests" / "data" / "select_ids.json").read_text())["runs"]["sample_size20"]
+    data = SAMPLE.read_bytes()
+    pool = tmp_path / f"sample{suffix}"
+    pool.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else zstandard.ZstdCompressor().compress(data))
+    output = tmp_path / "sel.jsonl"
+    code, _, err = select(capsys, pool, output, "--size", "20")
+    assert code == 0, err
+    assert hashlib.sha256(output.read_bytes()).hexdigest() == stored["sha256"]
