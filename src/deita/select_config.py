@@ -214,7 +214,7 @@ class SelectConfig(Config):
         report's) filled in where the user left them out, so the run and its manifest use the same."""
         updates: dict[str, Any] = {}
         if self.filter.token_budget is not None and not self.filter.budget_tokenizer:
-            scorer = self.scorer_for("quality") or self.scorer_for("complexity")
+            scorer = self.ifd if self.ranks_by_ifd() else self.scorer_for("quality") or self.scorer_for("complexity")
             updates["budget_tokenizer"] = scorer.resolved_model() if scorer else self.embed.resolved_model()
         if self.filter.source_field is None and self.report.source_field is not None:
             updates["source_field"] = self.report.source_field

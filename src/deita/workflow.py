@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from deita.data import atomic
 from deita.data.paths import check_paths, prepare_output
 from deita.data.policy import RecordPolicy, given_or_own
 from deita.errors import DeitaError
@@ -124,6 +125,6 @@ def run_select(input_path: str | Path, output_path: str | Path, config: SelectCo
         lines = list(computed["lines"])
         # the report reads the rows set aside so far (moved into place as the rejects file at the end)
         lines += write_selection(input_path, output_path, paths, config, computed, policy.rows_file())
-    paths.config.write_text(config.to_yaml())
+    atomic.write_bytes(paths.config, config.to_yaml().encode("utf-8"))
     lines.append(f"effective config → {paths.config}; manifest → {paths.manifest}; columns in {paths.work}")
     return lines

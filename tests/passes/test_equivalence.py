@@ -56,6 +56,8 @@ def test_a_json_array_pool_selects_the_same_records_as_its_jsonl(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not POOL5K.exists(), reason=f"the real 5K pool is not at {POOL5K} (DEITA_POOL5K)")
-@pytest.mark.parametrize("name", ["pool5k_size200_skip", "pool5k_size1000_skip", "pool5k_size500_default_sortkey_skip"])
+@pytest.mark.parametrize("name", ["pool5k_size200_skip", "pool5k_size1000_skip", "pool5k_size500_default_sortkey_skip",
+                                  "pool5k_token_budget_skip", "pool5k_max_share_skip",
+                                  "pool5k_size500_aggregate_mean_skip"])
 def test_real_pool_selection_is_byte_identical_to_the_staged_path(name, tmp_path):
     check_run(name, tmp_path)

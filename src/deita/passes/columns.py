@@ -7,7 +7,9 @@ columns instead of computing them again (the columns are their own resume cache 
 * `row_index.npy`: the record's index in the pool file (what the reader calls it; bad records count).
 * `spans.npy`: (rows, 2) byte range of each record, for a JSONL pool (fetch by offset).
 * `<name>.npy` for each entry of `compute.RECORD_COLUMNS`: one number per record (`response_chars`, the
-  characters of its responses, for strategy `length`).
+  characters of its responses, for strategy `length`); where the run sets limits, `token_costs.npy` (int64
+  tokens per record, `--token-budget`) and `group_ids.npy` (int64 group per record, `--max-share`; the
+  groups' keys are in the marker).
 * `<field>.values.npy` and `<field>.offsets.npy`: a per-turn field (`complexity_scores`,
   `instruction_lengths`, …) as flat float64 values and rows + 1 offsets; NaN stands for JSON null.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,16 +26,26 @@ from typing import Any
 
 import numpy as np
 
+from deita.data import atomic
 from deita.errors import DeitaError
 
 MARKER = "columns.json"
+TOKEN_COSTS = "token_costs"
+GROUP_IDS = "group_ids"
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    """Write an `.npy` atomically (temporary file, then rename)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(temporary, array, allow_pickle=False)
-    os.replace(temporary, path)
+    """Write an `.npy` atomically (`data.atomic`: a registered temporary file, then rename)."""
+    temporary = atomic.temp_path(path, ".tmp.npy")
+    try:
+        np.save(temporary, array, allow_pickle=False)
+    except OSError as e:
+        atomic.discard(temporary)
+        raise atomic.write_error(e, path) from e
+    except BaseException:
+        atomic.discard(temporary)
+        raise
+    atomic.commit(temporary, path)
 
 
 class TurnColumn:
@@ -64,6 +75,9 @@ class ColumnsWriter:
     spans: array = field(default_factory=lambda: array("q"))
     """Flat (start, end) pairs."""
     record_values: dict[str, array] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    """Whole per-record columns set at the end of the read (token costs, group ids), saved as they are."""
+    group_keys: list[str | None] | None = None
 
     def add_row(self, index: int, span: tuple[int, int] | None, record_values: dict[str, float],
                 turn_fields: dict[str, Sequence[float | None]]) -> None:
@@ -86,6 +100,10 @@ class ColumnsWriter:
             if len(values) != rows:
                 raise DeitaError(f"internal error: column {name} has {len(values)} rows of {rows}")
             _save(self.directory / f"{name}.npy", np.frombuffer(values, dtype=np.float64))
+        for name, column in self.arrays.items():
+            if len(column) != rows:
+                raise DeitaError(f"internal error: column {name} has {len(column)} rows of {rows}")
+            _save(self.directory / f"{name}.npy", column)
         _save(self.directory / "row_index.npy", np.frombuffer(self.row_index, dtype=np.int64))
         if self.spans:
             _save(self.directory / "spans.npy", np.frombuffer(self.spans, dtype=np.int64).reshape(-1, 2))
@@ -94,11 +112,9 @@ class ColumnsWriter:
             _save(self.directory / f"{name}.values.npy", values)
             _save(self.directory / f"{name}.offsets.npy", offsets)
         text = json.dumps({**marker, "rows": rows, "fields": list(self.fields), "spans": bool(self.spans),
-                           "record_columns": list(self.record_values)},
+                           "record_columns": [*self.record_values, *self.arrays], "group_keys": self.group_keys},
                           indent=2, default=str)
-        temporary = self.directory / f".{MARKER}.tmp"
-        temporary.write_text(text + "\n")
-        os.replace(temporary, self.directory / MARKER)
+        atomic.write_bytes(self.directory / MARKER, (text + "\n").encode("utf-8"))
 
 
 class Columns:
@@ -135,6 +151,11 @@ class Columns:
         if name not in self.marker.get("record_columns", []):
             raise DeitaError(f"the run computed no '{name}' column")
         return self._load(f"{name}.npy")
+
+    @property
+    def group_keys(self) -> list[str | None]:
+        """The groups' keys, by id, of `group_ids` (empty when the run set no --max-share)."""
+        return list(self.marker.get("group_keys") or [])
 
     def turn_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(flat values, offsets) of a per-turn field."""

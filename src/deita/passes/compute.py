@@ -22,9 +22,10 @@ import numpy as np
 from deita.data.io import ReadStats, RecordWriter, input_size, iter_records
 from deita.data.policy import RecordPolicy
 from deita.data.records import Record
+from deita.data.source import Fingerprint, InputChanged
 from deita.dedup.output import record_id_of
 from deita.errors import DeitaError
-from deita.passes.columns import ColumnsWriter
+from deita.passes.columns import GROUP_IDS, TOKEN_COSTS, ColumnsWriter
 from deita.passes.fetch import already_counted
 from deita.passes.keep import KeepMask
 from deita.runtime.options import RunOptions
@@ -33,14 +34,18 @@ from deita.runtime.runner import StageSummary, make_executor
 from deita.runtime.shards import Executor, ShardResult, ShardStore, ShardTask, shard_key
 from deita.runtime.sinks import ArraySink
 from deita.runtime.stage import RecordProblem, Stage
+from deita.selection.quota import GroupColumn
 from deita.selection.scores import record_score
+from deita.selection.tokens import TokenColumn
 
 TurnFields = Callable[[np.ndarray], dict[str, list[float | None]]]
 
 RECORD_COLUMNS: dict[str, Callable[[Record], float]] = {
     "response_chars": lambda record: sum(len(turn.response) for turn in record.turns),
 }
-"""Per-record numbers the pass keeps for the selection walk, by column name: a new one is one line here."""
+"""Per-record numbers the pass keeps for the selection walk, by column name: a new one is one line here.
+The columns of the walk's limits depend on the run's settings (a tokenizer, a field): `PassInput.costs` and
+`.groups` fill them in the same read, as `deita filter` fills them in its one read."""
 
 
 @dataclass
@@ -79,6 +84,17 @@ class PassInput:
     """Decontamination: per record of a batch, True if it may stay (it counts and names what it removes)."""
     stays: Callable[[list[Record]], list[bool]] | None = None
     """The same verdicts without counting or naming (for a read that only fills a stage's cache)."""
+    costs: TokenColumn | None = None
+    """--token-budget: each row's tokens, counted as the row is emitted."""
+    groups: GroupColumn | None = None
+    """--max-share: each row's group, by the value of the source field."""
+    expect: Fingerprint | None = None
+    """The first read's fingerprint, which this read must find again; None: this is the first read."""
+
+    def stats(self) -> ReadStats:
+        """The stats of a read of the pool: the first keeps a fingerprint (and refuses a pipe), a later one
+        must find the same bytes (`data.source`)."""
+        return ReadStats(expect=self.expect) if self.expect is not None else ReadStats(reread=True)
 
 
 @dataclass
@@ -88,6 +104,8 @@ class PassSummary:
     rows: int = 0
     seconds: float = 0.0
     read: ReadStats = field(default_factory=ReadStats)
+    fingerprint: Fingerprint | None = None
+    """The pool's bytes as every read found them."""
 
 
 def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cache_root: Path,
@@ -100,7 +118,7 @@ def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cac
         for position in range(len(jobs)):
             fill_cache(source, jobs, position, options, cache_root, batch)
         options = dataclasses.replace(options, executor="local")
-    summary = PassSummary()
+    summary = PassSummary(read=source.stats())
     before = source.policy.count
     records = iter_records(source.pool, fmt=options.format, pairing=options.pairing, stats=summary.read,
                            policy=source.policy if source.keep is None else already_counted())
@@ -134,9 +152,16 @@ def compute_columns(source: PassInput, jobs: list[Job], options: RunOptions, cac
         if duplicates is not None:
             duplicates.abort()
         raise
+    if source.costs is not None:
+        columns.arrays[TOKEN_COSTS] = source.costs.array()
+    if source.groups is not None:
+        columns.arrays[GROUP_IDS] = source.groups.array()
+        columns.group_keys = source.groups.keys()
+    summary.fingerprint = source.expect or summary.read.fingerprint
     if source.keep is not None and summary.read.records - summary.read.rejected != len(source.keep.indices):
-        raise DeitaError(f"{source.pool} changed while selecting ({len(source.keep.indices):,} good records at the "
-                         f"first read, {summary.read.records - summary.read.rejected:,} now); run again")
+        raise InputChanged(f"{source.pool} changed during the run ({len(source.keep.indices):,} good records at the "
+                           f"first read, {summary.read.records - summary.read.rejected:,} now): nothing was written; "
+                           "run again on a file that stays put")
     summary.rejected = source.policy.count - before
     summary.records = summary.read.records
     return summary
@@ -146,7 +171,7 @@ def fill_cache(source: PassInput, jobs: list[Job], position: int, options: RunOp
                batch: int) -> None:
     """One read of the kept records for job `position` alone, its results into its cache; the shards are the
     pass's own (every stage's requests decide which records are in), and nothing else is written."""
-    stats = ReadStats()
+    stats = ReadStats(expect=source.expect)
     records = iter_records(source.pool, fmt=options.format, policy=already_counted(), pairing=options.pairing,
                            stats=stats)
     kept = _kept(records, stats, source, None)
@@ -169,8 +194,8 @@ def _kept(records: Iterator[Record], stats: ReadStats, source: PassInput,
             yield record, span
             continue
         if ordinal >= len(keep.indices) or record.index != keep.indices[ordinal]:
-            raise DeitaError(f"{source.pool} changed while selecting (record {record.location} differs from the "
-                             "first read); run again")
+            raise InputChanged(f"{source.pool} changed during the run (record {record.location} differs from the "
+                               "first read): nothing was written; run again on a file that stays put")
         target = int(keep.decisions.duplicate_of[ordinal])
         if target < 0:
             yield record, span
@@ -301,6 +326,10 @@ def _emit(shard: Shard, jobs: list[Job], source: PassInput, columns: ColumnsWrit
             value = record.raw.get(name)
             record_score([value], (name,), f"{source.pool}, {record.location}")  # refuses what the walk would
             fields[name] = value
+        if source.costs is not None:
+            source.costs.add(record.raw)
+        if source.groups is not None:
+            source.groups.add(record.raw)
         span = shard.spans[i] if shard.spans is not None else None
         columns.add_row(record.index, span, {name: value(record) for name, value in RECORD_COLUMNS.items()}, fields)
         summary.rows += 1

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deita.data.io import iter_records, records_at
+from deita.data.io import ReadStats, iter_records, records_at
 from deita.data.policy import RecordPolicy
 from deita.data.records import Record
+from deita.data.source import Fingerprint, InputChanged
 from deita.errors import DeitaError
 from deita.passes.columns import Columns
 
@@ -20,11 +21,16 @@ def already_counted() -> RecordPolicy:
     return RecordPolicy.skipping(None, write=False)
 
 
-def check_unchanged(pool: Path, columns: Columns) -> None:
-    """Refuse a pool that is not the file the columns were computed from (size and modification time)."""
+def check_unchanged(pool: Path, columns: Columns) -> Fingerprint | None:
+    """Refuse a pool that is not the file the columns were computed from (size and modification time);
+    returns what the columns' reads found (`data.source.Fingerprint`), for the next read to find again: by
+    offset its size and time are checked, streamed every byte's hash too."""
     stat = pool.stat()
     if [stat.st_size, stat.st_mtime_ns] != list(columns.marker["pool"]["identity"]):
-        raise DeitaError(f"{pool} changed since its columns were computed; run deita select again")
+        raise InputChanged(f"{pool} changed since its columns were computed: nothing was written; run deita "
+                           "select again")
+    read = columns.marker.get("read")
+    return Fingerprint(**read) if read else None
 
 
 class ScoredPool:
@@ -45,10 +51,11 @@ class ScoredPool:
 
     def records(self) -> Iterator[Record]:
         """Every row in order, as a `Record` of the merged dict (one streaming read of the pool)."""
-        check_unchanged(self.pool, self.columns)
+        expect = check_unchanged(self.pool, self.columns)
         rows = iter(enumerate(self.row_index.tolist()))
         row, wanted = next(rows, (None, None))
-        for record in iter_records(self.pool, fmt=self.fmt, policy=already_counted(), pairing=self.pairing):
+        for record in iter_records(self.pool, fmt=self.fmt, policy=already_counted(), pairing=self.pairing,
+                                   stats=ReadStats(expect=expect)):
             if record.index != wanted:
                 continue
             yield Record(record.index, record.location, self.merged(row, record.raw), record.turns, record.system,
@@ -61,10 +68,10 @@ class ScoredPool:
     def fetch(self, rows: Sequence[int]) -> list[dict]:
         """The merged records of `rows`, in that order: by byte offset where the pool is JSONL, else by one
         streaming read."""
-        check_unchanged(self.pool, self.columns)
+        expect = check_unchanged(self.pool, self.columns)
         spans = self.columns.spans
         if spans is not None:
-            chosen = records_at(self.pool, ((int(spans[r][0]), int(spans[r][1])) for r in rows))
+            chosen = records_at(self.pool, ((int(spans[r][0]), int(spans[r][1])) for r in rows), expect=expect)
             return [self.merged(int(row), raw) for row, raw in zip(rows, chosen, strict=True)]
         tap = SelectedTap(self.records(), rows)
         for _ in tap:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deita.data import atomic
 from deita.data.io import ReadStats, input_size, iter_records
 from deita.data.policy import RecordPolicy
 from deita.data.records import Record
+from deita.data.source import Fingerprint
 from deita.dedup.config import DedupConfig
 from deita.dedup.hashing import hash_pool
 from deita.dedup.minhash import ShingleStore
@@ -36,6 +38,8 @@ class KeepMask:
     """Records in the file, good and bad."""
     rejected: int
     seconds: float
+    fingerprint: Fingerprint | None = None
+    """The pool's bytes as this first read found them: every later read must find them again."""
 
     @property
     def keep(self) -> np.ndarray:
@@ -81,7 +85,7 @@ class KeptBigrams:
 
     def close(self) -> None:
         self.file.close()
-        self.scratch.unlink(missing_ok=True)
+        atomic.discard(self.scratch)
 
 
 def _counted(records: Iterator[Record], stats: ReadStats, bigrams: KeptBigrams | None) -> Iterator[Record]:
@@ -94,9 +98,10 @@ def _counted(records: Iterator[Record], stats: ReadStats, bigrams: KeptBigrams |
 def hash_and_decide(pool: Path, config: DedupConfig, options: RunOptions, policy: RecordPolicy,
                     scratch: Path, bigrams: KeptBigrams | None = None) -> KeepMask:
     """Read the pool once (bad records go to `policy`: set aside, or the run stops), hash every
-    good record and decide exact and near duplicates."""
+    good record and decide exact and near duplicates. The read keeps the pool's fingerprint, as the first of
+    several reads: a pipe, which can be read only once, is refused before any work."""
     start = time.perf_counter()
-    stats = ReadStats()
+    stats = ReadStats(reread=True)
     total, unit = input_size(pool)
     helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
     store = ShingleStore(scratch) if config.near else None
@@ -111,4 +116,5 @@ def hash_and_decide(pool: Path, config: DedupConfig, options: RunOptions, policy
     finally:
         if store is not None:
             store.close()
-    return KeepMask(hashes.indices, decisions, stats.records, stats.rejected, time.perf_counter() - start)
+    return KeepMask(hashes.indices, decisions, stats.records, stats.rejected, time.perf_counter() - start,
+                    stats.fingerprint)

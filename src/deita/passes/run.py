@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deita.data import atomic
 from deita.data.policy import RecordPolicy, rejected_line
+from deita.data.source import Fingerprint
 from deita.embedding.embedder import EmbedStage
 from deita.embedding.run import EmbedReport
 from deita.errors import DeitaError
@@ -23,6 +25,7 @@ from deita.scoring.lengths import LENGTH_FIELDS, LengthStage, length_fields
 from deita.scoring.run import ScoreReport, score_field, score_fields, score_stage
 from deita.scoring.scorer import ScoreConfig
 from deita.select_config import SelectConfig
+from deita.selection.run import budget_tokenizer, limit_columns
 
 if TYPE_CHECKING:
     from deita.workflow import SelectPaths
@@ -65,6 +68,14 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+def limit_settings(config: SelectConfig) -> dict[str, str | None]:
+    """What decides the limit columns: the budget's tokenizer and the field --max-share balances (not the
+    budget or the share themselves, which only the walk reads)."""
+    filter_config = config.filter
+    return {"budget_tokenizer": budget_tokenizer(filter_config) if filter_config.token_budget is not None else None,
+            "group_field": filter_config.group_field() if filter_config.max_share is not None else None}
+
+
 def pass_fingerprint(pool: Path, config: SelectConfig, plan: list[Planned], extra: tuple[str, ...]) -> dict[str, Any]:
     """What decides the columns: the pool (path, size, time) and every setting of the two reads."""
     stat = pool.stat()
@@ -74,7 +85,8 @@ def pass_fingerprint(pool: Path, config: SelectConfig, plan: list[Planned], extr
                                 "decontaminate": dataclasses.asdict(config.decontaminate),
                                 "format": run.format, "pairing": run.pairing, "on_error": run.on_error,
                                 "stages": [planned.stage.fingerprint() if planned.stage is not None else
-                                           {"scorer": dataclasses.asdict(planned.scorer)} for planned in plan], "extra_fields": extra}})
+                                           {"scorer": dataclasses.asdict(planned.scorer)} for planned in plan],
+                                "extra_fields": extra, "limits": limit_settings(config)}})
 
 
 def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: RecordPolicy) -> dict[str, Any]:
@@ -95,15 +107,17 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: Recor
     clean = None
     try:
         signals = any(planned.stage is None for planned in plan)  # the offline signals: the kept records' bigrams
-        bigrams = KeptBigrams(paths.work / ".bigrams.tmp") if signals and config.dedup.enabled else None
+        bigrams = KeptBigrams(atomic.temp_path(paths.work / "bigrams")) if signals and config.dedup.enabled \
+            else None
         try:
-            keep = hash_and_decide(pool, config.dedup, run, policy, paths.work / ".shingles.tmp", bigrams) \
-                if config.dedup.enabled else None
+            keep = hash_and_decide(pool, config.dedup, run, policy, atomic.temp_path(paths.work / "shingles"),
+                                   bigrams) if config.dedup.enabled else None
+            first = keep.fingerprint if keep is not None else None
             counts = paths.work / "bigram_counts.npy"
             if bigrams is not None and keep is not None:
                 bigrams.save_kept(keep.keep, counts)
-            elif signals:
-                count_kept_bigrams(pool, keep, run, counts)  # no dedup read: one of its own
+            elif signals:  # no dedup read: one of its own, the first
+                first = count_kept_bigrams(pool, keep, run, counts)
         finally:
             if bigrams is not None:
                 bigrams.close()
@@ -111,36 +125,41 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: Recor
             plan = pass_plan(config, counts)
         jobs = pass_jobs(plan, config, embeddings)
         clean = _decontamination(config, paths) if config.decontaminate.against else None
+        costs, groups = limit_columns(config.filter)
         source = PassInput(pool, keep, policy,
                            duplicates=paths.work / "duplicates.jsonl" if keep is not None else None,
                            extra_fields=extra, clean=clean.check if clean is not None else None,
-                           stays=clean.stays if clean is not None else None)
+                           stays=clean.stays if clean is not None else None, costs=costs, groups=groups,
+                           expect=first)
         columns = ColumnsWriter(directory)
         summary = compute_columns(source, jobs, run, Path(run.cache_dir), columns)
     finally:
         if clean is not None:
             clean.close()
     result = _result(config, paths, plan, jobs, keep, clean, summary, policy)
-    columns.finish({**fingerprint, "result": result})
+    columns.finish({**fingerprint, "read": _plain(dataclasses.asdict(summary.fingerprint))
+                    if summary.fingerprint is not None else None, "result": result})
     if not config.run.cache_dir:  # the columns are the cache now: keep each array once
         shutil.rmtree(paths.work / "cache", ignore_errors=True)
     return result
 
 
-def count_kept_bigrams(pool: Path, keep: KeepMask | None, run: Any, path: Path) -> Path:
+def count_kept_bigrams(pool: Path, keep: KeepMask | None, run: Any, path: Path) -> Fingerprint | None:
     """The word-bigram counts of the records dedup kept (the offline signals' fluency model), in one more read
-    of the pool; only a run with the signals scorer makes it."""
+    of the pool; only a run with the signals scorer makes it. Returns the read's fingerprint (without dedup
+    this is the first read), which the later reads must find again."""
     from deita.data.io import ReadStats, iter_records
     from deita.dedup.bigrams import BigramCounts, record_buckets
     from deita.passes.fetch import already_counted
 
-    counts, stats = BigramCounts(), ReadStats()
+    counts = BigramCounts()
+    stats = ReadStats(expect=keep.fingerprint) if keep is not None else ReadStats(reread=True)
     for ordinal, record in enumerate(iter_records(pool, fmt=run.format, policy=already_counted(),
                                                   pairing=run.pairing, stats=stats)):
         if keep is None or keep.keep[ordinal]:
             counts.add(*record_buckets(record, stats.format or ""))
     counts.save(path)
-    return path
+    return stats.expect or stats.fingerprint
 
 
 def replay_rejects(path: Path, policy: RecordPolicy, count: int) -> None:
@@ -217,7 +236,7 @@ def _result(config: SelectConfig, paths: SelectPaths, plan: list[Planned], jobs:
         model = "a static model distilled from the packaged" if config.embed.kind == "static" else "the packaged"
         lines.append(f"offline preset: embedded {config.embed.window()} of each conversation with {model} "
                      f"all-MiniLM-L6-v2 ({config.embed.resolved_model()})")
-    paths.clean_stats.write_text(json.dumps(clean_stats, indent=2) + "\n")
+    atomic.write_bytes(paths.clean_stats, (json.dumps(clean_stats, indent=2) + "\n").encode("utf-8"))
     funnel = {"input": records, "rejected": rejected, **removed, "scored": first.records, "turns": first.requests,
               "truncated_turns": truncated}
     return {"lines": lines, "funnel": funnel, "details": details, "seconds": seconds, "rejected": rejected}

@@ -10,15 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deita.data import atomic
 from deita.data.io import RecordWriter
 from deita.manifest import write_manifest
-from deita.passes.columns import Columns
+from deita.passes.columns import GROUP_IDS, TOKEN_COSTS, Columns
 from deita.passes.fetch import ScoredPool, SelectedTap
 from deita.passes.run import COLUMNS, EMBEDDINGS
 from deita.select_config import SelectConfig
+from deita.selection.config import FilterConfig
 from deita.selection.embeddings import open_embeddings
 from deita.selection.ifd import IFD_KEY, ifd_record_scores
-from deita.selection.run import FilterReport, annotations, select_indices
+from deita.selection.quota import GroupColumn
+from deita.selection.run import FilterReport, annotations, limits_of, quota_for, select_indices
 from deita.selection.scores import final_scores, final_scores_flat
 from deita.selection.strategies import STRATEGIES
 
@@ -35,7 +38,7 @@ def select_on_columns(pool: Path, columns: Columns, config: SelectConfig, embedd
     n = columns.rows
     scores = lengths = vectors = selectable = None
     if strategy.scores and n:
-        scores = column_scores(pool, columns, tuple(sort_key))
+        scores = column_scores(pool, columns, tuple(sort_key), filter_config.aggregate)
     if strategy.ifd:
         scores, selectable = ifd_record_scores(columns.lists(IFD_KEY), filter_config.max_ifd,
                                                _locations(pool, columns))
@@ -43,11 +46,14 @@ def select_on_columns(pool: Path, columns: Columns, config: SelectConfig, embedd
         lengths = np.asarray(columns.record_column("response_chars"), dtype=np.float64)
     if strategy.embeddings:
         vectors = open_embeddings(embeddings, n, pool)
-    result = select_indices(filter_config, n, scores, lengths, vectors, selectable)
+    costs, groups = limit_arrays(columns, filter_config)
+    quota = quota_for(filter_config, costs, groups)
+    result = select_indices(filter_config, n, scores, lengths, vectors, selectable, quota)
     unselectable = int((~selectable).sum()) if selectable is not None else 0
     report = FilterReport(n, len(result.indices), result.n_examined, filter_config.threshold,
                           filter_config.strategy, result.seconds, tuple(sort_key), Path(), result, unselectable,
-                          filter_config.max_ifd if strategy.ifd else None)
+                          filter_config.max_ifd if strategy.ifd else None, aggregate=filter_config.aggregate,
+                          limits=limits_of(filter_config, result, groups))
     return report, scores, vectors
 
 
@@ -56,15 +62,25 @@ def _locations(pool: Path, columns: Columns) -> list[str]:
     return [f"{pool}, record index {index}" for index in np.asarray(columns.row_index).tolist()]
 
 
-def column_scores(pool: Path, columns: Columns, sort_key: tuple[str, ...]) -> np.ndarray:
-    """Final scores from the columns: on the arrays where every value is finite and the keys agree on each
-    record's turns (the common case), else through `final_scores`' lists, which names the first bad record."""
+def limit_arrays(columns: Columns, config: FilterConfig) -> tuple[np.ndarray | None, GroupColumn | None]:
+    """The walk's limit columns the pass computed: token costs (--token-budget) and groups (--max-share)."""
+    costs = np.asarray(columns.record_column(TOKEN_COSTS), dtype=np.int64) \
+        if config.token_budget is not None else None
+    groups = GroupColumn.restored(config.group_field(), np.asarray(columns.record_column(GROUP_IDS)),
+                                  columns.group_keys) if config.max_share is not None else None
+    return costs, groups
+
+
+def column_scores(pool: Path, columns: Columns, sort_key: tuple[str, ...], aggregate: str = "sum") -> np.ndarray:
+    """Final scores from the columns, folded over turns by `aggregate`: on the arrays where every value is
+    finite and the keys agree on each record's turns (the common case), else through `final_scores`' lists,
+    which names the first bad record."""
     arrays = [columns.turn_arrays(key) for key in sort_key]
     offsets = np.asarray(arrays[0][1])
     lengths = np.diff(offsets)
     if (lengths > 0).all() and all(np.array_equal(o, offsets) and np.isfinite(v).all() for v, o in arrays):
-        return final_scores_flat([np.asarray(values) for values, _ in arrays], lengths)
-    return final_scores([columns.lists(key) for key in sort_key], sort_key, _locations(pool, columns))
+        return final_scores_flat([np.asarray(values) for values, _ in arrays], lengths, aggregate)
+    return final_scores([columns.lists(key) for key in sort_key], sort_key, _locations(pool, columns), aggregate)
 
 
 def write_selection(pool: Path, output: Path, paths: SelectPaths, config: SelectConfig,
@@ -78,7 +94,7 @@ def write_selection(pool: Path, output: Path, paths: SelectPaths, config: Select
     rows = selection.result.indices if selection.result is not None else np.zeros(0, dtype=np.int64)
     lines = selection.lines()
     stats = {**selection.stats(), "funnel": computed["funnel"], "threshold_note": config.threshold_note()}
-    paths.stats.write_text(json.dumps(stats, indent=2) + "\n")
+    atomic.write_bytes(paths.stats, (json.dumps(stats, indent=2) + "\n").encode("utf-8"))
     scored = ScoredPool(pool, columns, config.run.format, config.run.pairing)
     html = None
     if config.report.write:
@@ -87,7 +103,9 @@ def write_selection(pool: Path, output: Path, paths: SelectPaths, config: Select
         # JSONL: the selected records by offset, the report's one read; else one read serves both
         tap = None if columns.spans is not None else SelectedTap(scored.records(), rows.tolist())
         chosen = scored.fetch(rows.tolist()) if tap is None else None
-        html = build_report(output, pool, embeddings, stats, config.report,
+        report_config = config.report if config.report.source_field or not config.filter.source_field else \
+            dataclasses.replace(config.report, source_field=config.filter.source_field)
+        html = build_report(output, pool, embeddings, stats, report_config,
                             rejects if computed["rejected"] else None,
                             pool_records=tap if tap is not None else scored.records(), selected_rows=rows)
         chosen = chosen if chosen is not None else tap.chosen()
@@ -104,6 +122,9 @@ def write_selection(pool: Path, output: Path, paths: SelectPaths, config: Select
         lines.append(f"report → {paths.report}")
     counts = {**computed["funnel"], **computed["details"], "examined": selection.n_examined,
               "skipped_near_duplicates": selection.n_near_duplicates, "selected": selection.n_selected}
+    if selection.limits is not None:
+        counts.update({key: value for key, value in selection.limits.stats().items()
+                       if key in ("tokens_selected", "n_over_budget", "n_group_full")})
     seconds = {**computed["seconds"], "filter": selection.seconds}
     write_manifest(paths.manifest, pool, output, counts, config.effective(), config.models_used(), seconds,
                    {"filter": config.filter.seed, "report": config.report.seed})
