@@ -45,7 +45,7 @@ def test_select_strategy_ifd_equals_score_then_filter_record_for_record(tmp_path
     config.write_text("ifd: {max_length: 256}\n")
     code, out, err = run_main(capsys, "select", SAMPLE, "-o", output, "--preset", "offline", "--no-dedup",
                               "--config", config, "--ifd-model", tiny_llama, "--strategy", "ifd", "--size", 30,
-                              "--max-ifd", 0.95, *common)
+                              "--max-ifd", 0.95, "--cache-dir", tmp_path / "cache", *common)
     assert code == 0, err
     assert output.read_bytes() == reference.read_bytes()
     rows = [json.loads(line) for line in output.read_text().splitlines()]
@@ -66,6 +66,23 @@ def test_select_strategy_ifd_equals_score_then_filter_record_for_record(tmp_path
     assert "ifd:\n  type: ifd\n" in saved and "complexity:" not in saved and "quality:" not in saved
     manifest = json.loads((tmp_path / "sel.jsonl.manifest.json").read_text())
     assert [(m["role"], m["model"]) for m in manifest["models"]][0] == ("ifd scorer", str(tiny_llama))
+
+    # under a token budget, the same walk again (the IFD shards from --cache-dir)
+    limits = ("--token-budget", 2000, "--budget-tokenizer", tiny_llama / "tokenizer.json")
+    code, out, err = run_main(capsys, "filter", scored, "--embeddings", embeddings, "-o", reference, "--strategy",
+                              "ifd", "--size", 30, "--threshold", 0.99, "--max-ifd", 0.95, *limits,
+                              "--stats", tmp_path / "ref_stats.json")
+    assert code == 0, err
+    code, out, err = run_main(capsys, "select", SAMPLE, "-o", output, "--preset", "offline", "--no-dedup",
+                              "--config", config, "--ifd-model", tiny_llama, "--strategy", "ifd", "--size", 30,
+                              "--max-ifd", 0.95, "--cache-dir", tmp_path / "cache", *limits, *common)
+    assert code == 0, err
+    assert output.read_bytes() == reference.read_bytes()
+    staged = json.loads((tmp_path / "ref_stats.json").read_text())
+    stats = json.loads((tmp_path / "sel.jsonl.work" / "filter_stats.json").read_text())
+    assert staged["n_over_budget"] > 0 and 0 < staged["tokens_selected"] <= 2000
+    for key in ("selected", "tokens_selected", "n_over_budget", "n_unselectable"):
+        assert stats[key] == staged[key], key
 
 
 def test_strategy_ifd_without_a_model_is_one_usage_line_before_any_work(tmp_path, capsys):
