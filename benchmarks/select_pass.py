@@ -5,8 +5,9 @@
     python benchmarks/select_pass.py --records 0              # the real pool only
 
 Before: the staged path, as standalone commands (each a subprocess): `deita dedup` → the offline length
-scores (`add_length_scores`, what the old select ran; no command of its own) → `deita embed` → `deita
-filter`, each stage writing its full output and the next one reading it. After: `deita select --preset
+scores (`add_length_scores`, what the old select ran; no command of its own) → `deita score --type
+signals` (the offline quality signals, which count the kept records' bigrams first) → `deita embed` →
+`deita filter`, each stage writing its full output and the next one reading it. After: `deita select --preset
 offline --no-report` (the staged path writes no report; `--report` adds it to the one pass, one more read
 for a JSON-array pool's fetch is then shared with it). Both on the offline preset's settings.
 
@@ -98,7 +99,10 @@ def staged(pool: Path, folder: Path, size: int, env: dict[str, str]) -> dict:
     work.mkdir(parents=True)
     steps = [
         deita("dedup", pool, "-o", work / "deduplicated.jsonl", "--on-error", "skip", "-q"),
-        [sys.executable, "-c", LENGTHS, str(work / "deduplicated.jsonl"), str(work / "scored.jsonl")],
+        [sys.executable, "-c", LENGTHS, str(work / "deduplicated.jsonl"), str(work / "lengths.jsonl")],
+        # the offline preset's quality signals (its bigram counts from the kept records: one more read here)
+        deita("score", work / "lengths.jsonl", "-o", work / "scored.jsonl", "--type", "signals", "-q",
+              "--cache-dir", work / "cache"),
         deita("embed", work / "scored.jsonl", "-o", work / "embeddings.npy", "--kind", "static", "-q",
               "--cache-dir", work / "cache"),
         deita("filter", work / "scored.jsonl", "--embeddings", work / "embeddings.npy", "-o", folder / "sel.jsonl",

@@ -62,6 +62,7 @@ def test_nothing_under_the_work_folder_is_a_copy_of_records(sample_run):
     first = json.loads(SAMPLE.read_text().splitlines()[0])["conversations"][1]["value"]
     files = [path for path in work.rglob("*") if path.is_file()]
     assert files and not (work / "cache").exists()  # the columns are the cache now
+    assert not (work / "bigram_counts.npy").exists()  # the signals' table served the compute read only
     for path in files:
         assert first.encode() not in path.read_bytes(), path
     assert {path.name for path in files} >= {"embeddings.npy", "columns.json", "instruction_lengths.values.npy",

@@ -34,6 +34,9 @@ COLUMNS = "columns"
 LAYOUT = 2
 """The columns' file layout; a run that finds another one computes them again."""
 EMBEDDINGS = "embeddings.npy"
+BIGRAM_COUNTS = "bigram_counts.npy"
+"""The kept records' word-bigram counts for the offline signals: made in read 1, removed once the columns
+are finished."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: Recor
             keep = hash_and_decide(pool, config.dedup, run, policy, atomic.temp_path(paths.work / "shingles"),
                                    bigrams) if config.dedup.enabled else None
             first = keep.fingerprint if keep is not None else None
-            counts = paths.work / "bigram_counts.npy"
+            counts = paths.work / BIGRAM_COUNTS
             if bigrams is not None and keep is not None:
                 bigrams.save_kept(keep.keep, counts)
             elif signals:  # no dedup read: one of its own, the first
@@ -141,6 +144,8 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: Recor
                     if summary.fingerprint is not None else None, "result": result})
     if not config.run.cache_dir:  # the columns are the cache now: keep each array once
         shutil.rmtree(paths.work / "cache", ignore_errors=True)
+    # the signals' bigram table (16 MB whatever the pool) served read 2 only; a rerun counts it again in read 1
+    (paths.work / BIGRAM_COUNTS).unlink(missing_ok=True)
     return result
 
 
