@@ -27,15 +27,22 @@ def sha256_of(path: Path) -> str:
 
 
 def model_identity(role: str, model: str) -> dict[str, Any]:
-    """A model by path or hub id, its revision when cached from the hub, and a hash of its config and weight names."""
+    """A model by path (a folder, or one weights file such as a .gguf) or hub id, its revision when cached from the
+    hub, and a hash of its config and weight names (of a file: its name and size)."""
     folder = Path(model)
     entry: dict[str, Any] = {"role": role, "model": model}
+    if folder.is_file():  # one weights file (a .gguf): its name and size, not a read of its gigabytes
+        identity = f"{folder.name}\0{folder.stat().st_size}".encode()
+        entry["config_and_weights_sha256"] = hashlib.sha256(identity).hexdigest()
+        return entry
     if not folder.is_dir():
         try:
             from huggingface_hub import try_to_load_from_cache
 
             cached = try_to_load_from_cache(model, "config.json")
         except ImportError:  # pragma: no cover
+            cached = None
+        except ValueError:  # not a hub id either (HFValidationError): a path that is not there
             cached = None
         if not isinstance(cached, str):
             entry["revision"] = None

@@ -58,3 +58,31 @@ def test_good_answers_have_lower_ifd_than_shuffled_or_mismatched(tmp_path):
         assert ifd[f"{i}-good"] < ifd[f"{i}-shuffled"], ifd
         assert ifd[f"{i}-good"] < ifd[f"{i}-mismatched"], ifd
     assert all(0.0 < value < 5.0 for value in ifd.values())
+
+
+@pytest.mark.slow
+def test_select_scores_ifd_with_the_gguf_file_as_score_does(tmp_path):
+    """`select --ifd-model FILE.gguf`: the same IFD as `deita score`, ranked highest first below --max-ifd, and the
+    manifest names the single weights file (by name and size; it has no folder to hash)."""
+    records = [sharegpt(("human", question), ("gpt", answer), id=str(i)) for i, (question, answer)
+               in enumerate(QUESTIONS + [(q, a) for (q, _), (_, a) in zip(QUESTIONS, QUESTIONS[1:], strict=False)])]
+    pool = write_jsonl(tmp_path / "pool.jsonl", records)
+    model = smollm2_gguf()
+
+    def deita(*args: object) -> None:
+        done = subprocess.run([sys.executable, "-m", "deita.cli", *map(str, args)], capture_output=True, text=True,
+                              env=dict(os.environ), check=False)
+        assert done.returncode == 0, done.stderr
+
+    deita("score", pool, "-o", tmp_path / "ifd.jsonl", "--type", "ifd", "--model", model, "--device", "cpu", "-q")
+    scored = {row["id"]: row["ifd_scores"][0] for row in map(json.loads, (tmp_path / "ifd.jsonl").read_text()
+                                                               .splitlines())}
+    deita("select", pool, "-o", tmp_path / "sel.jsonl", "--preset", "offline", "--no-dedup", "--ifd-model", model,
+          "--strategy", "ifd", "--size", 3, "--threshold", 1.0, "--device", "cpu", "-q")
+    selected = [json.loads(line) for line in (tmp_path / "sel.jsonl").read_text().splitlines()]
+    assert {row["id"]: row["ifd_scores"][0] for row in selected} == {row["id"]: scored[row["id"]] for row in selected}
+    ranked = sorted((key for key, value in scored.items() if value < 1.0), key=lambda key: -scored[key])
+    assert [row["id"] for row in selected] == ranked[:3]
+    manifest = json.loads((tmp_path / "sel.jsonl.manifest.json").read_text())
+    entry = next(m for m in manifest["models"] if m["role"] == "ifd scorer")
+    assert entry["model"] == str(model) and len(entry["config_and_weights_sha256"]) == 64
