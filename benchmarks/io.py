@@ -157,7 +157,7 @@ def duplicate_key_cost(path: Path, rounds: int = 9) -> tuple[float, float, int]:
     """(seconds with the check, seconds without, records) of reading ``path`` through ``iter_records``:
     best of ``rounds`` each, the two alternating so load drift hits both."""
     from deita.data import checks
-    from deita.data.io import iter_records
+    from deita.data.io import RecordPolicy, iter_records
 
     best = {True: float("inf"), False: float("inf")}
     count = 0
@@ -165,7 +165,7 @@ def duplicate_key_cost(path: Path, rounds: int = 9) -> tuple[float, float, int]:
         for on in (False, True):
             checks.CHECK_DUPLICATE_KEYS = on
             start = time.perf_counter()
-            count = sum(1 for _ in iter_records(path, on_error="skip"))
+            count = sum(1 for _ in iter_records(path, policy=RecordPolicy.skipping(None, write=False)))
             best[on] = min(best[on], time.perf_counter() - start)
     checks.CHECK_DUPLICATE_KEYS = True
     return best[True], best[False], count
@@ -210,6 +210,7 @@ def main() -> None:
         subprocess.run(["cat", str(pool), str(emb)], stdout=subprocess.DEVNULL, check=True)  # into page cache
         report_duplicate_keys("synthetic pool", pool)
         if args.real is not None:
+            report_duplicate_keys(f"{args.real.name} (as it is)", args.real)
             report_duplicate_keys(f"{args.real.name} (JSONL, 4 copies)", real_pool_jsonl(args.real, folder))
         if args.duplicate_keys_only:
             return
