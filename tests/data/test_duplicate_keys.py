@@ -122,6 +122,17 @@ def test_the_fast_path_reads_one_value_within_the_nesting_limit() -> None:
     assert checks.fast_loads(b'{"a": [' + deepest[6:-1] + b']}') is checks.SLOW
 
 
+def test_a_jiter_with_another_depth_limit_falls_back_to_counting_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where jiter's own limit is not the one the wrap relies on, more brackets than ``MAX_NESTING`` (however
+    shallow) send the record to the stdlib, which measures its depth."""
+    wide = b'{"a": [' + b",".join([b"[]"] * checks.MAX_NESTING) + b"]}"
+    assert checks._JITER_DEPTH_GUARD  # the installed jiter refuses exactly the records deeper than the limit
+    assert checks.fast_loads(wide) == json.loads(wide)
+    monkeypatch.setattr(checks, "_JITER_DEPTH_GUARD", False)
+    assert checks.fast_loads(wide) is checks.SLOW
+    assert checks.fast_loads(GOOD.encode()) == json.loads(GOOD)
+
+
 def test_nesting_one_level_past_the_limit_is_a_bad_record(tmp_path: Path) -> None:
     def nested(levels: int) -> str:
         return '{"conversations": [{"from": "human", "value": "a"}], "x": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
