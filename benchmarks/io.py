@@ -28,6 +28,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     sys.path.pop(0)
 
 import argparse
+import itertools
 import json
 import random
 import subprocess
@@ -132,7 +133,7 @@ def stage_reads(folder: Path, env: dict[str, str]) -> list[tuple[str, int]]:
 
     small = folder / "small.jsonl"
     with open(folder / "pool.jsonl", "rb") as src, open(small, "wb") as dst:
-        dst.writelines(line for _, line in zip(range(200), src))
+        dst.writelines(itertools.islice(src, 200))
     model = save_random_causal_lm(folder / "tiny-llama", "tiny-llama")
     score = run_measured(deita("score", str(small), "-o", str(folder / "s.jsonl"), "--model", str(model),
                                "--type", "complexity", "--device", "cpu", "-q"), env)
