@@ -30,6 +30,21 @@ def sharegpt(*messages: tuple[str, str], **fields) -> dict:
     return {**fields, "conversations": [{"from": role, "value": text} for role, text in messages]}
 
 
+def scored_pool(output: Path, target: Path | None = None) -> Path:
+    """The scored pool a `deita select` run stands on (its kept records with their score fields, as the staged
+    path wrote them to OUTPUT.work/scored.jsonl), rebuilt from the run's columns and pool into `target`
+    (default: beside the output), for `deita filter` and `deita report` by hand."""
+    from deita.data.io import RecordWriter
+    from deita.serve.selection import FinishedRun
+
+    run = FinishedRun(output)
+    target = target or output.with_name(output.name + ".scored.jsonl")
+    with RecordWriter(target, "jsonl") as writer:
+        for record in run.scored_records():
+            writer.write(record.raw)
+    return target
+
+
 TOPICS = {
     "python": "list dictionary function loop class module exception generator decorator iterator string tuple",
     "cooking": "onion garlic butter oven pan sauce flour salt pepper dough simmer roast",

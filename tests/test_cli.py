@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import sharegpt, write_jsonl
+from builders import scored_pool, sharegpt, write_jsonl
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
 
@@ -338,7 +338,7 @@ def test_filter_and_select_obey_the_threshold(tmp_path):
     work = tmp_path / "sel-1.0.jsonl.work"
     for threshold, expect_dups in (("0.95", False), ("1.0", True)):
         out = tmp_path / f"f-{threshold}.jsonl"
-        deita("filter", work / "scored.jsonl", "--embeddings", work / "embeddings.npy", "-o", out, "--size", "8",
+        deita("filter", scored_pool(tmp_path / "sel-1.0.jsonl"), "--embeddings", work / "embeddings.npy", "-o", out, "--size", "8",
               "--threshold", threshold)
         assert any(r["id"].startswith("dup") for r in read_jsonl(out)) == expect_dups
 
@@ -366,14 +366,14 @@ def test_select_offline_end_to_end_resume_and_refilter(tmp_path):
     config = (tmp_path / "out" / "selected.jsonl.config.yaml").read_text()
     assert "preset: offline" in config and "size: 8" in config
     again = deita("select", data, "-o", out, "--size", "8", "--preset", "offline", "-q").stdout
-    assert "shards resumed" in again
+    assert "reused the finished columns" in again
     assert len(out.read_text().splitlines()) == 8
     # re-filter the offline run's scored pool without retyping the sort key (the threshold is the preset's own)
     from deita.workflow import PRESET_DEFAULTS
 
     work = tmp_path / "out" / "selected.jsonl.work"
     threshold = str(PRESET_DEFAULTS["offline"]["filter"]["threshold"])
-    refiltered = deita("filter", work / "scored.jsonl", "--embeddings", work / "embeddings.npy",
+    refiltered = deita("filter", scored_pool(out), "--embeddings", work / "embeddings.npy",
                        "-o", tmp_path / "again.jsonl", "--size", "8", "--threshold", threshold).stdout
     assert "instruction_lengths × response_lengths" in refiltered
     assert read_jsonl(tmp_path / "again.jsonl") == read_jsonl(out)
@@ -405,7 +405,7 @@ def test_select_paper_path_with_config_file(tmp_path, tiny_llama):
     printed = deita("select", data, "-o", out, "--size", "6", "--config", tmp_path / "run.yaml", "-q").stdout
     assert "into 'complexity_scores'" in printed and "into 'quality_scores'" in printed and "selected 6 of 24" in printed
     selected = read_jsonl(out)
-    scored = {r["id"]: r for r in read_jsonl(tmp_path / "sel.jsonl.work" / "scored.jsonl")}
+    scored = {r["id"]: r for r in read_jsonl(scored_pool(out))}
     finals = {k: sum(c * q for c, q in zip(r["complexity_scores"], r["quality_scores"], strict=True)) for k, r in scored.items()}
     assert [r["id"] for r in selected] == sorted(finals, key=finals.get, reverse=True)[:6]
     assert "max_length: 256" in (tmp_path / "sel.jsonl.config.yaml").read_text()

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from builders import sharegpt, write_jsonl
+from builders import scored_pool, sharegpt, write_jsonl
 
 DEITA = [sys.executable, "-m", "deita.cli"]
 SAMPLE = Path(__file__).parents[1] / "examples" / "sample.jsonl"
@@ -42,7 +42,7 @@ def test_a_one_record_pool_prints_no_numpy_warning(tmp_path: Path) -> None:
     out = tmp_path / "sel" / "s.jsonl"
     runs = [deita("select", pool, "-o", out, "--size", "1", "--preset", "offline")]  # filter and report inside
     work = out.with_name("s.jsonl.work")
-    runs.append(deita("filter", work / "scored.jsonl", "--embeddings", work / "embeddings.npy", "-o",
+    runs.append(deita("filter", scored_pool(out), "--embeddings", work / "embeddings.npy", "-o",
                       tmp_path / "k.jsonl", "--size", "1", "--strategy", "kcenter"))  # it divides by distances
     for result in runs:
         assert result.returncode == 0, result.stderr

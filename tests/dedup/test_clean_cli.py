@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from builders import sharegpt, write_jsonl
+from builders import scored_pool, sharegpt, write_jsonl
 
 DEITA = shutil.which("deita") or str(Path(sys.executable).parent / "deita")
 EVAL_PROMPT = ("Compose an engaging travel blog post about a recent trip to Hawaii, highlighting cultural "
@@ -89,7 +89,7 @@ def test_select_dedups_and_decontaminates_before_scoring(cleaned, tmp_path):
                     "-q").stdout
     assert "dedup: kept 21 of 24 records" in printed and "decontaminate: kept 20 of 21 records" in printed
     assert "scored 20 records" in printed  # of 24: removed records never reach a scorer
-    scored = read_jsonl(tmp_path / "sel.jsonl.work" / "scored.jsonl")
+    scored = read_jsonl(scored_pool(out))
     assert {r["id"] for r in scored} == {f"t{n}" for n in range(20)}
     stats = json.loads((tmp_path / "sel.jsonl.work" / "clean_stats.json").read_text())
     assert stats["dedup"]["exact_duplicates"] == 3 and stats["decontaminate"]["contaminated_ngram"] == 1

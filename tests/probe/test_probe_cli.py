@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from builders import chat_pool, write_jsonl
+from builders import chat_pool, scored_pool, write_jsonl
 
 from deita.probe.injectors import DEFAULT_CLASSES
 from deita.report.run import report_file
@@ -61,13 +61,13 @@ def test_injected_records_stay_in_the_probe_folder(probed) -> None:
 
 def test_report_shows_the_probe_section(probed, tmp_path) -> None:
     folder, _ = probed
-    work = folder / "probe.json.work" / "seed-0" / "selected.jsonl.work"
-    out = report_file(folder / "probe.json.work" / "seed-0" / "selected.jsonl", work / "scored.jsonl",
+    pool = scored_pool(folder / "probe.json.work" / "seed-0" / "selected.jsonl", tmp_path / "scored.jsonl")
+    out = report_file(folder / "probe.json.work" / "seed-0" / "selected.jsonl", pool,
                       tmp_path / "r.html", probe_path=folder / "probe.json")
     html = out.read_text()
     assert "Probe: how much known-bad data the selection keeps" in html and "near_copy" in html
     (tmp_path / "bad.json").write_text('{"runs": []}')
-    result = deita("report", folder / "probe.json.work" / "seed-0" / "selected.jsonl", "--pool", work / "scored.jsonl",
+    result = deita("report", folder / "probe.json.work" / "seed-0" / "selected.jsonl", "--pool", pool,
                    "-o", tmp_path / "r2.html", "--probe", tmp_path / "bad.json")
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: --probe") and "not a probe JSON" in result.stderr

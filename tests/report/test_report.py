@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from builders import sharegpt
+from builders import scored_pool, sharegpt
 
 from deita.errors import DeitaError
 from deita.report.run import ReportConfig, reject_kind, report_file
@@ -78,7 +78,7 @@ def test_config_file_reproduces_the_output_byte_for_byte(selected_run, tmp_path)
 
 def test_standalone_report_without_embeddings_says_why(selected_run, tmp_path):
     work = selected_run / "sel.jsonl.work"
-    out = report_file(selected_run / "sel.jsonl", work / "scored.jsonl", tmp_path / "r.html",
+    out = report_file(selected_run / "sel.jsonl", scored_pool(selected_run / "sel.jsonl", tmp_path / "scored.jsonl"), tmp_path / "r.html",
                       stats_path=work / "filter_stats.json")
     html = out.read_text()
     assert "No embeddings were given (--embeddings), so the threshold curve is left out." in html
@@ -90,16 +90,18 @@ def test_selection_not_in_the_pool_names_the_first_record(selected_run, tmp_path
     stranger = json.dumps(sharegpt(("human", "never in the pool"), ("gpt", "x"), id="zz"))
     (tmp_path / "sel.jsonl").write_text("\n".join([selected[0], stranger, *selected[1:]]) + "\n")
     with pytest.raises(DeitaError, match=r"sel.jsonl, line 2: this selected record is not in the pool"):
-        report_file(tmp_path / "sel.jsonl", selected_run / "sel.jsonl.work" / "scored.jsonl", tmp_path / "r.html")
+        report_file(tmp_path / "sel.jsonl", scored_pool(selected_run / "sel.jsonl", tmp_path / "scored.jsonl"),
+                    tmp_path / "r.html")
     result = subprocess.run([DEITA, "report", tmp_path / "sel.jsonl", "--pool",
-                             selected_run / "sel.jsonl.work" / "scored.jsonl", "-o", tmp_path / "r.html"],
+                             tmp_path / "scored.jsonl", "-o", tmp_path / "r.html"],
                             capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.startswith("error: ") and "line 2" in result.stderr
 
 
 def test_empty_selection_still_renders(selected_run, tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
-    out = report_file(tmp_path / "empty.jsonl", selected_run / "sel.jsonl.work" / "scored.jsonl", tmp_path / "r.html",
+    out = report_file(tmp_path / "empty.jsonl", scored_pool(selected_run / "sel.jsonl", tmp_path / "scored.jsonl"),
+                      tmp_path / "r.html",
                       selected_run / "sel.jsonl.work" / "embeddings.npy", config=ReportConfig(examples=3))
     assert "0 records selected" in out.read_text()
 

@@ -239,8 +239,10 @@ def test_select_saves_no_credentials(tmp_path, tiny_llama, server, options):
     assert f"base_url: {server.url}" in config and SECRET not in config and USER not in config
     assert "***" not in config and "api_key_env: OPENAI_API_KEY" in config
     files = [path for path in work.rglob("*") if path.is_file()]
-    fingerprints = [path for path in files if path.name == "fingerprint.json"]
-    openai_stages = [f for f in map(read_json, fingerprints) if f.get("backend") == "openai"]
+    # the stages' fingerprints: in the shard caches while the pass runs, in the finished columns' marker after
+    fingerprints = [*map(read_json, (path for path in files if path.name == "fingerprint.json")),
+                    *read_json(work / "sel.jsonl.work" / "columns" / "columns.json")["settings"]["stages"]]
+    openai_stages = [f for f in fingerprints if f.get("backend") == "openai"]
     assert len(openai_stages) == 2 and all(f["options"]["base_url"] == server.url for f in openai_stages)
     for path in work.rglob("*"):
         assert SECRET not in str(path) and USER not in str(path)

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from builders import scored_pool
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking", "--disable-component-update",
@@ -30,7 +31,7 @@ def test_page_scores_equal_the_api_and_show_the_near_duplicate(server, selected,
 
     work = selected.parent / "sel.jsonl.work"
     top = json.loads((work / "filter_stats.json").read_text())["selected"][0]
-    pool = (work / "scored.jsonl").read_text().splitlines()
+    pool = scored_pool(selected, tmp_path / "scored.jsonl").read_text().splitlines()
     record = {"conversations": json.loads(pool[top])["conversations"]}
     api = server.call("POST", "/v1/score", {"records": [record]}).body["results"][0]
     errors: list[str] = []

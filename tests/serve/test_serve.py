@@ -10,6 +10,7 @@ import sys
 import threading
 
 import numpy as np
+from builders import scored_pool
 from serve_helpers import DEITA, request_records
 
 from deita.selection.scores import final_scores
@@ -115,9 +116,9 @@ def test_metrics_count_requests_by_route_and_status(server):
     assert "deita_request_seconds_bucket" in text and "deita_batch_records_bucket" in text
 
 
-def test_neighbors_and_near_duplicate_verdict(server, selected):
+def test_neighbors_and_near_duplicate_verdict(server, selected, tmp_path):
     stats = json.loads((selected.parent / "sel.jsonl.work" / "filter_stats.json").read_text())
-    pool = [json.loads(line) for line in (selected.parent / "sel.jsonl.work" / "scored.jsonl").read_text().splitlines()]
+    pool = [json.loads(line) for line in scored_pool(selected, tmp_path / "scored.jsonl").read_text().splitlines()]
     top = stats["selected"][0]
     copy = {key: value for key, value in pool[top].items() if key == "conversations"}
     answer = server.call("POST", "/v1/neighbors", {"records": [copy], "k": 3})

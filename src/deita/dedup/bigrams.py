@@ -67,9 +67,17 @@ class BigramCounts:
         np.subtract.at(self.table, buckets, np.minimum(counts.astype(np.uint32), self.table[buckets]))
 
     def save(self, path: Path) -> None:
-        temporary = path.with_name(f".{path.name}.tmp.npy")
-        np.save(temporary, self.table)
-        temporary.replace(path)
+        """Write the table atomically: a registered temporary file (removed on an error or interrupt), then
+        renamed into place."""
+        from deita.data import atomic
+
+        temporary = atomic.temp_path(path, ".tmp.npy")
+        try:
+            np.save(temporary, self.table)
+        except BaseException:
+            atomic.discard(temporary)
+            raise
+        atomic.commit(temporary, path)
 
     @classmethod
     def from_file(cls, path: str | Path, options: Any) -> BigramCounts:

@@ -110,7 +110,7 @@ def _decontaminate(input_path: Path, output_path: Path, config: DecontaminateCon
                 ProgressBar("decontaminate", total, quiet=options.quiet, interval=options.progress_interval,
                             total_unit=unit) as bar:
             for batch in batches(read_pool(input_path, options, policy, stats)):
-                for record, row in zip(batch, _check_batch(batch, stats.format or "", config, index, embedder,
+                for record, row in zip(batch, check_batch(batch, stats.format or "", config, index, embedder,
                                                            items), strict=True):
                     if row is None:
                         kept.write(record)
@@ -135,7 +135,7 @@ def _decontaminate(input_path: Path, output_path: Path, config: DecontaminateCon
                                policy.path, policy.by_kind(since=before))
 
 
-def _check_batch(batch: list[Record], fmt: str, config: DecontaminateConfig, index: Any, embedder: Any,
+def check_batch(batch: list[Record], fmt: str, config: DecontaminateConfig, index: Any, embedder: Any,
                  items: list) -> list[dict | None]:
     """For each record: None if clean, else what its contaminated message matched."""
     from deita.dedup.normalize import normalize, words_text

@@ -12,6 +12,7 @@ import heapq
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,12 @@ def _record_score(raw: dict, sort_key: tuple[str, ...], max_ifd: float, where: s
     return record_score([raw[k] for k in sort_key], sort_key, where, aggregate)
 
 
-def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record], keys: list[bytes],
-                 sort_key: tuple[str, ...], wanted: set[int], n_examined: int,
-                 source_field: str | None, max_ifd: float = 1.0, aggregate: str = "sum") -> PoolFacts:
-    """Read the pool once; match every selected record to its pool index (an error names the first missing).
+def collect_pool(pool_records: Iterable[Record], pool_path: Path, selection_path: Path, selection: list[Record],
+                 keys: list[bytes], sort_key: tuple[str, ...], wanted: set[int], n_examined: int,
+                 source_field: str | None, max_ifd: float = 1.0, selected_rows: np.ndarray | None = None,
+                 aggregate: str = "sum") -> PoolFacts:
+    """Go through the pool's records once; match every selected record to its pool index (an error names the
+    first missing), or, with `selected_rows`, take those positions as the selection and keep their records.
 
     A selection ranked by `ifd_scores` scores each record by the mean IFD of its turns below `max_ifd`; a record
     without such a turn has no score (NaN) and is no candidate."""
@@ -108,6 +111,9 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
     for rank, key in enumerate(keys):
         where_selected.setdefault(key, []).append(rank)
     selected_index = np.full(len(selection), -1, dtype=np.int64)
+    if selected_rows is not None:
+        selected_index = np.asarray(selected_rows, dtype=np.int64).copy()
+        wanted = wanted | set(selected_index.tolist())
     scores: list[float] = []
     signals = tuple(name for name in (*SIGNAL_FIELDS, QUALITY_FIELD) if name not in sort_key)
     means: dict[str, list[float]] = {name: [] for name in (*sort_key, *signals)}
@@ -119,7 +125,7 @@ def collect_pool(pool_path: Path, selection_path: Path, selection: list[Record],
     heap: list[tuple[float, int, Record]] = []  # the best n_examined + BELOW_CUT candidates in walk order
     heap_size = n_examined + BELOW_CUT if n_examined + BELOW_CUT <= MAX_HELD_FOR_CUT else 0
     scored = bool(sort_key)
-    for position, record in enumerate(iter_records(pool_path, policy=CANNOT_SKIP)):
+    for position, record in enumerate(pool_records):
         raw = record.raw
         ranks = where_selected.get(record_key(raw))
         if ranks:

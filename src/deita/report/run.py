@@ -7,9 +7,11 @@ every text). Counts are exact; plots sample at most `figures.MAX_POINTS` values.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +124,17 @@ def health_warnings(facts: collect.PoolFacts, funnel: dict[str, Any], sort_key: 
 
 
 def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | None, stats: dict[str, Any],
-                 config: ReportConfig, rejects_path: Path | None = None, probe: dict[str, Any] | None = None) -> str:
-    """The report's HTML; with `probe` (a `deita probe` result), its section too."""
-    selection, keys = collect.read_selection(selected_path)
-    first = next(iter(collect.iter_records(pool_path)), None)
+                 config: ReportConfig, rejects_path: Path | None = None, probe: dict[str, Any] | None = None,
+                 pool_records: Iterable[Record] | None = None, selected_rows: np.ndarray | None = None) -> str:
+    """The report's HTML, from one read of the pool; with `probe` (a `deita probe` result), its section too.
+
+    `pool_records`: the pool's scored records, when they come from elsewhere than `pool_path` (`select`'s
+    columns merged into the pool's records); `selected_rows`: the selected records' positions in that
+    stream, in selection order, when known (then the selection file is not read)."""
+    selection, keys = collect.read_selection(selected_path) if selected_rows is None else ([], [])
+    records = iter(pool_records if pool_records is not None else
+                   collect.iter_records(pool_path, policy=collect.CANNOT_SKIP))
+    first = next(records, None)
     if first is None:
         raise DeitaError(f"{pool_path}: the pool has no records")
     sort_key = tuple(stats.get("sort_key") or resolve_sort_key(None, first.raw))
@@ -139,9 +148,11 @@ def build_report(selected_path: Path, pool_path: Path, embeddings_path: Path | N
     aggregate = str(stats.get("aggregate") or "sum")
     if aggregate not in AGGREGATES:
         raise DeitaError(f"the filter statistics name an unknown aggregate {aggregate!r} (valid: {', '.join(AGGREGATES)})")
-    facts = collect.collect_pool(pool_path, selected_path, selection, keys, sort_key,
-                                 {int(row["index"]) for row in evidence_rows}, n_examined, source_field,
-                                 float(stats.get("max_ifd") or 1.0), aggregate)
+    facts = collect.collect_pool(itertools.chain([first], records), pool_path, selected_path, selection, keys,
+                                 sort_key, {int(row["index"]) for row in evidence_rows}, n_examined, source_field,
+                                 float(stats.get("max_ifd") or 1.0), selected_rows, aggregate)
+    if selected_rows is not None:
+        selection = [facts.kept[int(row)] for row in selected_rows]
     sel = facts.selected_index
     by_pool_index = {int(index): record for index, record in zip(sel, selection, strict=True)}
     funnel_counts = dict(stats.get("funnel") or {})
@@ -281,6 +292,11 @@ def report_file(selected_path: str | Path, pool_path: str | Path, output_path: s
     probe = read_probe(Path(probe_path)) if probe_path is not None else None
     html = build_report(selected_path, pool_path, Path(embeddings_path) if embeddings_path else None, stats, config,
                         Path(rejects_path) if rejects_path else None, probe)
+    return write_html(output_path, html)
+
+
+def write_html(output_path: Path, html: str) -> Path:
+    """Write the report atomically (a temporary file beside it, then a rename)."""
     output_path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_bytes(output_path, html.encode("utf-8"))
     return output_path

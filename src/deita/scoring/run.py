@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deita.data.policy import RecordPolicy, given_or_own, rejects_path_for
+from deita.errors import DeitaError
 from deita.runtime.options import RunOptions
 from deita.runtime.runner import StageSummary, cache_root, run_stage
 from deita.runtime.sinks import RecordSink
+from deita.runtime.stage import Stage
 from deita.scoring.ifd import IFD_FIELD
 from deita.scoring.scorer import ScoreConfig, ScoreStage
 from deita.scoring.signals import QUALITY_FIELD, SIGNAL_FIELDS, SignalStage, signal_fields
@@ -70,13 +73,39 @@ def score_file(input_path: str | Path, output_path: str | Path, config: ScoreCon
     output_path = Path(output_path)
     if config.type == "signals":
         return signal_scores(input_path, output_path, config, options, policy)
-    field = IFD_FIELD if config.type == "ifd" else SCORE_FIELDS[config.type]
-    sink = RecordSink(output_path, lambda rows: {field: turn_values(rows, nullable=config.type == "ifd")})
+    field = score_field(config)
     with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
-        summary = run_stage(ScoreStage(config), input_path, sink, options, cache_root(options, output_path),
-                            policy=policy, description=f"scoring {config.type}")
+        summary = run_stage(score_stage(config), input_path, RecordSink(output_path, score_fields(config)), options,
+                            cache_root(options, output_path), policy=policy, description=f"scoring {config.type}")
     return ScoreReport(summary, output_path, field)
 
+
+def score_stage(config: ScoreConfig, counts: Path | None = None) -> Stage:
+    """The stage that scores records for `config` (what `deita score` and `select`'s pass both run);
+    `counts`: the pool's bigram counts, for the offline signals (`type: signals`)."""
+    if config.type == "signals":
+        from deita.dedup.bigrams import counts_key
+        from deita.embedding.embedder import EmbedConfig
+
+        if counts is None:
+            raise DeitaError("internal error: the signals scorer needs the pool's bigram counts")
+        return SignalStage(config.resolved_model(), EmbedConfig().static_dims, None, counts, counts_key(counts))
+    return ScoreStage(config)
+
+
+def score_field(config: ScoreConfig) -> str:
+    """The record field a scorer of this type writes (one value per turn)."""
+    if config.type == "signals":
+        return QUALITY_FIELD
+    return IFD_FIELD if config.type == "ifd" else SCORE_FIELDS[config.type]
+
+
+def score_fields(config: ScoreConfig) -> Callable[[Any], dict[str, list[float | None]]]:
+    """A scorer's per-record rows as the fields it adds: what `deita score` writes and `select`'s columns hold."""
+    if config.type == "signals":
+        return signal_fields
+    field, nullable = score_field(config), config.type == "ifd"
+    return lambda rows: {field: turn_values(rows, nullable=nullable)}
 
 
 def turn_values(rows: Any, nullable: bool) -> list[float | None]:
@@ -89,15 +118,14 @@ def signal_scores(input_path: str | Path, output_path: Path, config: ScoreConfig
                   policy: RecordPolicy | None) -> ScoreReport:
     """The offline quality signals (`scoring/signals.py`), with the pool's bigram counts from dedup's pass, or,
     where no such pass ran, counted from the input first."""
-    from deita.dedup.bigrams import BigramCounts, counts_key
-    from deita.embedding.embedder import EmbedConfig
+    from deita.dedup.bigrams import BigramCounts
 
     root = cache_root(options, output_path)
     counts = Path(config.bigram_counts) if config.bigram_counts else root / "bigram_counts.npy"
     if not config.bigram_counts:
         counts.parent.mkdir(parents=True, exist_ok=True)
         BigramCounts.from_file(input_path, options).save(counts)
-    stage = SignalStage(config.resolved_model(), EmbedConfig().static_dims, None, counts, counts_key(counts))
+    stage = score_stage(config, counts)
     sink = RecordSink(output_path, signal_fields)
     with given_or_own(policy, options, rejects_path_for(output_path)) as policy:
         summary = run_stage(stage, input_path, sink, options, root, policy=policy, description="quality signals")

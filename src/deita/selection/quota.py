@@ -160,6 +160,18 @@ class GroupColumn:
             key = f"{json.dumps(value, sort_keys=True, ensure_ascii=False)} ({type(value).__name__})"
         self.ids.append(self._keys.setdefault(key, len(self._keys)))
 
+    @classmethod
+    def restored(cls, field: str, ids: np.ndarray, keys: list[str | None]) -> GroupColumn:
+        """A column saved as its ids and `keys()` (the one-pass select's columns), read back."""
+        column = cls(field)
+        column.ids = np.asarray(ids, dtype=np.int64).tolist()
+        column._keys = {key: i for i, key in enumerate(keys)}
+        return column
+
+    def keys(self) -> list[str | None]:
+        """Each group's key (the field's value; None for records without it), by id."""
+        return list(self._keys)
+
     def names(self) -> list[str]:
         """Each group's name, by id."""
         return [self.MISSING if key is None else key for key in self._keys]

@@ -59,14 +59,22 @@ def final_scores(
             lengths.append(len(turns[0]))
         checked = ([np.concatenate(c) if c else np.zeros(0) for c in columns], np.asarray(lengths, dtype=np.int64))
     flat, lengths = checked
-    products = flat[0].copy()
+    return final_scores_flat(flat, lengths, aggregate)
+
+
+def final_scores_flat(flat: Sequence[np.ndarray], lengths: np.ndarray, aggregate: str = "sum") -> np.ndarray:
+    """`final_scores` of values already checked: one finite float64 array per key (every record's turns in
+    order) and the turns per record, equal for all keys, folded by `aggregate`; the same floats `final_scores`
+    gives."""
+    _check_aggregate(aggregate)
+    if not len(lengths):
+        return np.zeros(0, dtype=np.float64)
+    products = np.array(flat[0], dtype=np.float64)
     for more in flat[1:]:
         products *= more
-    if not n_records:
-        return np.zeros(0, dtype=np.float64)
     if aggregate == "max":
         return np.maximum.reduceat(products, np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
-    totals = _sums_in_order(products, lengths)
+    totals = _sums_in_order(products, np.asarray(lengths, dtype=np.int64))
     return totals / lengths if aggregate == "mean" else totals
 
 

@@ -1,30 +1,37 @@
 """A finished `deita select` run, as the service reads it: the one place that knows the run's files.
 
 Everything is found through `OUTPUT.manifest.json`: the effective config it records, and the run's work
-folder beside it (the scored pool, its embeddings, the filter's statistics). The interface is what the
-service needs and nothing more: the pool's size, per-turn score lists by field, the embeddings
-(memory-mapped), the selected ordinals, and any one record fetched lazily by ordinal.
+folder beside it (the pool's columns, its embeddings, the filter's statistics), which names the pool file
+the columns were computed from. The interface is what the service needs and nothing more: the pool's size
+(its kept records), per-turn score lists by field, the embeddings (memory-mapped), the selected ordinals,
+and any one record fetched lazily by ordinal (by byte offset from a JSONL pool, else by reading the pool up
+to it; the last few fetched are kept).
 """
 
 from __future__ import annotations
 
 import json
-from functools import cached_property
+from collections.abc import Iterator
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deita.data.formats import detect_format, parse_turns
-from deita.data.io import ReadStats, iter_records, records_at
-from deita.data.records import Turn
+from deita.data.records import Record, Turn
 from deita.embedding.embedder import EmbedStage
 from deita.errors import DeitaError
+from deita.passes.columns import MARKER, Columns
+from deita.passes.fetch import ScoredPool
+from deita.passes.run import COLUMNS, EMBEDDINGS
 from deita.scoring.scorer import ScoreStage
 from deita.selection.embeddings import open_embeddings
 from deita.workflow import SelectConfig, SelectPaths
 
 MANIFEST_SUFFIX = ".manifest.json"
+RECORDS_KEPT = 256
+"""Records fetched by ordinal that stay in memory (neighbours of popular records come back often)."""
 
 
 class FinishedRun:
@@ -47,8 +54,13 @@ class FinishedRun:
         if not isinstance(self.manifest, dict) or not isinstance(self.manifest.get("config"), dict):
             raise DeitaError(f"{manifest_path}: the manifest records no config; was it written by `deita select`?")
         self.config = SelectConfig.build(self.manifest["config"], f"{manifest_path} config")
-        self.pool_path = self._work_file("scored.jsonl")
-        self._spans: list[tuple[int, int]] | None = None
+        self._work_file(f"{COLUMNS}/{MARKER}")
+        self.columns = Columns(self.paths.work / COLUMNS)
+        self.pool_path = Path(self.columns.marker["pool"]["path"])
+        if not self.pool_path.is_file():
+            raise DeitaError(f"--selection {self.output}: its pool {self.pool_path} is missing; the run's records "
+                             "are read from it")
+        self._pool = ScoredPool(self.pool_path, self.columns, self.config.run.format, self.config.run.pairing)
 
     def _work_file(self, name: str) -> Path:
         path = self.paths.work / name
@@ -62,28 +74,18 @@ class FinishedRun:
         return self.config.filter.threshold
 
     def score_lists(self, keys: tuple[str, ...]) -> list[list[Any]]:
-        """For each key, every pool record's per-turn list in ordinal order (one read of the pool, which also
-        notes where each record lies for `record`)."""
-        lists: list[list[Any]] = [[] for _ in keys]
-        spans: list[tuple[int, int]] = []
-        stats = ReadStats()
-        for record in iter_records(self.pool_path, stats=stats):
-            spans.append((stats.record_start, stats.bytes_read))
-            for key, column in zip(keys, lists, strict=True):
-                column.append(record.raw.get(key))
-        self._spans = spans
-        return lists
+        """For each key, every pool record's per-turn list in ordinal order (None for a field the run did not
+        compute), from the run's columns."""
+        return [self.columns.lists(key) if key in self.columns.fields else [None] * self.size for key in keys]
 
     @property
     def size(self) -> int:
-        if self._spans is None:
-            self.score_lists(())
-        return len(self._spans)
+        return self.columns.rows
 
     @cached_property
     def embeddings(self) -> np.ndarray:
         """The pool's embeddings, memory-mapped, one row per ordinal."""
-        return open_embeddings(self._work_file("embeddings.npy"), self.size, self.pool_path)
+        return open_embeddings(self._work_file(EMBEDDINGS), self.size, self.pool_path)
 
     @cached_property
     def selected(self) -> np.ndarray | None:
@@ -94,11 +96,17 @@ class FinishedRun:
         stats = json.loads(path.read_text(encoding="utf-8"))
         return np.asarray(stats.get("selected", []), dtype=np.int64) if "selected" in stats else None
 
+    def scored_records(self) -> Iterator[Record]:
+        """Every pool record of the run (its kept records, in ordinal order) with its score fields."""
+        return self._pool.records()
+
     def record(self, ordinal: int) -> dict[str, Any]:
-        """The pool record at `ordinal`, read from its bytes in the pool file."""
-        if self._spans is None:
-            self.score_lists(())
-        return next(records_at(self.pool_path, [self._spans[ordinal]]))
+        """The pool record at `ordinal` with its score fields, read from the pool file."""
+        return self._record(int(ordinal))
+
+    @lru_cache(maxsize=RECORDS_KEPT)  # noqa: B019 (one FinishedRun per service, alive as long as it)
+    def _record(self, ordinal: int) -> dict[str, Any]:
+        return self._pool.fetch([ordinal])[0]
 
     def turns(self, ordinal: int) -> list[Turn]:
         raw = self.record(ordinal)
