@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from deita.workflow import SelectPaths
 
 COLUMNS = "columns"
-LAYOUT = 2
-"""The columns' file layout; a run that finds another one computes them again."""
+LAYOUT = 3
+"""The columns' file layout (3: the reads' fingerprint holds the pool's sha256); a run that finds another one
+computes them again."""
 EMBEDDINGS = "embeddings.npy"
 BIGRAM_COUNTS = "bigram_counts.npy"
 """The kept records' word-bigram counts for the offline signals: made in read 1, removed once the columns
