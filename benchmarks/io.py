@@ -8,9 +8,10 @@ read a line, `orjson.loads`, add a field, `orjson.dumps`, write. Every deita fig
 run as a subprocess (start-up, imports and all); its peak RSS is that child's own (`wait4`).
 
 The duplicate-key check of the reader (issue 21) is timed in this process: the same file read through
-`iter_records` with the check on and off, alternately, best of 9 each; target ≤ 1.05×. `--real FILE` times
-it on a real pool too (e.g. /work/shared/data/sharegpt_v3_5k.json, written out as JSONL four times over);
-`--duplicate-keys-only` skips the commands.
+`iter_records` with the check on, with it off (jiter's `catch_duplicate_keys`), and through the orjson parse
+the reader had before jiter (no duplicate check: `orjson_loads` below), alternately, best of 9 each; target
+≤ 1.05×. `--real FILE` times it on a real pool too (e.g. /work/shared/data/sharegpt_v3_5k.json as it is, and
+written out as JSONL four times over); `--duplicate-keys-only` skips the commands.
 
 Targets (issue 16): convert ≤ 2× the loop with peak RSS ≤ 200 MB; validate ≤ 1.5×; filter with a
 1M×384 float16 embedding file → 10K ≤ 3×, end to end. It also prints how many times each stage reads
@@ -27,6 +28,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     sys.path.pop(0)
 
 import argparse
+import itertools
 import json
 import random
 import subprocess
@@ -131,7 +133,7 @@ def stage_reads(folder: Path, env: dict[str, str]) -> list[tuple[str, int]]:
 
     small = folder / "small.jsonl"
     with open(folder / "pool.jsonl", "rb") as src, open(small, "wb") as dst:
-        dst.writelines(line for _, line in zip(range(200), src))
+        dst.writelines(itertools.islice(src, 200))
     model = save_random_causal_lm(folder / "tiny-llama", "tiny-llama")
     score = run_measured(deita("score", str(small), "-o", str(folder / "s.jsonl"), "--model", str(model),
                                "--type", "complexity", "--device", "cpu", "-q"), env)
@@ -153,30 +155,59 @@ def stage_reads(folder: Path, env: dict[str, str]) -> list[tuple[str, int]]:
 DUPLICATE_KEYS_TARGET = 1.05
 
 
-def duplicate_key_cost(path: Path, rounds: int = 9) -> tuple[float, float, int]:
-    """(seconds with the check, seconds without, records) of reading ``path`` through ``iter_records``:
-    best of ``rounds`` each, the two alternating so load drift hits both."""
-    from deita.data import checks
-    from deita.data.io import iter_records
+_DIGITS_OPENERS = bytes(b for b in range(256) if b not in b"0123456789{[")
+_DIGITS_ONLY = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))
 
-    best = {True: float("inf"), False: float("inf")}
+
+def orjson_loads(data: bytes) -> object:
+    """The reader's fast parse before jiter, without any duplicate-key check (a reference): orjson's value,
+    or ``SLOW`` where the stdlib must decide (orjson refuses it, a run of 19 digits may be an integer orjson
+    turns into a float, more brackets than ``MAX_NESTING``)."""
+    from deita.data import checks
+
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return checks.SLOW
+    marks = data.translate(None, _DIGITS_OPENERS)
+    openers = marks.count(b"{") + marks.count(b"[")
+    if openers > checks.MAX_NESTING or (len(marks) - openers >= 19 and b"9" * 19 in data.translate(_DIGITS_ONLY)):
+        return checks.SLOW
+    return value
+
+
+def duplicate_key_cost(path: Path, rounds: int = 9) -> tuple[dict[str, float], int]:
+    """Seconds of reading ``path`` through ``iter_records`` with the check ("on"), without it ("off"), and
+    with the orjson parse ("orjson"), best of ``rounds`` each, alternating so load drift hits all; and the
+    record count."""
+    from deita.data import checks
+    from deita.data.io import RecordPolicy, iter_records
+    from deita.data.readers import jsonl, text
+
+    best = {"on": float("inf"), "off": float("inf"), "orjson": float("inf")}
     count = 0
-    for _ in range(rounds):
-        for on in (False, True):
-            checks.CHECK_DUPLICATE_KEYS = on
-            start = time.perf_counter()
-            count = sum(1 for _ in iter_records(path, on_error="skip"))
-            best[on] = min(best[on], time.perf_counter() - start)
-    checks.CHECK_DUPLICATE_KEYS = True
-    return best[True], best[False], count
+    try:
+        for _ in range(rounds):
+            for mode in best:
+                checks.CHECK_DUPLICATE_KEYS = mode == "on"
+                jsonl.fast_loads = text.fast_loads = orjson_loads if mode == "orjson" else checks.fast_loads
+                start = time.perf_counter()
+                count = sum(1 for _ in iter_records(path, policy=RecordPolicy.skipping(None, write=False)))
+                best[mode] = min(best[mode], time.perf_counter() - start)
+    finally:
+        checks.CHECK_DUPLICATE_KEYS = True
+        jsonl.fast_loads = text.fast_loads = checks.fast_loads
+    return best, count
 
 
 def report_duplicate_keys(name: str, path: Path) -> None:
-    with_check, without, count = duplicate_key_cost(path)
-    ratio = with_check / without
-    verdict = "ok" if ratio <= DUPLICATE_KEYS_TARGET else "MISSED"
-    print(f"duplicate-key check, {name}: {count:,} records read in {with_check:.2f} s with it, {without:.2f} s "
-          f"without: {ratio:.3f}× the plain reader (target ≤ {DUPLICATE_KEYS_TARGET}×)  {verdict}")
+    best, count = duplicate_key_cost(path)
+    print(f"duplicate-key check, {name}: {count:,} records read in {best['on']:.3f} s with it, {best['off']:.3f} s "
+          f"without it, {best['orjson']:.3f} s through orjson without it")
+    for label, key in (("the same reader without it", "off"), ("the orjson reader without it", "orjson")):
+        ratio = best["on"] / best[key]
+        verdict = "ok" if ratio <= DUPLICATE_KEYS_TARGET else "MISSED"
+        print(f"  {ratio:.3f}× {label} (target ≤ {DUPLICATE_KEYS_TARGET}×)  {verdict}")
 
 
 def real_pool_jsonl(source: Path, folder: Path, copies: int = 4) -> Path:
@@ -210,6 +241,7 @@ def main() -> None:
         subprocess.run(["cat", str(pool), str(emb)], stdout=subprocess.DEVNULL, check=True)  # into page cache
         report_duplicate_keys("synthetic pool", pool)
         if args.real is not None:
+            report_duplicate_keys(f"{args.real.name} (as it is)", args.real)
             report_duplicate_keys(f"{args.real.name} (JSONL, 4 copies)", real_pool_jsonl(args.real, folder))
         if args.duplicate_keys_only:
             return

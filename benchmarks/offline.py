@@ -143,7 +143,7 @@ def calibrate(data: Path, minilm: Path | None, planted_count: int) -> None:
           + f" {'real skipped':>13s}")
     for threshold in sorted({*GRID, declared}):
         mask = skipped(scores, embeddings, threshold)
-        caught = np.array([mask[o] or mask[c] for o, c in zip(original_at, copy_at)])
+        caught = np.array([mask[o] or mask[c] for o, c in zip(original_at, copy_at, strict=True)])
         real = int(skipped(scores[real_rows], embeddings[real_rows], threshold).sum())
         per_kind = " ".join(f"{caught[kinds == k].mean():>15.1%}" for k in KINDS)
         verdict = ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import sys
 from pathlib import Path
@@ -109,8 +110,8 @@ def main() -> None:
     head = token_logprob_head(model, score_token_ids(tokenizer))
     for variant in sorted(set(args.variants.split(",")), key=["eager", "compile"].index):
         engine = PrefillEngine(model, batch_tokens=args.batch_tokens, compile=variant == "compile")
-        _, warmup = timed(lambda: engine.run(sequences[: args.n_profile], head))
-        _, seconds = timed(lambda: engine.run(sequences, head))
+        _, warmup = timed(functools.partial(engine.run, sequences[: args.n_profile], head))
+        _, seconds = timed(functools.partial(engine.run, sequences, head))
         tflops = flops / seconds / 1e12
         print(f"== {variant}: warm-up {warmup:.1f} s, {len(sequences) / seconds:.1f} samples/s, "
               f"{tflops:.0f} TFLOP/s")

@@ -57,7 +57,7 @@ def generate(folder: Path, n: int, dim: int, size: int) -> dict[str, Path]:
     with open(pool, encoding="utf-8") as handle:
         for i, line in enumerate(handle):
             record = json.loads(line)
-            scores[i] = sum(c * q for c, q in zip(record["complexity_scores"], record["quality_scores"]))
+            scores[i] = sum(c * q for c, q in zip(record["complexity_scores"], record["quality_scores"], strict=True))
     result = deita_filter(scores, np.load(embeddings, mmap_mode="r"), size, 0.9)
     wanted = {int(index): rank for rank, index in enumerate(result.indices)}
     chosen: list[str] = [""] * len(wanted)

@@ -77,11 +77,13 @@ def device_description() -> str:
 
 
 def write_manifest(path: Path, input_path: Path, output_path: Path, counts: dict[str, Any], config: dict[str, Any],
-                   models: list[tuple[str, str]], seconds: dict[str, float], seeds: dict[str, int]) -> None:
+                   models: list[tuple[str, str]], seconds: dict[str, float], seeds: dict[str, int],
+                   input_sha256: str | None = None) -> None:
+    """`input_sha256`: the input's hash as a read of the run found it, so the input is not read again for it."""
     manifest = {
         "command": ["deita", *map(without_credentials, sys.argv[1:])],
         "input": {"path": str(input_path), "bytes": input_path.stat().st_size if input_path.is_file() else None,
-                  "sha256": sha256_of(input_path)},
+                  "sha256": input_sha256 or sha256_of(input_path)},
         "output": {"path": str(output_path), "sha256": sha256_of(output_path)},
         "counts": counts,
         "config": config,

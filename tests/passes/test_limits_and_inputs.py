@@ -159,3 +159,30 @@ def test_a_compressed_pool_selects_the_bytes_of_the_plain_one(capsys, tmp_path, 
     code, _, err = select(capsys, pool, output, "--size", "20")
     assert code == 0, err
     assert hashlib.sha256(output.read_bytes()).hexdigest() == stored["sha256"]
+
+
+def test_a_rerun_that_adds_limits_keeps_the_scores_and_embeddings(capsys, tmp_path):
+    """Only the limit columns depend on --token-budget's tokenizer and --max-share's field: a rerun that adds
+    them reads the pool once more for them and writes the bytes a fresh run writes."""
+    pool = tmp_path / "pool.jsonl"
+    lines = SAMPLE.read_text().splitlines()
+    pool.write_text("".join(json.dumps({**json.loads(line), "source": f"s{i % 3}"}) + "\n"
+                            for i, line in enumerate(lines)))
+    limits = ("--size", "30", "--token-budget", "20000", "--max-share", "0.4", "--source-field", "source")
+    fresh = tmp_path / "fresh.jsonl"
+    assert select(capsys, pool, fresh, *limits)[0] == 0
+    rerun = tmp_path / "rerun.jsonl"
+    assert select(capsys, pool, rerun, "--size", "30")[0] == 0
+    work = rerun.with_name("rerun.jsonl.work")
+    computed = {path.name: path.stat().st_mtime_ns for path in (work / "columns").glob("*.values.npy")}
+    embeddings = (work / "embeddings.npy").stat().st_mtime_ns
+    code, out, err = select(capsys, pool, rerun, *limits)
+    assert code == 0, err
+    rows = Columns(work / "columns").rows
+    assert f"read the pool once more for the limit columns ({rows:,} records)" in out
+    assert rerun.read_bytes() == fresh.read_bytes()
+    assert {path.name: path.stat().st_mtime_ns for path in (work / "columns").glob("*.values.npy")} == computed
+    assert (work / "embeddings.npy").stat().st_mtime_ns == embeddings
+    code, out, err = select(capsys, pool, rerun, "--size", "30", "--token-budget", "20000")
+    assert code == 0 and "limit columns" in out, err  # a limit taken away: the marker follows, nothing recomputed
+    assert (work / "embeddings.npy").stat().st_mtime_ns == embeddings

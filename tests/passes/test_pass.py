@@ -51,9 +51,40 @@ def test_pool_read_at_most_three_times_and_no_other_file_of_records(sample_run):
     output, done = sample_run
     reads = re.findall(r"deita reads: (\d+) (.+)", done.stderr)
     assert reads == [(reads[0][0], str(SAMPLE))] and int(reads[0][0]) <= 3, done.stderr
-    fetched = re.findall(r"deita fetched: (\d+) records of (.+)", done.stderr)
-    assert fetched == [("20", str(SAMPLE))]  # the selected records, by byte offset
+    # the report's read of the pool keeps the selected records: none fetched by offset
+    assert not re.findall(r"deita fetched: (\d+) records of (.+)", done.stderr)
     assert len(output.read_text().splitlines()) == 20
+
+
+OPENS = """
+import atexit, os, runpy, sys
+pool, opens = os.path.realpath(sys.argv[1]), []
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and os.path.realpath(args[0]) == pool:
+        opens.append(args[1])
+sys.addaudithook(hook)
+atexit.register(lambda: print(f"opens: {len(opens)}", file=sys.stderr))
+sys.argv = ["deita", *sys.argv[2:]]
+runpy.run_module("deita.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("report", ["--report", "--no-report"])
+def test_every_open_of_the_pool_counts_the_manifest_hash_included(report, tmp_path):
+    """Python's audit hook sees every open of the pool file, whatever opens it: the manifest's sha256 comes
+    from the pass's reads, the selected records from the report's read or by offset, and nothing peeks."""
+    import hashlib
+
+    output = tmp_path / "sel.jsonl"
+    command = [sys.executable, "-c", OPENS, str(SAMPLE), "select", str(SAMPLE), "-o", str(output), "--preset",
+               "offline", "--size", "20", "-q", report]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DEITA_COUNT_READS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert int(re.findall(r"opens: (\d+)", done.stderr)[-1]) == 3, done.stderr
+    fetched = re.findall(r"deita fetched: (\d+) records of (.+)", done.stderr)
+    assert fetched == ([("20", str(SAMPLE))] if report == "--no-report" else [])
+    manifest = json.loads(output.with_name("sel.jsonl.manifest.json").read_text())
+    assert manifest["input"]["sha256"] == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
 
 
 def test_nothing_under_the_work_folder_is_a_copy_of_records(sample_run):

@@ -84,6 +84,7 @@ def test_bad_requests_get_400_413_422_without_traceback(server):
     cases = [
         (b"{\"records\": [", 400, "json", None),
         (b"", 400, "json", None),
+        (b'{"records": [{"conversations": [], "\\u0063onversations": []}]}', 400, "json", None),
         (b"[1, 2]", 422, "schema", "body"),
         (b"{\"records\": \"x\"}", 422, "schema", "records"),
         (b"{\"record\": []}", 422, "schema", "record"),
@@ -95,6 +96,8 @@ def test_bad_requests_get_400_413_422_without_traceback(server):
         assert answer.status == status, (raw[:40], answer.body)
         assert answer.body["error"]["kind"] == kind and answer.body["error"].get("field") == field
         assert "Traceback" not in json.dumps(answer.body)
+    answer = server.call("POST", "/v1/score", raw=cases[2][0])
+    assert "duplicate key 'conversations'" in answer.body["error"]["reason"]
     oversized = b'{"records": ["' + b"x" * (10 * 2**20) + b'"]}'  # urllib sends all of it before reading
     answer = server.call("POST", "/v1/score", raw=oversized)
     assert answer.status == 413 and answer.body["error"]["kind"] == "too_large"

@@ -88,8 +88,10 @@ def select_command() -> click.Command:
             echo_lines(run_select(input, output, config, policy))
 
     return command("select", "The whole Deita pipeline: dedup (and decontamination, with a decontaminate section), "
-                   "complexity and quality scoring, embedding, diversity-aware filtering.\n\nEach stage is cached "
-                   "next to OUTPUT, so rerunning the same command resumes; the "
+                   "complexity and quality scoring, embedding, diversity-aware filtering.\n\nOne read of the pool "
+                   "dedups it; a second computes every score and embedding of the kept records as columns in "
+                   "OUTPUT.work/ (no copies of records), so a killed run resumes from its finished shards and a rerun "
+                   "that changes only the walk (--size, --threshold, --token-budget, --max-share) reuses them; the "
                    "effective config is saved as OUTPUT.config.yaml and bad records (with --on-error skip) go to "
                    "OUTPUT.rejects.jsonl.\n\nExamples:\n\n  deita select examples/sample.jsonl -o out/selected.jsonl "
                    "--size 20 --preset offline\n\n  deita select pool.json -o deita6k.json --size 6000 --config "

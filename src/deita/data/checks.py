@@ -1,14 +1,15 @@
-"""What makes a decoded JSON value a bad record, and when orjson's fast parse must defer to the stdlib.
+"""What makes a decoded JSON value a bad record, and when the fast parse must defer to the stdlib.
 
 A record is bad when it is nested deeper than ``MAX_NESTING`` levels (deeper records break the recursion
-limits of JSON encoders and parquet writers later on) or when it holds a lone surrogate escape such as
-``"\\ud800"`` (valid JSON syntax, but not Unicode text: writing UTF-8 or tokenizing it fails later). For
-parquet, integers must fit int64 and the schema must stay within what pyarrow reads back.
+limits of JSON encoders and parquet writers later on), when it holds a lone surrogate escape such as
+``"\\ud800"`` (valid JSON syntax, but not Unicode text: writing UTF-8 or tokenizing it fails later), or when
+one of its objects holds a key twice (a parser would keep the last value and drop the first without a word).
+For parquet, integers must fit int64 and the schema must stay within what pyarrow reads back.
 
-orjson parses on the hot paths; the stdlib ``json`` decides everything orjson cannot say exactly: a record
-orjson refuses (bad syntax, NaN, a lone surrogate escape) is read again with the stdlib, whose message and
-rules the rejects keep, and so is a record where orjson would have turned an integer beyond 64 bits into a
-float (``fast_loads`` answers ``SLOW`` for those).
+jiter parses on the hot paths and refuses duplicate keys as it builds each object (keys compared after
+their escapes are decoded: ``"\\u0072ole"`` is ``"role"``); the stdlib ``json`` decides everything jiter
+refuses (bad syntax, NaN, a lone surrogate escape, a duplicate key, nesting too deep), with the message and
+rules the rejects keep.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import re
 from typing import Any
 
-import orjson
+import jiter
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in decoded text: json joins valid pairs, so these are lone
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # in raw JSON text: the only way to write one
@@ -27,17 +28,12 @@ _INT64 = (-(2**63), 2**63 - 1)
 PARQUET_MAX_SCHEMA_DEPTH = 100
 """pyarrow's parquet reader refuses deeper schemas; a list takes two levels, an object one (root: 1)."""
 
-_NOT_MARKS = bytes(b for b in range(256) if b not in b'0123456789{[":\\')  # translate(None, _NOT_MARKS) keeps these
-_NOT_DIGITS_OPENERS = bytes(b for b in range(256) if b not in b"0123456789{[")  # the reader without the key check
-_DIGITS_OPENERS = b"0123456789{["
-_DIGITS_ONLY = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # translate table: digits to "9", rest " "
-_DIGIT_RUN = b"9" * 19  # an integer literal this long may be beyond 64 bits, where orjson gives a float
 SLOW = object()
 """``fast_loads``'s answer when the stdlib path must read the record."""
 
 
 CHECK_DUPLICATE_KEYS = True
-"""Look for duplicate keys (benchmarks/io.py turns it off to time what the look costs)."""
+"""Refuse duplicate keys on the fast path (benchmarks/io.py turns it off to time what the check costs)."""
 
 
 class DuplicateKey(ValueError):
@@ -62,53 +58,36 @@ STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_once)
 """The stdlib decoder every slow path uses: it refuses duplicate keys (``DuplicateKey``)."""
 
 
-def _all_keys(value: Any) -> int:
-    """The keys of every object in ``value``, walked (the pre-test's second look, for records with objects
-    beyond their messages)."""
-    count, stack = 0, [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is dict:
-            count += len(item)
-            item = item.values()
-        stack.extend(child for child in item if type(child) is dict or type(child) is list)
-    return count
+def _jiter_parses(depth: int) -> bool:
+    try:
+        jiter.from_json(b"[" * depth + b"]" * depth)
+    except ValueError:
+        return False
+    return True
+
+
+_JITER_DEPTH_GUARD = _jiter_parses(MAX_NESTING + 1) and not _jiter_parses(MAX_NESTING + 2)
+"""jiter refuses values nested deeper than 201 levels; with the record wrapped in one array (see ``fast_loads``),
+that is exactly the records deeper than ``MAX_NESTING``. A jiter with another limit makes ``fast_loads`` count
+brackets instead."""
 
 
 def fast_loads(data: bytes) -> Any:
-    """orjson's value of one record's UTF-8 text, or ``SLOW`` where the stdlib path must decide: orjson
-    refuses it (syntax, NaN, lone surrogates), it may hold an integer beyond 64 bits (a run of 19 digits
-    in its text), it holds more brackets than ``MAX_NESTING`` levels, or its text may hold a key twice.
+    """jiter's value of one record's UTF-8 text, or ``SLOW`` where the stdlib path must decide: jiter refuses
+    it (syntax, NaN, lone surrogates, an integer of more than 4300 digits, a key twice in one object, nesting
+    deeper than ``MAX_NESTING``).
 
-    The duplicate-key pre-test rides on that one pass, which keeps quotes, colons and backslashes too: with
-    digits and brackets then dropped from the (small) result, every key of the text leaves ``"":`` (its
-    quotes and its colon; whitespace is gone), and an escaped quote leaves a backslash that breaks the
-    pattern. More of those than the parsed record has keys means a key was dropped (or a string looks like
-    a key): the stdlib path, which refuses duplicates, decides. Keys holding a quote, colon or backslash
-    leave no mark and are not looked at."""
+    The text is parsed as the one element of an array: the extra level turns jiter's depth limit into
+    ``MAX_NESTING`` (``_JITER_DEPTH_GUARD``), and a text that is not one JSON value (``1, 2``) gives another
+    count of elements. jiter keeps integers beyond 64 bits exact, as the stdlib does."""
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        wrapped = jiter.from_json(b"".join((b"[", data, b"]")), allow_inf_nan=False, cache_mode="keys",
+                                  catch_duplicate_keys=CHECK_DUPLICATE_KEYS)
+    except ValueError:
         return SLOW
-    check = CHECK_DUPLICATE_KEYS and type(value) is dict
-    marks = data.translate(None, _NOT_MARKS if check else _NOT_DIGITS_OPENERS)  # one pass over the text
-    keys = marks.translate(None, _DIGITS_OPENERS) if check else b""  # quotes, colons, backslashes
-    openers = marks.count(b"{") + marks.count(b"[")
-    if openers > MAX_NESTING or (len(marks) - len(keys) - openers >= 19 and _DIGIT_RUN in data.translate(_DIGITS_ONLY)):
+    if len(wrapped) != 1 or (not _JITER_DEPTH_GUARD and data.count(b"{") + data.count(b"[") > MAX_NESTING):
         return SLOW
-    if check:
-        marked = keys.count(b'"":')
-        count = len(value)
-        if marked > count:  # count the keys of a chat's messages in C, then walk only if still short
-            messages = value.get("conversations") or value.get("messages")
-            if type(messages) is list:
-                try:
-                    count += sum(map(dict.__len__, messages))
-                except TypeError:  # not all objects
-                    pass
-            if marked > count and marked > _all_keys(value):
-                return SLOW
-    return value
+    return wrapped[0]
 
 
 def _field(path: str, key: object) -> str:

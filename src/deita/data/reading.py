@@ -18,7 +18,7 @@ from .policy import RecordPolicy
 from .read_counts import count_fetch, count_read
 from .readers import READERS, ReadStats, load_dataset, parquet_rows
 from .records import Record
-from .source import Fingerprint, check_stat, is_stream, open_source, recoded
+from .source import Fingerprint, check_stat, compression_of, is_stream, open_source, recoded_head
 
 
 def check_read_options(fmt: str | None, pairing: str) -> None:
@@ -94,11 +94,15 @@ def records_at(path: str | Path, spans: Iterable[tuple[int, int]],
     UTF-16/32 file, whose offsets count decoded bytes, is streamed once instead of seeked."""
     p = Path(path)
     key = str(p.resolve())
-    if recoded(p):
+    if compression_of(p) or is_stream(p):
         yield from _records_streamed(p, list(spans), expect, key)
         return
     with open(p, "rb") as f:
         check_stat(p, os.fstat(f.fileno()), expect)
+        if recoded_head(f.read(4)):  # compressed or UTF-16/32 inside: offsets count decoded bytes
+            f.close()
+            yield from _records_streamed(p, list(spans), expect, key)
+            return
         for start, end in spans:
             f.seek(start)
             count_fetch(key)
@@ -147,6 +151,8 @@ def input_size(path: str | Path) -> tuple[int, str]:
         return parquet_rows(p), "rows"
     if file_type == "dataset":
         return len(load_dataset(p)), "rows"  # memory-maps the arrow files; reads no rows
-    if is_stream(p) or recoded(p):
+    if is_stream(p) or compression_of(p):
         return 0, "bytes"  # unknown: a pipe has no size, a compressed file's counts decoded bytes
+    # the file's size, without opening it (a run may open its input only so often): for the rare file whose
+    # compression or UTF-16/32 text only its bytes show, progress is approximate (the bar is capped)
     return p.stat().st_size, "bytes"

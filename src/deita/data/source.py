@@ -42,7 +42,9 @@ class InputChanged(DeitaError):
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What the first of two reads saw: the file's size and mtime at opening and a hash of its bytes."""
+    """What the first of two reads saw: the file's size and mtime at opening and a hash of its bytes (the
+    sha256 of a file's own bytes, as a manifest states it; for a saved dataset, of its files' names and
+    stats)."""
 
     size: int
     mtime_ns: int
@@ -69,13 +71,9 @@ def is_stream(path: str | Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
-def recoded(path: str | Path) -> bool:
-    """True when the bytes readers see are not the file's own (compressed, or not UTF-8), so byte offsets
-    of a read do not address the file: fetch records by streaming instead."""
-    if compression_of(path) or is_stream(path):
-        return True
-    with open(path, "rb") as f:
-        head = f.read(4)
+def recoded_head(head: bytes) -> bool:
+    """True when a file whose first four bytes are `head` is compressed or not UTF-8 text: the bytes readers
+    see are not the file's own, so byte offsets of a read do not address the file (fetch by streaming)."""
     return any(head.startswith(m) for m in _MAGIC) or _bom_encoding(head) is not None
 
 
@@ -112,7 +110,7 @@ class _Hashing(io.RawIOBase):
 
     def __init__(self, f: IO[bytes], keep_hash: bool, on_end: Callable[[], None]) -> None:
         self.f, self.on_end, self.ended = f, on_end, False
-        self.hash = hashlib.blake2b(digest_size=16) if keep_hash else None
+        self.hash = hashlib.sha256() if keep_hash else None
         self.bytes = 0
 
     def readable(self) -> bool:

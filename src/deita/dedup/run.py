@@ -10,6 +10,7 @@ the decisions need the whole pool; the second pass writes.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from deita.data import atomic
 from deita.data.io import ReadStats, RecordPolicy, RecordWriter, input_size, iter_records
 from deita.data.paths import prepare_output
 from deita.data.policy import given_or_own, rejected_line, rejects_path_for
+from deita.data.records import Record
 from deita.dedup.bigrams import BigramCounts, record_buckets
 from deita.dedup.config import DedupConfig
 from deita.dedup.exact import exact_duplicates, processing_order
@@ -140,27 +142,36 @@ def dedup_file(input_path: str | Path, output_path: str | Path, config: DedupCon
         return _dedup(input_path, output_path, config, options, policy, bigrams_path)
 
 
+def hashes_and_decisions(records: Iterator[Record], stats: ReadStats, config: DedupConfig, options: RunOptions,
+                         source: Path, scratch: Path,
+                         bigrams: BigramCounts | None = None) -> tuple[PoolHashes, Decisions]:
+    """Hash every record `records` yields (one read of `source`, with a progress bar) and decide exact and
+    near duplicates; the shingle store lives in `scratch` only while deciding."""
+    total, unit = input_size(source)
+    helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
+    store = ShingleStore(scratch) if config.near else None
+    try:
+        with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
+                         total_unit=unit) as bar:
+            pool = hash_pool(records, stats, config, bar, helper, store, bigrams=bigrams)
+        if store is not None:
+            store.finish()
+        return pool, decide(pool, config, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
 def _dedup(input_path: Path, output_path: Path, config: DedupConfig, options: RunOptions,
            policy: RecordPolicy, bigrams_path: Path | None = None) -> DedupReport:
     before = policy.snapshot()
     start = time.perf_counter()
     stats = ReadStats(reread=True)  # the second pass writes: the file must not change in between
-    total, unit = input_size(input_path)
-    helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
-    store = ShingleStore(atomic.temp_path(output_path, ".shingles.tmp")) if config.near else None
     bigrams = BigramCounts() if bigrams_path is not None and config.near and config.field == "all" else None
-    try:
-        with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
-                         total_unit=unit) as bar:
-            pool = hash_pool(read_pool(input_path, options, policy, stats), stats, config, bar, helper,
-                             store, bigrams=bigrams)
-        if store is not None:
-            store.finish()
-        decisions = decide(pool, config, store)
-    finally:
-        if store is not None:
-            store.close()
+    pool, decisions = hashes_and_decisions(read_pool(input_path, options, policy, stats), stats, config, options,
+                                           input_path, atomic.temp_path(output_path, ".shingles.tmp"), bigrams)
     duplicates = duplicates_path_for(output_path)
+    total, unit = input_size(input_path)
     with ProgressBar("dedup: writing", total, quiet=options.quiet, interval=options.progress_interval,
                      total_unit=unit) as bar:
         unwritable = _write_dedup(input_path, output_path, duplicates, pool, decisions, stats, options, policy,

@@ -117,6 +117,23 @@ class ColumnsWriter:
         atomic.write_bytes(self.directory / MARKER, (text + "\n").encode("utf-8"))
 
 
+def add_columns(directory: Path, arrays: dict[str, np.ndarray], group_keys: list[str | None] | None,
+                marker: dict[str, Any]) -> None:
+    """Add whole per-record columns to finished ones (replacing any of the same name) and write `marker` in
+    place of theirs, last, as `ColumnsWriter.finish` does."""
+    found = Columns(directory)
+    for name, column in arrays.items():
+        if len(column) != found.rows:
+            raise DeitaError(f"internal error: column {name} has {len(column)} rows of {found.rows}")
+        _save(directory / f"{name}.npy", column)
+    names = [*found.marker.get("record_columns", []), *(name for name in arrays
+                                                        if name not in found.marker.get("record_columns", []))]
+    text = json.dumps({**found.marker, **marker, "record_columns": names,
+                       "group_keys": group_keys if group_keys is not None else found.marker.get("group_keys")},
+                      indent=2, default=str)
+    atomic.write_bytes(directory / MARKER, (text + "\n").encode("utf-8"))
+
+
 class Columns:
     """Finished columns, read back (memory-mapped)."""
 

@@ -49,8 +49,9 @@ class ScoredPool:
             fields[name] = [None if value != value else value for value in turns]  # NaN: JSON null
         return {**raw, **fields}
 
-    def records(self) -> Iterator[Record]:
-        """Every row in order, as a `Record` of the merged dict (one streaming read of the pool)."""
+    def records(self, merge: bool = True) -> Iterator[Record]:
+        """Every row in order, as a `Record` of the merged dict, or of the record alone without `merge` (one
+        streaming read of the pool)."""
         expect = check_unchanged(self.pool, self.columns)
         rows = iter(enumerate(self.row_index.tolist()))
         row, wanted = next(rows, (None, None))
@@ -58,7 +59,8 @@ class ScoredPool:
                                    stats=ReadStats(expect=expect)):
             if record.index != wanted:
                 continue
-            yield Record(record.index, record.location, self.merged(row, record.raw), record.turns, record.system,
+            raw = self.merged(row, record.raw) if merge else record.raw
+            yield Record(record.index, record.location, raw, record.turns, record.system,
                          record.skipped_leading_assistant)
             row, wanted = next(rows, (None, None))
         if wanted is not None:

@@ -15,16 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from deita.data import atomic
-from deita.data.io import ReadStats, input_size, iter_records
+from deita.data.io import ReadStats, iter_records
 from deita.data.policy import RecordPolicy
 from deita.data.records import Record
 from deita.data.source import Fingerprint
 from deita.dedup.config import DedupConfig
-from deita.dedup.hashing import hash_pool
-from deita.dedup.minhash import ShingleStore
-from deita.dedup.run import HELPER_BYTES, Decisions, decide
+from deita.dedup.run import Decisions, hashes_and_decisions
 from deita.runtime.options import RunOptions
-from deita.runtime.progress import ProgressBar
 
 
 @dataclass
@@ -102,19 +99,8 @@ def hash_and_decide(pool: Path, config: DedupConfig, options: RunOptions, policy
     several reads: a pipe, which can be read only once, is refused before any work."""
     start = time.perf_counter()
     stats = ReadStats(reread=True)
-    total, unit = input_size(pool)
-    helper = unit == "bytes" and total > HELPER_BYTES or unit == "rows" and total > 50_000
-    store = ShingleStore(scratch) if config.near else None
     records = iter_records(pool, fmt=options.format, policy=policy, pairing=options.pairing, stats=stats)
-    try:
-        with ProgressBar("dedup: hashing", total, quiet=options.quiet, interval=options.progress_interval,
-                         total_unit=unit) as bar:
-            hashes = hash_pool(_counted(records, stats, bigrams), stats, config, bar, helper, store)
-        if store is not None:
-            store.finish()
-        decisions = decide(hashes, config, store)
-    finally:
-        if store is not None:
-            store.close()
+    hashes, decisions = hashes_and_decisions(_counted(records, stats, bigrams), stats, config, options, pool,
+                                             scratch)
     return KeepMask(hashes.indices, decisions, stats.records, stats.rejected, time.perf_counter() - start,
                     stats.fingerprint)

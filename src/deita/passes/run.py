@@ -19,6 +19,7 @@ from deita.errors import DeitaError
 from deita.passes.columns import ColumnsWriter, read_marker
 from deita.passes.compute import Job, PassInput, PassSummary, TurnFields, compute_columns
 from deita.passes.keep import KeepMask, KeptBigrams, hash_and_decide
+from deita.passes.limits import add_limit_columns, only_limits_differ
 from deita.runtime.sinks import ArraySink
 from deita.runtime.stage import Stage
 from deita.scoring.lengths import LENGTH_FIELDS, LengthStage, length_fields
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
     from deita.workflow import SelectPaths
 
 COLUMNS = "columns"
-LAYOUT = 2
-"""The columns' file layout; a run that finds another one computes them again."""
+LAYOUT = 3
+"""The columns' file layout (3: the reads' fingerprint holds the pool's sha256); a run that finds another one
+computes them again."""
 EMBEDDINGS = "embeddings.npy"
 BIGRAM_COUNTS = "bigram_counts.npy"
 """The kept records' word-bigram counts for the offline signals: made in read 1, removed once the columns
@@ -102,9 +104,17 @@ def run_pass(pool: Path, paths: SelectPaths, config: SelectConfig, policy: Recor
     plan = pass_plan(config)
     fingerprint = pass_fingerprint(pool, config, plan, extra)
     found = read_marker(directory)
-    if found is not None and {k: found.get(k) for k in fingerprint} == fingerprint and embeddings.exists():
-        replay_rejects(paths.rejects, policy, int(found["result"]["rejected"]))
-        return {**found["result"], "lines": [*found["result"]["lines"], f"reused the finished columns in {directory}"]}
+    if found is not None and embeddings.exists():
+        reuse = None
+        if {k: found.get(k) for k in fingerprint} == fingerprint:
+            reuse = f"reused the finished columns in {directory}"
+        elif only_limits_differ(found, fingerprint):
+            read = add_limit_columns(pool, directory, config, fingerprint)
+            reuse = (f"reused the finished columns in {directory}; read the pool once more for the limit columns "
+                     f"({read:,} records)")
+        if reuse is not None:
+            replay_rejects(paths.rejects, policy, int(found["result"]["rejected"]))
+            return {**found["result"], "lines": [*found["result"]["lines"], reuse]}
     directory.joinpath("columns.json").unlink(missing_ok=True)  # columns being rewritten are not finished
     run = dataclasses.replace(config.run, cache_dir=config.run.cache_dir or str(paths.work / "cache"))
     clean = None

@@ -100,15 +100,14 @@ def write_selection(pool: Path, output: Path, paths: SelectPaths, config: Select
     if config.report.write:
         from deita.report.run import build_report
 
-        # JSONL: the selected records by offset, the report's one read; else one read serves both
-        tap = None if columns.spans is not None else SelectedTap(scored.records(), rows.tolist())
-        chosen = scored.fetch(rows.tolist()) if tap is None else None
+        # the report's one read of the pool also keeps the selected records (no fetch by offset: a third open)
+        tap = SelectedTap(scored.records(), rows.tolist())
         report_config = config.report if config.report.source_field or not config.filter.source_field else \
             dataclasses.replace(config.report, source_field=config.filter.source_field)
         html = build_report(output, pool, embeddings, stats, report_config,
                             rejects if computed["rejected"] else None,
-                            pool_records=tap if tap is not None else scored.records(), selected_rows=rows)
-        chosen = chosen if chosen is not None else tap.chosen()
+                            pool_records=tap, selected_rows=rows)
+        chosen = tap.chosen()
     else:
         chosen = scored.fetch(rows.tolist())
     notes = annotations(selection.result, scores, vectors) if config.filter.annotate else None
@@ -126,6 +125,8 @@ def write_selection(pool: Path, output: Path, paths: SelectPaths, config: Select
         counts.update({key: value for key, value in selection.limits.stats().items()
                        if key in ("tokens_selected", "n_over_budget", "n_group_full")})
     seconds = {**computed["seconds"], "filter": selection.seconds}
+    read = columns.marker.get("read")  # the pool's sha256, as the pass's reads found it: no fourth read for it
     write_manifest(paths.manifest, pool, output, counts, config.effective(), config.models_used(), seconds,
-                   {"filter": config.filter.seed, "report": config.report.seed})
+                   {"filter": config.filter.seed, "report": config.report.seed},
+                   read["digest"] if read and pool.is_file() else None)
     return lines

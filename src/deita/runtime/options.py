@@ -23,7 +23,9 @@ class RunOptions(Config):
     on_error: str = option("fail", "fail: stop at the first bad record; skip: write bad records to "
                            "OUTPUT.rejects.jsonl with the reason and continue.", choices=ON_ERROR)
     shard_size: int = option(1024, "Records per shard (the unit of resumable progress).", min=1)
-    cache_dir: str | None = option(None, "Where finished shards are kept (default: OUTPUT.cache/).")
+    cache_dir: str | None = option(None, "Where finished shards are kept (default: OUTPUT.cache/; for select "
+                                         "OUTPUT.work/cache/, removed once its columns are finished, unless this "
+                                         "is set).")
     executor: str = option("local", "local (this process) or ray (Ray Data, many GPUs/nodes).", choices=EXECUTORS)
     ray_address: str | None = option(None, "Ray cluster address; 'auto' joins a running one.")
     num_workers: int | None = option(None, "Ray workers (default: one per GPU, else per 2 CPU cores).", min=1)

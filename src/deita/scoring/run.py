@@ -54,11 +54,16 @@ class ScoreReport:
 
     def signal_lines(self) -> list[str]:
         counters = self.summary.counters
-        return [f"offline quality signals ({', '.join(SIGNAL_FIELDS)}) and their product gate "
-                f"{QUALITY_FIELD}: {counters.get('refusals', 0):,} refusals, {counters.get('truncated_responses', 0):,}"
-                f" responses cut mid-sentence, {counters.get('language_mismatches', 0):,} answers in another "
-                f"language than their question, {counters.get('unanswered', 0):,} unanswered turns",
-                *self.rejected_lines()]
+
+        def count(key: str, one: str, many: str) -> str:
+            n = counters.get(key, 0)
+            return f"{n:,} {one if n == 1 else many}"
+
+        return [f"offline quality signals ({', '.join(SIGNAL_FIELDS)}) and their product gate {QUALITY_FIELD}: "
+                f"{count('refusals', 'refusal', 'refusals')}, "
+                f"{count('truncated_responses', 'response', 'responses')} cut mid-sentence, "
+                f"{count('language_mismatches', 'answer', 'answers')} in another language than their question, "
+                f"{count('unanswered', 'unanswered turn', 'unanswered turns')}", *self.rejected_lines()]
 
     def rejected_lines(self) -> list[str]:
         return self.summary.rejected_lines()

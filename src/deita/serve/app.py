@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
 import numpy as np
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
@@ -24,6 +22,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from deita import __version__
+from deita.data.checks import SLOW, STRICT_DECODER, fast_loads
 from deita.runtime.stage import RecordProblem, check_text
 from deita.serve.answers import error_body, json_bytes
 from deita.serve.batching import QueueFull
@@ -59,16 +58,16 @@ def answer(value: Any, status: int = 200, headers: dict[str, str] | None = None)
 
 
 async def read_json(request: Request) -> Any:
-    """The body as JSON; 400 when it is empty or malformed (lone surrogates pass, to be a record's problem)."""
+    """The body as JSON; 400 when it is empty, malformed or holds a key twice in one object (lone surrogates
+    pass, to be a record's problem)."""
     body = await request.body()
     if not body.strip():
         raise ApiError(400, "json", "the request body is empty; send a JSON object")
+    value = fast_loads(body)
+    if value is not SLOW:
+        return value
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
+        return STRICT_DECODER.decode(body.decode("utf-8", errors="surrogatepass"))
     except (ValueError, RecursionError) as err:
         raise ApiError(400, "json", f"malformed JSON: {err}") from None
 

@@ -1,4 +1,4 @@
-"""JSON Lines: one record a line, read through orjson, with the stdlib deciding what orjson cannot."""
+"""JSON Lines: one record a line, read through jiter (data/checks.py), with the stdlib deciding what jiter refuses."""
 
 from __future__ import annotations
 

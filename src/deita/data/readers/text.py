@@ -1,4 +1,4 @@
-"""A JSON file's text, decoded chunk by chunk, with an orjson fast path for well-laid-out array elements."""
+"""A JSON file's text, decoded chunk by chunk, with a jiter fast path for well-laid-out array elements."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from deita.data.checks import SLOW, STRICT_DECODER, fast_loads
 
 _CHUNK = 1 << 20
 _WS = re.compile(r"[ \t\n\r]*")
-_FAST_SPAN = 1 << 20  # characters the orjson path may look ahead for an element's end
-_FAST_MISSES = 16  # elements in a row the layout fails to delimit before the orjson path gives up on a file
+_FAST_SPAN = 1 << 20  # characters the jiter path may look ahead for an element's end
+_FAST_MISSES = 16  # elements in a row the layout fails to delimit before the jiter path gives up on a file
 _KEEP_LINE = 1024  # consumed characters of the current line the buffer keeps, for its indentation
 
 
@@ -25,7 +25,7 @@ class TextBuffer:
         self.json = STRICT_DECODER  # refuses duplicate keys
         self.lines_before = 0  # newlines in the text already dropped from buf
         self.bytes_read = 0  # bytes of the file read into buf so far
-        self.fast = True  # elements laid out one per line or pretty-printed: orjson may read them
+        self.fast = True  # elements laid out one per line or pretty-printed: jiter may read them
         self.fast_misses = 0  # elements in a row that the layout did not delimit
 
     def fill(self) -> bool:
@@ -71,10 +71,10 @@ class TextBuffer:
             self.fill()  # the value ends at the chunk's end: a number may go on
 
     def fast_decode(self) -> tuple[Any, int] | None:
-        """The element at pos through orjson, where the file's layout shows its end: an element on one line
+        """The element at pos through jiter (``fast_loads``), where the file's layout shows its end: an element on one line
         (``{...},``), or a pretty-printed one whose closing bracket starts a line at the opening line's
         indentation. None where that fails (then ``decode`` decides, with the stdlib's rules and messages).
-        orjson parses the whole candidate text or nothing, so a wrong candidate can only fail, never
+        jiter parses the whole candidate text as one value or nothing, so a wrong candidate can only fail, never
         yield a different value. A file without such a layout (a whole array on one line, several elements
         a line) turns the fast path off, and no search reads more than ``_FAST_SPAN`` characters ahead."""
         if not self.fast:
