@@ -133,6 +133,7 @@ STRATEGIES: dict[str, Strategy] = {
     "kcenter": Strategy("deita.selection.strategies:kcenter", "k-center greedy on the embeddings",
                         embeddings=True, uses=("seed", "block_size", "device"), ranks=False),
     "ifd": Strategy("deita.selection.strategies:deita", "mean IFD of the turns below --max-ifd, highest first, "
-                    "with the same diversity filter (needs ifd_scores from `deita score --type ifd`)", ifd=True,
+                    "with the same diversity filter (needs ifd_scores: `deita score --type ifd`, or select's "
+                    "--ifd-model)", ifd=True,
                     embeddings=True, uses=("threshold", "block_size", "device", "max_ifd")),
 }
