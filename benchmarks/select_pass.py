@@ -3,6 +3,7 @@
     python benchmarks/select_pass.py                          # the real 5K ShareGPT pool, then 1M synthetic
     python benchmarks/select_pass.py --records 200000         # a smaller synthetic pool
     python benchmarks/select_pass.py --records 0              # the real pool only
+    python benchmarks/select_pass.py --pool none --after-only # 1M synthetic, the one pass alone (no ratio)
 
 Before: the staged path, as standalone commands (each a subprocess): `deita dedup` → the offline length
 scores (`add_length_scores`, what the old select ran; no command of its own) → `deita score --type
@@ -31,7 +32,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-POOL5K = Path("/work/shared/data/sharegpt_v3_5k.json")
+POOL5K = Path(__file__).resolve().parents[2] / "shared" / "data" / "sharegpt_v3_5k.json"
 SORT_KEY = "instruction_lengths,response_lengths"
 TOPICS = 2000
 
@@ -129,10 +130,12 @@ def measure(steps: list[list[str]], env: dict[str, str], work: Path, output: Pat
             "sha256": hashlib.sha256(output.read_bytes()).hexdigest()}
 
 
-def report(name: str, pool: Path, before: dict, after: dict) -> None:
+def report(name: str, pool: Path, before: dict | None, after: dict) -> None:
     size = pool.stat().st_size
     print(f"\n## {name}: {pool} ({size / 1e6:,.1f} MB)")
     for label, result in (("before (staged)", before), ("after (one pass)", after)):
+        if result is None:
+            continue
         opened = result["reads"].get(str(pool.resolve()), 0)
         others = {Path(p).name: n for p, n in result["reads"].items() if p != str(pool.resolve())}
         fetched = sum(result["fetched"].values())
@@ -140,15 +143,17 @@ def report(name: str, pool: Path, before: dict, after: dict) -> None:
               f"{dict(others) or ''} | fetched by offset {fetched:,} | work folder {result['work_bytes'] / 1e6:,.1f} MB "
               f"({result['work_bytes'] / size:.0%} of the pool) | peak RSS {result['peak_rss'] / 2**20:,.0f} MB | "
               f"{result['seconds']:,.1f} s")
+    if before is None:
+        return
     print(f"ratio after/before: work folder {after['work_bytes'] / max(before['work_bytes'], 1):.2f}, peak RSS "
           f"{after['peak_rss'] / before['peak_rss']:.2f}, time {after['seconds'] / before['seconds']:.2f}; "
           f"same output bytes: {before['sha256'] == after['sha256']}")
 
 
-def compare(name: str, pool: Path, size: int, with_report: bool) -> None:
+def compare(name: str, pool: Path, size: int, with_report: bool, after_only: bool = False) -> None:
     env = {**os.environ, "DEITA_COUNT_READS": "1"}
     with tempfile.TemporaryDirectory(prefix="deita-select-pass-") as tmp:
-        before = staged(pool, Path(tmp) / "before", size, env)
+        before = None if after_only else staged(pool, Path(tmp) / "before", size, env)
         after = one_pass(pool, Path(tmp) / "after", size, env, with_report)
     report(name + (" (the one pass with its report)" if with_report else ""), pool, before, after)
 
@@ -159,15 +164,18 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000, help="synthetic pool size (0: none)")
     parser.add_argument("--size", type=int, default=500)
     parser.add_argument("--report", action="store_true", help="the one pass writes its HTML report too")
+    parser.add_argument("--after-only", action="store_true",
+                        help="the one pass alone (its reads, work folder, RSS and time at a size where the staged "
+                             "path takes too long to run beside it)")
     args = parser.parse_args()
     if args.pool.exists():
-        compare("real pool", args.pool, args.size, args.report)
+        compare("real pool", args.pool, args.size, args.report, args.after_only)
     else:
         print(f"(no real pool at {args.pool}; skipped)")
     if args.records:
         with tempfile.TemporaryDirectory(prefix="deita-synthetic-") as tmp:
             pool = synthetic_pool(Path(tmp) / "pool.jsonl", args.records, vocabulary(args.pool))
-            compare(f"synthetic pool, {args.records:,} records", pool, args.size, args.report)
+            compare(f"synthetic pool, {args.records:,} records", pool, args.size, args.report, args.after_only)
 
 
 if __name__ == "__main__":
